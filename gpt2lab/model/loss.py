@@ -1,0 +1,75 @@
+"""Next-token loss computed straight from the last hidden states, a slice of tokens at a time.
+
+Why not `F.cross_entropy(lm_head(h), targets)`? With GPT-2's 50,257-token vocabulary the
+logits of one small batch (8 x 256 tokens) are 411 MB of fp32, and the plain recipe
+writes and re-reads tensors of that size several times (logits, log-softmax, their
+gradients). Here each slice of tokens goes through the output layer, the softmax and the
+gradient in one go, while its logits are still warm in the cache; the full logit tensor
+never exists. The arithmetic (three matrix products) is the same, only the memory traffic
+shrinks, which is what dominates a small model's training step on a CPU.
+
+The gradient of the mean cross-entropy with respect to the logits is
+`(softmax(logits) - one_hot(target)) / n_targets`, so we can form it in the forward pass
+and keep only the (small) gradients of the hidden states and of the output weight.
+"""
+
+from __future__ import annotations
+
+import torch
+
+IGNORE_INDEX = -100  # same convention as F.cross_entropy: these targets add no loss
+
+
+class _ChunkedLMHeadCrossEntropy(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, hidden, weight, targets, chunk_size: int, needs_grad: bool):
+        n_targets = (targets != IGNORE_INDEX).sum().clamp(min=1)
+        total = hidden.new_zeros((), dtype=torch.float32)
+        grad_hidden = torch.empty_like(hidden) if needs_grad else None
+        grad_weight = torch.zeros_like(weight) if needs_grad else None
+
+        for start in range(0, hidden.size(0), chunk_size):
+            h = hidden[start : start + chunk_size]
+            t = targets[start : start + chunk_size]
+            keep = t != IGNORE_INDEX
+            t_safe = t.clamp(min=0)  # ignored rows still need a valid index to gather
+
+            logits = (h @ weight.t()).float()
+            log_norm = torch.logsumexp(logits, dim=-1)
+            target_logit = logits.gather(1, t_safe.unsqueeze(1)).squeeze(1)
+            total += ((log_norm - target_logit) * keep).sum()
+
+            if needs_grad:
+                # In place, to reuse the logits' memory: softmax, minus one at the target.
+                probs = logits.sub_(log_norm.unsqueeze(1)).exp_()
+                probs[torch.arange(t.size(0), device=t.device), t_safe] -= 1.0
+                probs.mul_((keep / n_targets).unsqueeze(1))
+                probs = probs.to(hidden.dtype)
+                grad_hidden[start : start + chunk_size] = probs @ weight
+                grad_weight.addmm_(probs.t(), h)
+
+        ctx.save_for_backward(grad_hidden, grad_weight)
+        return total / n_targets
+
+    @staticmethod
+    def backward(ctx, grad_loss):
+        grad_hidden, grad_weight = ctx.saved_tensors
+        if grad_hidden is None:
+            raise RuntimeError("loss was computed without gradients (torch.no_grad?)")
+        return grad_hidden * grad_loss, grad_weight * grad_loss, None, None, None
+
+
+def chunked_cross_entropy(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    targets: torch.Tensor,
+    chunk_size: int = 512,
+) -> torch.Tensor:
+    """Mean cross-entropy of `hidden @ weight.T` against `targets`, without full logits.
+
+    hidden: (N, C) final hidden states; weight: (V, C) output layer; targets: (N,) ids,
+    IGNORE_INDEX where a position should not count. Equal to
+    `F.cross_entropy(hidden @ weight.T, targets)` up to float rounding (a test checks it).
+    """
+    needs_grad = torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad)
+    return _ChunkedLMHeadCrossEntropy.apply(hidden, weight, targets, chunk_size, needs_grad)
