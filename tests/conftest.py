@@ -7,6 +7,7 @@ writes to the home folder, sends telemetry or tries to reach a hub.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -44,3 +45,8 @@ def gpt2_vocab_dir() -> Path:
     if not (SHARED_GPT2_DIR / "encoder.json").is_file():
         pytest.skip(f"GPT-2 vocabulary files not found at {SHARED_GPT2_DIR} (../shared/gpt2)")
     return SHARED_GPT2_DIR
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    """Remove the session's temporary home (workspace, Prefect and Hugging Face folders)."""
+    shutil.rmtree(_SESSION_HOME, ignore_errors=True)
