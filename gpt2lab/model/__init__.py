@@ -11,6 +11,7 @@ from gpt2lab.model.errors import CheckpointError, Gpt2labError
 from gpt2lab.model.generate import Completion, SamplingConfig, generate, stream
 from gpt2lab.model.gpt import GPT
 from gpt2lab.model.hf_checkpoint import export_hf_folder, load_hf_folder
+from gpt2lab.model.tokenizer import Tokenizer, TokenizerError, load_tokenizer, train_bpe
 
 __all__ = [
     "GPT",
@@ -20,11 +21,15 @@ __all__ = [
     "GPTConfig",
     "Gpt2labError",
     "SamplingConfig",
+    "Tokenizer",
+    "TokenizerError",
     "export_hf_folder",
     "generate",
     "load_checkpoint",
     "load_hf_folder",
     "load_model",
+    "load_tokenizer",
     "save_checkpoint",
     "stream",
+    "train_bpe",
 ]

@@ -1,0 +1,1 @@
+"""Speed and memory measurements against a named peer, in the same process run."""

@@ -1,0 +1,90 @@
+"""The `demo` flow: an offline tour of what gpt2lab has, on text shipped with it.
+
+learn a BPE -> fit a tiny GPT-2 for a few hundred steps -> sample, all tracked in MLflow.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow
+from pydantic import BaseModel, Field
+
+from gpt2lab.model import PRESETS, SamplingConfig
+from gpt2lab.pipelines.tracking import log_metrics_batch, tracked_run
+from gpt2lab.pipelines.workspace import checkpoints_dir, workspace_dir
+from gpt2lab.tasks.demo import (
+    demo_text,
+    fit_tiny_model_task,
+    learn_tokenizer_task,
+    sample_texts_task,
+)
+
+
+class DemoConfig(BaseModel):
+    """Settings of the demo flow (every field is a CLI option of `gpt2lab demo`)."""
+
+    vocab_size: int = Field(
+        1024, ge=257, description="BPE vocabulary, bytes and <|endoftext|> included"
+    )
+    preset: str = Field("tiny", description=f"model size, one of {', '.join(PRESETS)}")
+    context: int = Field(64, ge=8, description="tokens per training window")
+    steps: int = Field(300, ge=0, description="optimizer steps on the demo text")
+    prompts: list[str] = ["A language model", "Sampling turns"]
+    max_new_tokens: int = Field(40, ge=1)
+    temperature: float = Field(0.8, ge=0.0)
+    top_k: int | None = Field(40, ge=1)
+    seed: int = 0
+
+
+class DemoResult(BaseModel):
+    tokenizer_dir: Path
+    model_dir: Path
+    first_loss: float | None
+    last_loss: float | None
+    n_parameters: int
+    samples: list[str]
+    mlflow_run_id: str
+
+
+@flow(name="demo", log_prints=True)
+def demo_flow(config: DemoConfig = DemoConfig()) -> DemoResult:
+    text = demo_text()
+    base = workspace_dir() / "demo"
+    tokenizer = learn_tokenizer_task(text, config.vocab_size, base / "tokenizer")
+    model_config = PRESETS[config.preset].replace(block_size=config.context)
+    with tracked_run("demo", lineage={"tokenizer": tokenizer.fingerprint}, params=config) as run:
+        fitted = fit_tiny_model_task(
+            text, tokenizer.path, model_config, config.steps, checkpoints_dir() / "demo"
+        )
+        log_metrics_batch(
+            run, [("train/loss", loss, step) for step, loss in enumerate(fitted.losses)]
+        )
+        sampling = SamplingConfig(
+            max_new_tokens=config.max_new_tokens,
+            temperature=config.temperature,
+            top_k=config.top_k,
+            seed=config.seed,
+        )
+        samples = sample_texts_task(fitted.path, config.prompts, sampling)
+        import mlflow
+
+        mlflow.set_tag("gpt2lab.lineage.checkpoint", fitted.fingerprint)
+        mlflow.log_dict(
+            {
+                "samples": [
+                    {"prompt": p, "completion": s}
+                    for p, s in zip(config.prompts, samples, strict=True)
+                ]
+            },
+            "samples.json",
+        )
+    return DemoResult(
+        tokenizer_dir=tokenizer.path,
+        model_dir=fitted.path,
+        first_loss=fitted.losses[0] if fitted.losses else None,
+        last_loss=fitted.losses[-1] if fitted.losses else None,
+        n_parameters=fitted.n_parameters,
+        samples=samples,
+        mlflow_run_id=run.info.run_id,
+    )

@@ -1,0 +1,86 @@
+"""The `gpt2lab` command line, driven as a user would (typer's runner, real files)."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from typer.testing import CliRunner
+
+from gpt2lab.model import GPT, GPTConfig, save_checkpoint
+from gpt2lab.pipelines.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def gpt2_model_dir(tmp_path_factory, gpt2_vocab_dir):
+    """A small random GPT-2 with the real GPT-2 vocabulary, tokenizer files beside it."""
+    folder = tmp_path_factory.mktemp("cli") / "model"
+    config = GPTConfig(vocab_size=50257, block_size=64, n_layer=1, n_head=2, n_embd=32)
+    save_checkpoint(GPT(config), folder)
+    for name in ("encoder.json", "vocab.bpe"):
+        shutil.copy(gpt2_vocab_dir / name, folder / name)
+    return folder
+
+
+def test_tokenize_shows_pieces_and_ids(gpt2_vocab_dir):
+    result = runner.invoke(app, ["tokenize", "--tokenizer", str(gpt2_vocab_dir), "Hello world"])
+    assert result.exit_code == 0, result.output
+    assert "15496" in result.output and "995" in result.output  # GPT-2's ids
+    assert "␣world" in result.output  # the leading space belongs to the token, made visible
+    assert "2 tokens, 11 bytes" in result.output
+
+
+def test_tokenize_special_token_only_when_allowed(gpt2_vocab_dir):
+    args = ["tokenize", "--tokenizer", str(gpt2_vocab_dir), "<|endoftext|>"]
+    assert "50256" not in runner.invoke(app, args).output
+    assert "50256" in runner.invoke(app, [*args, "--allow-special"]).output
+
+
+def test_generate_streams_a_continuation(gpt2_model_dir):
+    args = ["generate", "--model", str(gpt2_model_dir), "--prompt", "Once upon a time"]
+    result = runner.invoke(app, [*args, "--max-new-tokens", "8", "--seed", "1"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("Once upon a time")
+    again = runner.invoke(app, [*args, "--max-new-tokens", "8", "--seed", "1"])
+    assert again.output == result.output  # a seed makes it reproducible
+
+
+def test_generate_show_probs_lists_top_5_alternatives(gpt2_model_dir):
+    result = runner.invoke(
+        app,
+        ["generate", "--model", str(gpt2_model_dir), "--prompt", "Hi", "--max-new-tokens", "3",
+         "--temperature", "0", "--show-probs"],
+        env={"COLUMNS": "200"},
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rows = [line for line in result.output.splitlines() if line.startswith("│ ")]
+    assert len(rows) == 3
+    for row in rows:
+        step, chosen, prob, alternatives = (cell.strip() for cell in row.strip("│").split("│"))
+        assert 0.0 < float(prob) <= 1.0
+        assert len(alternatives.split("  ")) == 5
+
+
+def test_generate_with_a_missing_model_is_a_one_line_error(tmp_path):
+    result = runner.invoke(
+        app,
+        ["generate", "--model", str(tmp_path / "nope"), "--prompt", "x"],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 2
+    assert "error:" in result.output and str(tmp_path / "nope") in result.output
+    assert "Traceback" not in result.output
+
+
+def test_generate_refuses_a_tokenizer_larger_than_the_model(tmp_path, gpt2_vocab_dir):
+    save_checkpoint(GPT(GPTConfig(vocab_size=100, block_size=16, n_layer=1, n_head=1, n_embd=8)),
+                    tmp_path / "m")  # fmt: skip
+    result = runner.invoke(
+        app,
+        ["generate", "--model", str(tmp_path / "m"), "--tokenizer", str(gpt2_vocab_dir),
+         "--prompt", "x"],
+    )  # fmt: skip
+    assert result.exit_code == 2
+    assert "tokenizer has 50257 tokens but the model only 100" in result.output
