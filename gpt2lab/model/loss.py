@@ -34,19 +34,20 @@ class _ChunkedLMHeadCrossEntropy(torch.autograd.Function):
             keep = t != IGNORE_INDEX
             t_safe = t.clamp(min=0)  # ignored rows still need a valid index to gather
 
-            logits = (h @ weight.t()).float()
-            log_norm = torch.logsumexp(logits, dim=-1)
-            target_logit = logits.gather(1, t_safe.unsqueeze(1)).squeeze(1)
-            total += ((log_norm - target_logit) * keep).sum()
+            # log_softmax is one fused, numerically stable pass over the slice's logits.
+            log_probs = torch.log_softmax((h @ weight.t()).float(), dim=-1)
+            total -= (log_probs.gather(1, t_safe.unsqueeze(1)).squeeze(1) * keep).sum()
 
             if needs_grad:
-                # In place, to reuse the logits' memory: softmax, minus one at the target.
-                probs = logits.sub_(log_norm.unsqueeze(1)).exp_()
+                probs = log_probs.exp_()  # the softmax, in the same memory
                 probs[torch.arange(t.size(0), device=t.device), t_safe] -= 1.0
-                probs.mul_((keep / n_targets).unsqueeze(1))
                 probs = probs.to(hidden.dtype)
-                grad_hidden[start : start + chunk_size] = probs @ weight
-                grad_weight.addmm_(probs.t(), h)
+                # The 1/n_targets factor (0 for ignored rows) is applied to the slim
+                # (n, C) operands rather than to the wide (n, V) gradient: same result,
+                # far less memory traffic.
+                scale = (keep / n_targets).to(hidden.dtype).unsqueeze(1)
+                grad_hidden[start : start + chunk_size] = (probs @ weight) * scale
+                grad_weight.addmm_(probs.t(), h * scale)
 
         ctx.save_for_backward(grad_hidden, grad_weight)
         return total / n_targets

@@ -1,0 +1,22 @@
+"""`make bench`: every benchmark, each against its named peer in the same run.
+
+Run one alone with `python -m benchmarks.bench_train_step` (or bench_generate,
+bench_tokenizer). Figures are medians of alternating runs; on a busy machine they move,
+the ratios much less.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from benchmarks import bench_generate, bench_tokenizer, bench_train_step
+
+
+def main() -> int:
+    bench_train_step.main()
+    bench_generate.main()
+    return bench_tokenizer.main([])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
