@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping
@@ -25,12 +24,11 @@ from safetensors.torch import load_file, save_file
 from gpt2lab.model.config import GPTConfig
 from gpt2lab.model.errors import CheckpointError
 from gpt2lab.model.gpt import GPT
+from gpt2lab.model.hub import resolve_local_or_hub
 
 CONFIG_FILE = "gpt2lab.json"
 WEIGHTS_FILE = "model.safetensors"
 TIED_KEY = "lm_head.weight"  # same tensor as transformer.wte.weight
-
-_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
 
 
 def write_folder_atomically(folder: Path, write: Callable[[Path], None]) -> None:
@@ -116,19 +114,19 @@ def load_model(path_or_id: str | Path) -> GPT:
     """Our checkpoint, a Hugging Face GPT-2 folder, or a hub id, whichever `path_or_id` is."""
     from gpt2lab.model import hf_checkpoint  # here, to keep the import graph one-way
 
-    path = Path(path_or_id).expanduser()
-    if path.is_dir():
-        if (path / CONFIG_FILE).is_file():
-            return load_checkpoint(path)
-        if (path / hf_checkpoint.HF_CONFIG_FILE).is_file():
-            return hf_checkpoint.load_hf_folder(path)
-        raise CheckpointError(
-            f"{path} is neither a gpt2lab checkpoint ({CONFIG_FILE} + {WEIGHTS_FILE}) nor a "
-            f"Hugging Face GPT-2 folder (config.json + model.safetensors or pytorch_model.bin)"
-        )
-    if path.exists():
-        raise CheckpointError(f"{path} is a file; give the checkpoint's folder")
-    text = str(path_or_id)
-    if _HUB_ID.fullmatch(text) and not text.startswith((".", "~")):
-        return hf_checkpoint.load_hf_folder(hf_checkpoint.download_from_hub(text))
-    raise CheckpointError(f"no such checkpoint folder: {text}")
+    folder, _ = resolve_local_or_hub(
+        path_or_id,
+        what="checkpoint",
+        expected=f"{CONFIG_FILE} + {WEIGHTS_FILE} (gpt2lab) or config.json + model weights "
+        "(Hugging Face)",
+        files=[(hf_checkpoint.HF_CONFIG_FILE,), hf_checkpoint.HF_WEIGHT_FILES],
+        error=CheckpointError,
+    )
+    if (folder / CONFIG_FILE).is_file():
+        return load_checkpoint(folder)
+    if (folder / hf_checkpoint.HF_CONFIG_FILE).is_file():
+        return hf_checkpoint.load_hf_folder(folder)
+    raise CheckpointError(
+        f"{folder} is neither a gpt2lab checkpoint ({CONFIG_FILE} + {WEIGHTS_FILE}) nor a "
+        f"Hugging Face GPT-2 folder (config.json + model.safetensors or pytorch_model.bin)"
+    )

@@ -142,35 +142,3 @@ def export_hf_folder(model: GPT, folder: str | Path, eot_token: int | None = Non
 
     write_folder_atomically(Path(folder), write)
     return Path(folder)
-
-
-def download_from_hub(repo_id: str) -> Path:
-    """Fetch a GPT-2 from the Hugging Face hub (or its local cache); return the folder."""
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import (
-        EntryNotFoundError,
-        LocalEntryNotFoundError,
-        RepositoryNotFoundError,
-    )
-
-    try:
-        config_path = Path(hf_hub_download(repo_id, HF_CONFIG_FILE))
-        for name in HF_WEIGHT_FILES:
-            try:
-                hf_hub_download(repo_id, name)
-                return config_path.parent
-            except LocalEntryNotFoundError:
-                raise
-            except EntryNotFoundError:
-                continue
-        raise CheckpointError(f"hub model {repo_id!r} has no {' or '.join(HF_WEIGHT_FILES)}")
-    except LocalEntryNotFoundError:
-        raise CheckpointError(
-            f"cannot fetch {repo_id!r} from the Hugging Face hub: offline (or hub unreachable) "
-            "and not in the local cache; pass a local checkpoint folder instead"
-        ) from None
-    except RepositoryNotFoundError:
-        raise CheckpointError(f"no model {repo_id!r} on the Hugging Face hub") from None
-    except OSError as err:  # network failures surface as OSError subclasses
-        first_line = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise CheckpointError(f"cannot fetch {repo_id!r} from the hub: {first_line}") from None

@@ -168,7 +168,7 @@ def test_hub_id_while_offline_is_a_clear_error():
         GPT.from_pretrained("openai-community/gpt2")
     message = _one_line(err)
     assert "'openai-community/gpt2'" in message and "offline" in message
-    assert "local checkpoint folder" in message
+    assert "pass a local folder with gpt2lab.json" in message
 
 
 def test_missing_path_is_named():

@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import tempfile
 from collections import Counter
 from collections.abc import Sequence
@@ -31,6 +30,7 @@ import regex
 import tiktoken
 
 from gpt2lab.model.errors import Gpt2labError
+from gpt2lab.model.hub import resolve_local_or_hub
 from gpt2lab.model.tokenizer.byte_map import (
     END_OF_TEXT,
     GPT2_SPLIT_PATTERN,
@@ -44,10 +44,6 @@ HF_LAYOUT = ("vocab.json", "merges.txt")
 _EXPECTED_FILES = (
     "encoder.json + vocab.bpe (OpenAI layout) or vocab.json + merges.txt (Hugging Face layout)"
 )
-
-# A Hugging Face hub id: "name" or "owner/name"; letters, digits, ".", "_", "-" inside.
-_HUB_NAME = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?"
-_HUB_ID = re.compile(f"{_HUB_NAME}(?:/{_HUB_NAME})?")
 
 _MERGES_HEADER = "#version: 0.2"
 
@@ -117,47 +113,6 @@ def _read_merges(path: Path) -> list[tuple[str, str]]:
             )
         merges.append((parts[0], parts[1]))
     return merges
-
-
-def _looks_like_hub_id(text: str) -> bool:
-    return _HUB_ID.fullmatch(text) is not None and ".." not in text and "--" not in text
-
-
-def _download_from_hub(hub_id: str) -> Path:
-    """Fetch vocab.json + merges.txt of a hub repository (or find them in the local cache)."""
-    # Imported here: huggingface_hub is only needed for hub ids, and slow-ish to import.
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import (
-        EntryNotFoundError,
-        HfHubHTTPError,
-        HFValidationError,
-        LocalEntryNotFoundError,
-        OfflineModeIsEnabled,
-        RepositoryNotFoundError,
-    )
-
-    try:
-        paths = [Path(hf_hub_download(hub_id, name)) for name in HF_LAYOUT]
-    except (LocalEntryNotFoundError, OfflineModeIsEnabled, OSError):
-        # LocalEntryNotFoundError: offline (HF_HUB_OFFLINE=1) or no network, not cached.
-        raise TokenizerError(
-            f"tokenizer {hub_id!r} is not a local folder and could not be fetched from the "
-            "Hugging Face hub (offline or not cached); pass a local folder with "
-            f"{_EXPECTED_FILES} instead"
-        ) from None
-    except HFValidationError:  # not a valid hub id after all
-        raise TokenizerError(f"no such tokenizer folder: {hub_id}") from None
-    except (RepositoryNotFoundError, EntryNotFoundError):
-        raise TokenizerError(
-            f"tokenizer {hub_id!r} is not a local folder, and no hub repository {hub_id!r} "
-            "with vocab.json + merges.txt was found"
-        ) from None
-    except HfHubHTTPError as err:
-        first_line = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise TokenizerError(
-            f"could not fetch tokenizer {hub_id!r} from the hub: {first_line}"
-        ) from None
-    return paths[0].parent
 
 
 # ---------------------------------------------------------------------------------------
@@ -347,15 +302,13 @@ def resolve_tokenizer_folder(path_or_id: str | Path) -> tuple[Path, str]:
     An existing folder is used as is. Anything else that looks like a hub id ("gpt2",
     "openai-community/gpt2") is fetched from the Hugging Face hub (or its local cache).
     """
-    path = Path(path_or_id).expanduser()
-    if path.is_dir():
-        return path, path.resolve().name
-    if path.exists():
-        raise TokenizerError(f"{path} is a file; expected a folder with {_EXPECTED_FILES}")
-    text = str(path_or_id)
-    if _looks_like_hub_id(text):
-        return _download_from_hub(text), text
-    raise TokenizerError(f"no such tokenizer folder: {text}")
+    return resolve_local_or_hub(
+        path_or_id,
+        what="tokenizer",
+        expected=_EXPECTED_FILES,
+        files=[(name,) for name in HF_LAYOUT],
+        error=TokenizerError,
+    )
 
 
 def load_tokenizer(path_or_id: str | Path) -> Tokenizer:
