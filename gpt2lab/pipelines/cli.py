@@ -162,6 +162,10 @@ def _print_streaming(events, tok, prompt: str, stop: list[str]) -> None:
     console.print(decoder.decode(b"", final=True), markup=False, highlight=False)
 
 
+def _token_label(tok, token: int) -> str:
+    return "<|endoftext|>" if token == tok.eot_token else _show(tok.token_bytes([token])[0])
+
+
 def _print_with_probabilities(events, tok, prompt: str) -> None:
     """The teaching view: each chosen token, how likely the model thought it was, and what
     else it considered."""
@@ -169,15 +173,8 @@ def _print_with_probabilities(events, tok, prompt: str) -> None:
     console.print(Text(f"prompt: {prompt}", style="bold"))
     table = Table("step", "chosen", "p", "top-5 alternatives")
     for step, event in enumerate(events):
-        chosen = (
-            "<|endoftext|>"
-            if event.token == tok.eot_token
-            else _show(tok.token_bytes([event.token])[0])
-        )
-        alts = "  ".join(
-            f"{_show(tok.token_bytes([t])[0]) if t != tok.eot_token else '<|endoftext|>'} {p:.3f}"
-            for t, p in event.alternatives
-        )
+        chosen = _token_label(tok, event.token)
+        alts = "  ".join(f"{_token_label(tok, t)} {_prob(p)}" for t, p in event.alternatives)
         table.add_row(str(step), chosen, _prob(event.probability), alts)
     console.print(table)
 
