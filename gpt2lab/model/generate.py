@@ -119,7 +119,23 @@ def stream(
     """
     if stop_strings and decode is None:
         raise ValueError("stop_strings need a decode function to read the generated text")
-    model.eval()
+    was_training = model.training
+    model.eval()  # no dropout while sampling; the caller's mode is restored at the end
+    try:
+        yield from _stream(model, prompts, sampling, eot_token, stop_strings, decode, alternatives)
+    finally:
+        model.train(was_training)
+
+
+def _stream(
+    model: GPT,
+    prompts: Sequence[Sequence[int]],
+    sampling: SamplingConfig,
+    eot_token: int | None,
+    stop_strings: Sequence[str],
+    decode: Callable[[list[int]], str] | None,
+    alternatives: int,
+) -> Iterator[TokenEvent]:
     device = model.transformer.wte.weight.device
     idx, mask = _left_pad(prompts, device)
     batch, prompt_width = idx.shape

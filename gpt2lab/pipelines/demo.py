@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import mlflow
 from prefect import flow
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from gpt2lab.model import PRESETS, SamplingConfig
-from gpt2lab.pipelines.tracking import log_metrics_batch, tracked_run
+from gpt2lab.pipelines.tracking import lineage_tags, log_metrics_batch, tracked_run
 from gpt2lab.pipelines.workspace import checkpoints_dir, workspace_dir
 from gpt2lab.tasks.demo import (
     demo_text,
@@ -36,6 +37,13 @@ class DemoConfig(BaseModel):
     top_k: int | None = Field(40, ge=1)
     seed: int = 0
 
+    @field_validator("preset")
+    @classmethod
+    def _known_preset(cls, name: str) -> str:
+        if name not in PRESETS:
+            raise ValueError(f"unknown model preset {name!r}; choose one of {', '.join(PRESETS)}")
+        return name
+
 
 class DemoResult(BaseModel):
     tokenizer_dir: Path
@@ -50,34 +58,27 @@ class DemoResult(BaseModel):
 @flow(name="demo", log_prints=True)
 def demo_flow(config: DemoConfig = DemoConfig()) -> DemoResult:
     text = demo_text()
-    base = workspace_dir() / "demo"
-    tokenizer = learn_tokenizer_task(text, config.vocab_size, base / "tokenizer")
+    tokenizer = learn_tokenizer_task(
+        text, config.vocab_size, workspace_dir() / "demo" / "tokenizer"
+    )
     model_config = PRESETS[config.preset].replace(block_size=config.context)
+    sampling = SamplingConfig(
+        max_new_tokens=config.max_new_tokens,
+        temperature=config.temperature,
+        top_k=config.top_k,
+        seed=config.seed,
+    )
     with tracked_run("demo", lineage={"tokenizer": tokenizer.fingerprint}, params=config) as run:
         fitted = fit_tiny_model_task(
-            text, tokenizer.path, model_config, config.steps, checkpoints_dir() / "demo"
-        )
-        log_metrics_batch(
-            run, [("train/loss", loss, step) for step, loss in enumerate(fitted.losses)]
-        )
-        sampling = SamplingConfig(
-            max_new_tokens=config.max_new_tokens,
-            temperature=config.temperature,
-            top_k=config.top_k,
+            text, tokenizer.path, model_config, config.steps, checkpoints_dir() / "demo",
             seed=config.seed,
-        )
+        )  # fmt: skip
+        mlflow.set_tags(lineage_tags({"checkpoint": fitted.fingerprint}))
+        log_metrics_batch(run, [("train/loss", loss, i) for i, loss in enumerate(fitted.losses)])
         samples = sample_texts_task(fitted.path, config.prompts, sampling)
-        import mlflow
-
-        mlflow.set_tag("gpt2lab.lineage.checkpoint", fitted.fingerprint)
+        pairs = zip(config.prompts, samples, strict=True)
         mlflow.log_dict(
-            {
-                "samples": [
-                    {"prompt": p, "completion": s}
-                    for p, s in zip(config.prompts, samples, strict=True)
-                ]
-            },
-            "samples.json",
+            {"samples": [{"prompt": p, "completion": s} for p, s in pairs]}, "samples.json"
         )
     return DemoResult(
         tokenizer_dir=tokenizer.path,

@@ -129,3 +129,12 @@ def test_bad_requests_are_refused(model):
 def test_generation_from_a_config_not_a_checkpoint():
     model = GPT(GPTConfig(vocab_size=100, block_size=32, n_layer=1, n_head=2, n_embd=16))
     assert len(generate(model, [[1, 2]], SamplingConfig(max_new_tokens=5, seed=0))[0].tokens) == 5
+
+
+def test_sampling_restores_the_callers_training_mode(model):
+    model.train()
+    generate(model, [[1, 2]], SamplingConfig(max_new_tokens=2, temperature=0))
+    assert model.training
+    model.eval()
+    generate(model, [[1, 2]], SamplingConfig(max_new_tokens=2, temperature=0))
+    assert not model.training

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pydantic
+import pytest
 from mlflow.tracking import MlflowClient
 
 from gpt2lab.model import GPT, load_tokenizer
@@ -27,3 +29,8 @@ def test_demo_learns_fits_samples_and_tracks(workspace, prefect_harness):
     assert run.data.tags["prefect.flow_name"] == "demo"
     history = MlflowClient(mlflow_tracking_uri()).get_metric_history(run.info.run_id, "train/loss")
     assert len(history) == 40
+
+
+def test_demo_config_names_a_bad_preset():
+    with pytest.raises(pydantic.ValidationError, match="unknown model preset 'huge'"):
+        DemoConfig(preset="huge")
