@@ -25,6 +25,7 @@ from gpt2lab.model.config import GPTConfig
 from gpt2lab.model.errors import CheckpointError
 from gpt2lab.model.gpt import GPT
 from gpt2lab.model.hub import resolve_local_or_hub
+from gpt2lab.model.tokenizer import Tokenizer
 
 CONFIG_FILE = "gpt2lab.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -55,15 +56,25 @@ def write_folder_atomically(folder: Path, write: Callable[[Path], None]) -> None
 
 
 def save_checkpoint(
-    model: GPT, folder: str | Path, metadata: Mapping[str, Any] | None = None
+    model: GPT,
+    folder: str | Path,
+    metadata: Mapping[str, Any] | None = None,
+    *,
+    tokenizer: Tokenizer | None = None,
 ) -> Path:
-    """Write `model` in our format to `folder` (replacing it atomically)."""
+    """Write `model` in our format to `folder` (replacing it atomically).
+
+    With `tokenizer`, its files go into the same folder, so that the folder alone is
+    enough to sample from (`gpt2lab generate --model <folder>`).
+    """
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items() if k != TIED_KEY}
 
     def write(tmp: Path) -> None:
         save_file(state, tmp / WEIGHTS_FILE, metadata={"format": "gpt2lab"})
         payload = {"config": model.config.to_dict(), "metadata": dict(metadata or {})}
         (tmp / CONFIG_FILE).write_text(json.dumps(payload, indent=2) + "\n")
+        if tokenizer is not None:
+            tokenizer.save(tmp)
 
     write_folder_atomically(Path(folder), write)
     return Path(folder)

@@ -23,6 +23,7 @@ from gpt2lab.model.checkpoint import TIED_KEY, load_state_into, write_folder_ato
 from gpt2lab.model.config import GPTConfig
 from gpt2lab.model.errors import CheckpointError
 from gpt2lab.model.gpt import GPT
+from gpt2lab.model.tokenizer import Tokenizer
 
 HF_CONFIG_FILE = "config.json"
 HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")  # in order of preference
@@ -125,8 +126,9 @@ def load_hf_folder(folder: str | Path) -> GPT:
     return load_state_into(GPT(config), state, str(weights_path))
 
 
-def export_hf_folder(model: GPT, folder: str | Path, eot_token: int | None = None) -> Path:
-    """Write `model` as a Hugging Face GPT-2 folder (config.json + model.safetensors)."""
+def export_hf_folder(model: GPT, folder: str | Path, *, tokenizer: Tokenizer | None = None) -> Path:
+    """Write `model` as a Hugging Face GPT-2 folder (config.json + model.safetensors), with
+    the tokenizer's vocab.json + merges.txt when one is given."""
     state = {}
     for name, tensor in model.state_dict().items():
         if name == TIED_KEY:
@@ -137,8 +139,11 @@ def export_hf_folder(model: GPT, folder: str | Path, eot_token: int | None = Non
 
     def write(tmp: Path) -> None:
         save_file(state, tmp / HF_WEIGHT_FILES[0], metadata={"format": "pt"})
-        hf_config = config_to_hf(model.config, eot_token)
+        eot = tokenizer.eot_token if tokenizer is not None else None
+        hf_config = config_to_hf(model.config, eot)
         (tmp / HF_CONFIG_FILE).write_text(json.dumps(hf_config, indent=2) + "\n")
+        if tokenizer is not None:
+            tokenizer.save(tmp, layout="huggingface")
 
     write_folder_atomically(Path(folder), write)
     return Path(folder)

@@ -7,7 +7,6 @@ page of text, just enough to watch the loss fall and the samples turn into words
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -81,9 +80,8 @@ def fit_tiny_model(
         optimizer.step()
         losses.append(loss.item())
 
-    save_checkpoint(model, out_dir, metadata={"steps": steps, "tokenizer": tokenizer.fingerprint})
-    for name in ("encoder.json", "vocab.bpe"):
-        shutil.copy(Path(tokenizer_dir) / name, Path(out_dir) / name)
+    metadata = {"steps": steps, "tokenizer": tokenizer.fingerprint}
+    save_checkpoint(model, out_dir, metadata, tokenizer=tokenizer)
     return FittedModel(Path(out_dir), fingerprint_folder(out_dir), losses, model.num_parameters())
 
 

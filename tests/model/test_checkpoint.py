@@ -174,3 +174,21 @@ def test_hub_id_while_offline_is_a_clear_error():
 def test_missing_path_is_named():
     with pytest.raises(CheckpointError, match="no such checkpoint folder: ./nowhere/ckpt"):
         GPT.from_pretrained("./nowhere/ckpt")
+
+
+def test_checkpoints_can_carry_their_tokenizer(tmp_path, gpt2_vocab_dir, hf_folder):
+    from transformers import GPT2TokenizerFast
+
+    from gpt2lab.model import load_tokenizer
+
+    tokenizer = load_tokenizer(gpt2_vocab_dir)
+    model = GPT.from_pretrained(hf_folder)
+    save_checkpoint(model, tmp_path / "ours", tokenizer=tokenizer)
+    assert load_tokenizer(tmp_path / "ours").fingerprint == tokenizer.fingerprint
+
+    export_hf_folder(model, tmp_path / "hf", tokenizer=tokenizer)
+    assert {"vocab.json", "merges.txt"} <= {p.name for p in (tmp_path / "hf").iterdir()}
+    theirs = GPT2TokenizerFast.from_pretrained(tmp_path / "hf")
+    text = "Hello world, it's 2026!\n\tdef f(x): return x ** 2"
+    assert theirs(text)["input_ids"] == tokenizer.encode(text)
+    assert json.loads((tmp_path / "hf" / "config.json").read_text())["eos_token_id"] == 50256

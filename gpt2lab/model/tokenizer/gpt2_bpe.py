@@ -270,19 +270,24 @@ class Tokenizer:
             f"token id {bad} is outside the vocabulary of {self.name} (0..{self.n_vocab - 1})"
         )
 
-    def save(self, folder: str | Path) -> None:
-        """Write the tokenizer in OpenAI's layout: encoder.json + vocab.bpe.
+    def save(self, folder: str | Path, *, layout: str = "openai") -> None:
+        """Write the tokenizer's two files: OpenAI's layout (encoder.json + vocab.bpe) or,
+        with layout="huggingface", the same contents as vocab.json + merges.txt.
 
         Each file is written to a temporary file first and then renamed over the target,
         so a reader never sees a half-written file. The output is byte-identical to
         OpenAI's files for GPT-2 itself.
         """
+        layouts = {"openai": OPENAI_LAYOUT, "huggingface": HF_LAYOUT}
+        if layout not in layouts:
+            raise ValueError(f"layout must be 'openai' or 'huggingface', got {layout!r}")
+        vocab_name, merges_name = layouts[layout]
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         vocab_text = json.dumps(self._files.vocab)
         merges_text = _MERGES_HEADER + "\n" + "".join(f"{a} {b}\n" for a, b in self._files.merges)
-        _write_atomically(folder / OPENAI_LAYOUT[0], vocab_text)
-        _write_atomically(folder / OPENAI_LAYOUT[1], merges_text)
+        _write_atomically(folder / vocab_name, vocab_text)
+        _write_atomically(folder / merges_name, merges_text)
 
 
 def _write_atomically(path: Path, text: str) -> None:
