@@ -100,7 +100,6 @@ def _left_pad(prompts: Sequence[Sequence[int]], device) -> tuple[torch.Tensor, t
     return idx.to(device), mask.to(device)
 
 
-@torch.no_grad()
 def stream(
     model: GPT,
     prompts: Sequence[Sequence[int]],
@@ -115,37 +114,46 @@ def stream(
 
     A sequence stops at `eot_token` (not yielded as text: its event has
     finish_reason="eot"), when its decoded continuation contains one of `stop_strings`
-    (needs `decode`), or after `sampling.max_new_tokens`.
+    (needs `decode`), or after `sampling.max_new_tokens`. Bad requests are refused here,
+    before the first token, not halfway through the stream.
     """
     if stop_strings and decode is None:
         raise ValueError("stop_strings need a decode function to read the generated text")
+    idx, mask = _left_pad(prompts, model.transformer.wte.weight.device)
+    total = idx.size(1) + sampling.max_new_tokens
+    if total > model.config.block_size:
+        raise ValueError(
+            f"longest prompt ({idx.size(1)} tokens) + max_new_tokens "
+            f"({sampling.max_new_tokens}) = {total} exceeds the model's context "
+            f"(block_size={model.config.block_size})"
+        )
+    return _sample(model, idx, mask, sampling, eot_token, stop_strings, decode, alternatives)
+
+
+@torch.no_grad()
+def _sample(model: GPT, idx: torch.Tensor, mask: torch.Tensor, *args) -> Iterator[TokenEvent]:
     was_training = model.training
     model.eval()  # no dropout while sampling; the caller's mode is restored at the end
     try:
-        yield from _stream(model, prompts, sampling, eot_token, stop_strings, decode, alternatives)
+        yield from _sampling_loop(model, idx, mask, *args)
     finally:
         model.train(was_training)
 
 
-def _stream(
+def _sampling_loop(
     model: GPT,
-    prompts: Sequence[Sequence[int]],
+    idx: torch.Tensor,
+    mask: torch.Tensor,
     sampling: SamplingConfig,
     eot_token: int | None,
     stop_strings: Sequence[str],
     decode: Callable[[list[int]], str] | None,
     alternatives: int,
 ) -> Iterator[TokenEvent]:
-    device = model.transformer.wte.weight.device
-    idx, mask = _left_pad(prompts, device)
+    """The loop of the module docstring: prefill the cache, then one token per step."""
+    device = idx.device
     batch, prompt_width = idx.shape
     total = prompt_width + sampling.max_new_tokens
-    if total > model.config.block_size:
-        raise ValueError(
-            f"longest prompt ({prompt_width} tokens) + max_new_tokens "
-            f"({sampling.max_new_tokens}) = {total} exceeds the model's context "
-            f"(block_size={model.config.block_size})"
-        )
     generator = None
     if sampling.seed is not None:
         generator = torch.Generator(device=device).manual_seed(sampling.seed)

@@ -138,3 +138,11 @@ def test_sampling_restores_the_callers_training_mode(model):
     model.eval()
     generate(model, [[1, 2]], SamplingConfig(max_new_tokens=2, temperature=0))
     assert not model.training
+
+
+def test_stream_refuses_bad_requests_before_the_first_token(model):
+    # Raised by the call itself, so a CLI never prints half an answer before the error.
+    with pytest.raises(ValueError, match="exceeds the model's context"):
+        stream(model, [[1] * 100], SamplingConfig(max_new_tokens=29))
+    with pytest.raises(ValueError, match="prompt 0 is empty"):
+        stream(model, [[]], GREEDY)
