@@ -8,6 +8,7 @@ before Prefect or MLflow read it.
 from __future__ import annotations
 
 import codecs
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -177,6 +178,46 @@ def _print_with_probabilities(events, tok, prompt: str) -> None:
         alts = "  ".join(f"{_token_label(tok, t)} {_prob(p)}" for t, p in event.alternatives)
         table.add_row(str(step), chosen, _prob(event.probability), alts)
     console.print(table)
+
+
+@app.command()
+def corpus(
+    links: Annotated[
+        list[Path], typer.Option("--links", "-l", help="Link dump or URL list (repeatable).")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="TOML file with the flow's settings.")
+    ] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Links per task.")] = None,
+    runner: Annotated[str | None, typer.Option(help="'default' or 'dask'.")] = None,
+    allow_network: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Allow fetching from this loopback/private network, e.g. 127.0.0.1/32 for a "
+            "local mini-web (repeatable). Everything else private stays refused."
+        ),
+    ] = None,
+) -> None:
+    """Links -> fetched, extracted, filtered, deduplicated dataset (resumable)."""
+    from gpt2lab.pipelines.config_files import load_config
+    from gpt2lab.pipelines.corpus import CorpusConfig, run_corpus
+
+    overrides = {"links": links, "out": out, "batch_size": batch_size, "runner": runner}
+    if allow_network:
+        overrides["fetch"] = {"allowed_networks": allow_network}
+    try:
+        settings = load_config(CorpusConfig, config, overrides)
+        missing = [str(p) for p in settings.links if not p.is_file()]
+        if missing:
+            raise ValueError(f"link input not found: {missing[0]}")
+        result = run_corpus(settings)
+    except ValueError as err:
+        raise _fail(err) from None
+    console = _console()
+    console.print(f"{result.documents:,} documents -> {result.dataset}")
+    console.print(f"manifest: {result.manifest}  fingerprint: {result.fingerprint[:16]}")
+    console.print(f"MLflow run {result.mlflow_run_id} in experiment 'corpus'")
 
 
 @app.command()
