@@ -1,6 +1,6 @@
 """The `corpus` flow: a link dump in, a clean, deduplicated dataset out (WebText style).
 
-    read links -> plan batches -> [fetch -> extract -> filter] per batch -> dedup -> export
+    read links -> robots.txt -> batches of [fetch -> extract -> filter] -> dedup -> export
 
 Every URL's fate is in the manifest; the funnel, the drop reasons, charts and samples go
 to MLflow. Killed and started again with the same config, it continues where it stopped.
@@ -29,6 +29,7 @@ from gpt2lab.tasks.corpus.process import (
     plan_batches_task,
     process_batch_task,
     read_links_task,
+    read_robots_task,
 )
 from gpt2lab.tasks.corpus.store import CorpusStore, ExportResult
 
@@ -74,6 +75,7 @@ def funnel(counts: dict[str, int]) -> list[tuple[str, int]]:
 def corpus_flow(config: CorpusConfig) -> CorpusResult:
     logger = get_run_logger()
     counts = read_links_task(config.links, config.link_rules, config.out)
+    read_robots_task(config.out, config.fetch)
     batches = plan_batches_task(config.out, config.batch_size)
     logger.info("%d links, %d to fetch or finish in %d batches", counts["total"],
                 counts["pending"] + counts["fetched"], len(batches))  # fmt: skip

@@ -57,6 +57,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Protocol
 from urllib.parse import urldefrag, urljoin
 from urllib.robotparser import RobotFileParser
 
@@ -164,6 +165,7 @@ async def fetch_pages(
     links: Sequence[Link],
     settings: FetchSettings,
     on_page: Callable[[Page], None] | None = None,
+    robots_cache: RobotsCache | None = None,
 ) -> list[Page]:
     """Fetch every link; return one `Page` per link, in input order.
 
@@ -174,7 +176,7 @@ async def fetch_pages(
     """
     urls = list(dict.fromkeys(link.url for link in links))  # distinct, in order
     async with _client(settings) as client:
-        fetcher = _Fetcher(settings, client)
+        fetcher = _Fetcher(settings, client, robots_cache)
         tasks = {url: asyncio.create_task(fetcher.fetch(url)) for url in urls}
         try:
             for finished in asyncio.as_completed(tasks.values()):
@@ -193,6 +195,7 @@ def fetch_batch(
     links: Sequence[Link],
     settings: FetchSettings,
     on_page: Callable[[Page], None] | None = None,
+    robots_cache: RobotsCache | None = None,
 ) -> list[Page]:
     """Blocking wrapper around `fetch_pages` for plain code and Prefect tasks.
 
@@ -203,9 +206,28 @@ def fetch_batch(
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(fetch_pages(links, settings, on_page))
+        return asyncio.run(fetch_pages(links, settings, on_page, robots_cache))
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fetch_batch") as pool:
-        return pool.submit(asyncio.run, fetch_pages(links, settings, on_page)).result()
+        work = fetch_pages(links, settings, on_page, robots_cache)
+        return pool.submit(asyncio.run, work).result()
+
+
+def fetch_robots(origins: Sequence[str], settings: FetchSettings, cache: RobotsCache) -> None:
+    """Read the robots.txt of every origin into `cache`, under the usual limits.
+
+    Run before the batches: they then find every host's rules in the cache, so robots.txt
+    is read once per host even when many batches run at the same time (or on other
+    machines), instead of once per host per batch.
+    """
+    if not settings.respect_robots:
+        return
+
+    async def read_all() -> None:
+        async with _client(settings) as client:
+            fetcher = _Fetcher(settings, client, cache)
+            await asyncio.gather(*(fetcher._robots(origin + "/") for origin in origins))
+
+    asyncio.run(read_all())
 
 
 def _client(settings: FetchSettings) -> httpx.AsyncClient:
@@ -243,6 +265,21 @@ class Outcome:
     retryable: bool = False
     retry_after_s: float | None = None
     redirect_to: str | None = None
+
+
+class RobotsCache(Protocol):
+    """Keeps robots.txt answers between batches, so that each host's robots.txt is read
+    once per corpus rather than once per batch (the corpus store implements it)."""
+
+    def robots_get(self, origin: str) -> Outcome | None: ...
+
+    def robots_put(self, origin: str, outcome: Outcome) -> None: ...
+
+
+def origin_of(url: str) -> str:
+    """ "scheme://host:port", the unit robots.txt rules apply to."""
+    scheme, host, port = _origin(url)
+    return f"{scheme}://{host}:{port}"
 
 
 def _failed(url: str, reason: str, detail: str = "", **fields) -> Outcome:
@@ -448,9 +485,15 @@ async def _resolve(host: str) -> list[str]:
 
 
 class _Fetcher:
-    def __init__(self, settings: FetchSettings, client: httpx.AsyncClient) -> None:
+    def __init__(
+        self,
+        settings: FetchSettings,
+        client: httpx.AsyncClient,
+        robots_cache: RobotsCache | None = None,
+    ) -> None:
         self.settings = settings
         self.client = client
+        self.robots_cache = robots_cache
         self._all_slots = asyncio.Semaphore(settings.max_connections)
         self._hosts: dict[tuple[str, str, int], HostState] = {}
         self._destinations: dict[str, asyncio.Future[_Destination]] = {}
@@ -611,8 +654,13 @@ class _Fetcher:
     async def _load_robots(self, url: str, host: HostState) -> RobotsRules:
         scheme, name, port = _origin(url)
         robots_url = str(httpx.URL(scheme=scheme, host=name, port=port, path="/robots.txt"))
+        origin = origin_of(robots_url)
         try:
-            outcome, _ = await self._with_retries(robots_url, robots=True)
+            outcome = self.robots_cache.robots_get(origin) if self.robots_cache else None
+            if outcome is None:
+                outcome, _ = await self._with_retries(robots_url, robots=True)
+                if self.robots_cache is not None:
+                    self.robots_cache.robots_put(origin, outcome)
             rules = robots_rules(outcome)
         except Exception as exc:  # a bug: be conservative about this host, go on
             logger.exception("unexpected error while reading %s", robots_url)

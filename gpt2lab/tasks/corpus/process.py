@@ -1,6 +1,7 @@
 """The corpus funnel's units of work, each a plain function with a thin Prefect task.
 
     read_links   -> every input link into the store, with its link-rule verdict
+    read_robots  -> each host's robots.txt, once, into the store
     plan_batches -> the unfinished links, cut into batches of consecutive ids
     process_batch (one per batch, in parallel): fetch -> extract -> filter -> record
     deduplicate  -> mark exact and near duplicates among the kept documents
@@ -23,7 +24,7 @@ from pydantic import BaseModel
 
 from gpt2lab.tasks.corpus.dedup import DedupSettings, find_duplicates
 from gpt2lab.tasks.corpus.extract import ExtractSettings, extract_pages
-from gpt2lab.tasks.corpus.fetch import FetchSettings, fetch_batch
+from gpt2lab.tasks.corpus.fetch import FetchSettings, fetch_batch, fetch_robots
 from gpt2lab.tasks.corpus.filters import FilterSettings, apply_filters
 from gpt2lab.tasks.corpus.links import LinkRules, iter_link_decisions
 from gpt2lab.tasks.corpus.records import Document
@@ -65,6 +66,15 @@ def read_links(paths: Sequence[Path], rules: LinkRules, out_dir: Path) -> dict[s
         return store.counts()
 
 
+def read_robots(out_dir: Path, settings: FetchSettings) -> int:
+    """Read the robots.txt of every host still to visit, once, into the store: the batches
+    then share it instead of each reading it again. Returns how many hosts were read."""
+    with CorpusStore(out_dir) as store:
+        origins = store.pending_origins()
+        fetch_robots(origins, settings, cache=store)
+    return len(origins)
+
+
 def plan_batches(out_dir: Path, batch_size: int) -> list[Batch]:
     """Cut the links still to do (never fetched, or fetched but not yet extracted) into
     batches of up to `batch_size`, in input order."""
@@ -91,7 +101,7 @@ def process_batch(out_dir: Path, batch: Batch, settings: FunnelSettings) -> Batc
             link for idx, link in store.pending_links(size, batch.first - 1) if idx <= batch.last
         ]
         # Each page is written to the store the moment it arrives (crash safety).
-        fetch_batch(links, settings.fetch, on_page=store.record_page)
+        fetch_batch(links, settings.fetch, on_page=store.record_page, robots_cache=store)
 
         # Every fetched page of the batch still waiting for extraction: this run's, and
         # any left by an interrupted run (their bodies are stored; nothing is re-fetched).
@@ -132,6 +142,7 @@ def export(out_dir: Path) -> ExportResult:
 
 
 read_links_task = task(read_links, name="read-links")
+read_robots_task = task(read_robots, name="read-robots")
 plan_batches_task = task(plan_batches, name="plan-batches")
 process_batch_task = task(
     process_batch, name="process-batch", task_run_name="batch {batch.first}-{batch.last}"

@@ -27,6 +27,7 @@ writer commits, and a busy timeout makes writers wait their turn instead of fail
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -44,6 +45,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from gpt2lab.tasks.corpus.fetch import Outcome, origin_of
 from gpt2lab.tasks.corpus.links import LinkDecision
 from gpt2lab.tasks.corpus.records import Document, Link, Page, Verdict
 
@@ -57,6 +59,7 @@ CORPUS_FILE = "corpus.json"
 APPLICATION_ID = 0x47324C43
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_S = 60.0  # how long a writer waits for another process's transaction
+
 
 _ADD_CHUNK = 2_000  # links per transaction in add_links: big enough to be fast
 _READ_PAGE = 1_000  # rows per query when iterating, so no read holds the database long
@@ -96,6 +99,15 @@ CREATE TABLE documents (
     title TEXT,
     text TEXT NOT NULL,
     content_hash TEXT NOT NULL
+);
+CREATE TABLE robots (           -- each host's robots.txt answer, read once per corpus
+    origin TEXT PRIMARY KEY,      -- scheme://host:port
+    status INTEGER,
+    content_type TEXT,
+    body BLOB,
+    failure_stage TEXT,
+    failure_reason TEXT,
+    failure_detail TEXT
 );
 """
 
@@ -316,6 +328,43 @@ class CorpusStore:
             (after, limit),
         )
         return [(row["idx"], _link_from_row(row), _page_from_row(row)) for row in rows]
+
+    # ----------------------------------------------------------------------------------------
+    # robots.txt, shared by every batch (the fetcher's RobotsCache)
+    # ----------------------------------------------------------------------------------------
+
+    def pending_origins(self) -> list[str]:
+        """The hosts ("scheme://host:port") of links still to fetch whose robots.txt has
+        not been read yet."""
+        origins: set[str] = set()
+        for row in self._query("SELECT url FROM links WHERE state = 'pending' AND fetchable = 1"):
+            with contextlib.suppress(ValueError, UnicodeError):  # the fetcher names bad URLs
+                origins.add(origin_of(row["url"]))
+        known = {row["origin"] for row in self._query("SELECT origin FROM robots")}
+        return sorted(origins - known)
+
+    def robots_get(self, origin: str) -> Outcome | None:
+        rows = self._query("SELECT * FROM robots WHERE origin = ?", (origin,))
+        if not rows:
+            return None
+        row = rows[0]
+        failure = None
+        if row["failure_reason"] is not None:
+            failure = Verdict(row["failure_stage"], row["failure_reason"], row["failure_detail"])
+        return Outcome(
+            url=origin + "/robots.txt", status=row["status"], content_type=row["content_type"],
+            body=row["body"], failure=failure,
+        )  # fmt: skip
+
+    def robots_put(self, origin: str, outcome: Outcome) -> None:
+        failure = outcome.failure
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO robots VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (origin, outcome.status, outcome.content_type, outcome.body,
+                 failure and failure.stage, failure and failure.reason,
+                 failure and failure.detail),
+            )  # fmt: skip
 
     # ----------------------------------------------------------------------------------------
     # Pages and results

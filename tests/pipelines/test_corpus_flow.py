@@ -1,0 +1,210 @@
+"""The corpus flow end to end on the mini-web: real HTTP, real Prefect, real MLflow.
+
+The submissions dump points at outside and private addresses too (that is part of what
+the flow must refuse), so every test that runs the flow does so inside a loopback-only
+network namespace (`@loopback_only`): nothing can leave the machine even if the code
+under test were wrong. Servers are started inside the test body, i.e. inside the
+namespace.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from gpt2lab.pipelines.corpus import CorpusConfig, corpus_flow, run_corpus
+from gpt2lab.tasks.corpus.miniweb import MiniWeb, submission_lines, write_submissions_dump
+from gpt2lab.tasks.corpus.store import CorpusStore
+from tests.tasks.corpus.netns import loopback_only
+
+# Test-sized politeness: our own loopback server, short timeouts, quick retries.
+FAST_FETCH = {
+    "allowed_networks": ["127.0.0.1/32"],  # the mini-web only; 10.x etc. stay refused
+    "per_host_delay_s": 0.0,
+    "per_host_connections": 4,
+    "total_timeout_s": 1.5,
+    "retries": 2,
+    "backoff_base_s": 0.05,
+    "backoff_max_s": 2.0,
+    "max_bytes": 1_000_000,  # below the mini-web's oversized pages
+}
+
+
+def _mini_web(**options) -> MiniWeb:
+    return MiniWeb(articles=10, stall_s=4, huge_bytes=3_000_000, **options)
+
+
+def _config(dump: Path, out: Path, **changes) -> CorpusConfig:
+    return CorpusConfig(
+        links=[dump], out=out, batch_size=8, fetch=FAST_FETCH, extract={"workers": 1}, **changes
+    )
+
+
+def _manifest(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@loopback_only
+def test_corpus_flow_on_the_mini_web(workspace, tmp_path):
+    import datasets
+    from mlflow.tracking import MlflowClient
+
+    from gpt2lab.pipelines.workspace import mlflow_tracking_uri
+
+    with _mini_web() as web:
+        dump = write_submissions_dump(tmp_path / "dump.jsonl.gz", web)
+        result = corpus_flow(_config(dump, tmp_path / "out"))
+        hits = Counter(web.hits)
+        dump_lines = sum(1 for line in submission_lines(web) if line.strip())  # blanks skipped
+
+    # The dataset: the promised columns, one row per kept page, boilerplate gone.
+    dataset = datasets.load_from_disk(str(result.dataset))
+    assert set(dataset.column_names) == {
+        "url", "title", "text", "karma", "subreddit", "fetched_at", "content_hash"
+    }  # fmt: skip
+    assert len(dataset) == result.documents > 0
+    assert len(set(dataset["url"])) == len(dataset)
+    by_path = {url.split(":", 2)[2].split("/", 1)[1]: row for url, row in
+               zip(dataset["url"], dataset, strict=True)}  # fmt: skip
+    first = web.articles[0]
+    assert web.article(first).paragraphs[0][:60] in by_path[first.lstrip("/")]["text"]
+
+    # Every line of the dump has exactly one fate, and each bad case the fate it deserves.
+    manifest = _manifest(result.manifest)
+    assert len(manifest) == dump_lines
+    fate_of = {row["url"].split("/", 3)[-1]: row for row in manifest if row["url"]}
+    for case in web.bad_cases:
+        row = fate_of[case.path.lstrip("/")]
+        if case.fetch != "ok" and row["stage"] != "links":  # .png/.txt go at the link rules
+            assert row["reason"] == case.fetch and row["fate"] != "kept", case.name
+    expected_later = {"empty": "no_main_text", "script_only": "no_main_text",
+                      "german": "not_english", "french": "not_english"}  # fmt: skip
+    for name, reason in expected_later.items():
+        assert fate_of[web.case(name).path.lstrip("/")]["reason"] == reason, name
+    for name in ("exact_duplicate", "near_duplicate"):
+        # A copy is dropped as a duplicate when its original was kept (an original that a
+        # filter dropped leaves nothing to be a duplicate of).
+        original = web.case(name).later.split()[-1].lstrip("/")
+        if fate_of[original]["fate"] == "kept":
+            assert fate_of[web.case(name).path.lstrip("/")]["reason"] == name
+    for name in ("server_error_once", "rate_limited_once", "xhtml", "redirect_ok"):
+        assert fate_of[web.case(name).path.lstrip("/")]["fate"] == "kept", name
+    link_reasons = {row["reason"] for row in manifest if row["stage"] == "links"}
+    assert {"not_json", "no_url", "bad_scheme", "low_score", "wikipedia"} <= link_reasons
+    assert all(row["source"].startswith("dump.jsonl.gz:") for row in manifest)
+
+    # Politeness: robots.txt read once; no page fetched twice except the retried ones.
+    assert hits["/robots.txt"] == 1
+    retried = {web.case(n).path for n in ("server_error_once", "rate_limited_once")}
+    assert all(n == 1 for path, n in hits.items() if path.startswith("/articles/"))
+    assert all(hits[path] == 2 for path in retried)
+
+    # MLflow: the funnel, the drop reasons, charts and samples, tied to the corpus.
+    client = MlflowClient(mlflow_tracking_uri())
+    run = client.get_run(result.mlflow_run_id)
+    assert run.data.tags["gpt2lab.lineage.corpus"] == result.fingerprint
+    metrics = run.data.metrics
+    assert metrics["funnel/0_links_read"] == len(manifest)
+    assert metrics["funnel/5_after_dedup"] == result.documents
+    assert metrics["drops/failed.fetch.robots_disallowed"] == 1
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    artifacts |= {a.path for a in client.list_artifacts(run.info.run_id, "charts")}
+    assert {"charts/funnel.png", "charts/lengths.png", "drop_reasons.json",
+            "samples_kept.json", "samples_dropped.json"} <= artifacts  # fmt: skip
+
+
+@loopback_only
+def test_dask_runner_gives_the_same_dataset(workspace, tmp_path):
+    with _mini_web() as web:
+        dump = write_submissions_dump(tmp_path / "dump.jsonl", web)
+        default = run_corpus(_config(dump, tmp_path / "default"))
+        dask = run_corpus(_config(dump, tmp_path / "dask", runner="dask", dask_workers=2))
+    assert dask.fingerprint == default.fingerprint
+    assert dask.documents == default.documents > 0
+    assert _manifest(dask.manifest) == _manifest(default.manifest)
+
+
+def _recorded_urls(out: Path) -> set[str]:
+    with CorpusStore(out) as store:
+        return {f.url for f in store.fates() if f.fate in ("kept", "dropped", "failed")
+                and f.stage != "links"} | {u for _, _, p in store.fetched_pages(10_000)
+                                          for u in [p.url]}  # fmt: skip
+
+
+@loopback_only
+def test_a_killed_run_resumes_without_fetching_anything_twice(workspace, tmp_path):
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")}
+    with _mini_web(delay_s=0.15) as web:
+        dump = write_submissions_dump(tmp_path / "dump.jsonl.zst", web)
+        preset = tmp_path / "corpus.toml"
+        preset.write_text(
+            "batch_size = 4\n[extract]\nworkers = 1\n[fetch]\n"
+            + "".join(f"{key} = {json.dumps(value)}\n" for key, value in FAST_FETCH.items())
+        )
+        out = tmp_path / "out"
+        command = [sys.executable, "-m", "gpt2lab.pipelines.cli", "corpus",
+                   "--links", str(dump), "--out", str(out), "--config", str(preset)]  # fmt: skip
+
+        first = subprocess.Popen(command, env=env, start_new_session=True,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and first.poll() is None:
+            if (out / "state.sqlite").exists() and len(_recorded_urls(out)) >= 8:
+                break
+            time.sleep(0.2)
+        assert first.poll() is None, "the first run ended before it could be killed"
+        os.killpg(first.pid, signal.SIGKILL)  # the flow, its extraction workers, Prefect
+        first.wait()
+        recorded = _recorded_urls(out)
+        hits_before = Counter(web.hits)
+
+        second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+        assert second.returncode == 0, second.stderr[-2000:]
+        hits_after = Counter(web.hits)
+
+        reference = corpus_flow(_config(dump, tmp_path / "reference"))
+
+    # Nothing recorded before the kill was fetched again ...
+    for url in recorded:
+        path = "/" + url.split("/", 3)[-1]
+        assert hits_after[path] == hits_before[path], url
+    # ... and the output is exactly what an uninterrupted run gives: nothing lost or doubled.
+    resumed = json.loads((out / "corpus.json").read_text())
+    assert resumed["fingerprint"] == reference.fingerprint
+    assert _manifest(out / "manifest.jsonl") == _manifest(reference.manifest)
+
+
+def test_bad_corpus_options_are_one_line_errors(tmp_path):
+    from typer.testing import CliRunner
+
+    from gpt2lab.pipelines.cli import app
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["corpus", "--links", str(tmp_path / "none.jsonl"),
+                                 "--out", str(tmp_path / "out")])  # fmt: skip
+    assert result.exit_code == 2 and "link input not found" in result.output
+    (tmp_path / "links.txt").write_text("https://example.org/a\n")
+    (tmp_path / "bad.toml").write_text("[fetch]\nmax_bytes = -1\n")
+    result = runner.invoke(app, ["corpus", "--links", str(tmp_path / "links.txt"),
+                                 "--out", str(tmp_path / "out"),
+                                 "--config", str(tmp_path / "bad.toml")])  # fmt: skip
+    assert result.exit_code == 2
+    assert f"{tmp_path / 'bad.toml'}: fetch.max_bytes:" in result.output
+    assert not (tmp_path / "out").exists()  # refused before anything was written
+
+
+@pytest.fixture(autouse=True)
+def _quiet_extraction_pools():
+    """Stop extraction workers after each test so none outlives it."""
+    yield
+    from gpt2lab.tasks.corpus.extract import shutdown_pools
+
+    shutdown_pools()
