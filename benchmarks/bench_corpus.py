@@ -378,7 +378,7 @@ def _benchmark(args: argparse.Namespace, root: Path) -> int:
 
         warm_s = warm_up(write_url_list(urls[:16], root / "warm-up.txt"), root)
         print(f"once per process, not timed: Prefect API start (a trivial flow), then a "
-              f"16-page flow run (extraction pool start, imports, MLflow tables): "
+              f"16-page flow run (extraction pool start, imports): "
               f"{warm_s:.1f} s for the latter", flush=True)  # fmt: skip
 
         # Ceiling and flow take turns, so a change in the machine's load hits both alike.

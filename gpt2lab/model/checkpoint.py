@@ -11,16 +11,14 @@ checkpoint from someone else cannot run their code.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from gpt2lab.atomic_files import write_folder_atomically
 from gpt2lab.model.config import GPTConfig
 from gpt2lab.model.errors import CheckpointError
 from gpt2lab.model.gpt import GPT
@@ -30,29 +28,6 @@ from gpt2lab.model.tokenizer import Tokenizer
 CONFIG_FILE = "gpt2lab.json"
 WEIGHTS_FILE = "model.safetensors"
 TIED_KEY = "lm_head.weight"  # same tensor as transformer.wte.weight
-
-
-def write_folder_atomically(folder: Path, write: Callable[[Path], None]) -> None:
-    """Call `write(tmp_folder)`, then move the result to `folder` in one step.
-
-    A crash halfway leaves either the old checkpoint or the new one, never a mix: the new
-    files are complete before the rename, and the old folder is removed only after.
-    """
-    folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
-    try:
-        write(tmp)
-        old = None
-        if folder.exists():
-            old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
-            os.replace(folder, old)
-        os.replace(tmp, folder)
-        if old is not None:
-            shutil.rmtree(old)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def save_checkpoint(

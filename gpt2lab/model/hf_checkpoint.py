@@ -19,7 +19,8 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from gpt2lab.model.checkpoint import TIED_KEY, load_state_into, write_folder_atomically
+from gpt2lab.atomic_files import write_folder_atomically
+from gpt2lab.model.checkpoint import TIED_KEY, load_state_into
 from gpt2lab.model.config import GPTConfig
 from gpt2lab.model.errors import CheckpointError
 from gpt2lab.model.gpt import GPT

@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from pathlib import Path
 import regex
 import tiktoken
 
+from gpt2lab.atomic_files import write_file_atomically
 from gpt2lab.model.errors import Gpt2labError
 from gpt2lab.model.hub import resolve_local_or_hub
 from gpt2lab.model.tokenizer.byte_map import (
@@ -286,19 +286,8 @@ class Tokenizer:
         folder.mkdir(parents=True, exist_ok=True)
         vocab_text = json.dumps(self._files.vocab)
         merges_text = _MERGES_HEADER + "\n" + "".join(f"{a} {b}\n" for a, b in self._files.merges)
-        _write_atomically(folder / vocab_name, vocab_text)
-        _write_atomically(folder / merges_name, merges_text)
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        write_file_atomically(folder / vocab_name, vocab_text)
+        write_file_atomically(folder / merges_name, merges_text)
 
 
 def resolve_tokenizer_folder(path_or_id: str | Path) -> tuple[Path, str]:

@@ -45,6 +45,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from gpt2lab.atomic_files import write_file_atomically, write_folder_atomically
 from gpt2lab.tasks.corpus.fetch import Outcome, origin_of
 from gpt2lab.tasks.corpus.links import LinkDecision
 from gpt2lab.tasks.corpus.records import Document, Link, Page, Verdict
@@ -556,11 +557,11 @@ class CorpusStore:
         out.mkdir(parents=True, exist_ok=True)
         counts = self.counts()
         dataset_path = out / DATASET_DIR
-        fingerprint, n_documents = _write_folder_atomically(
+        fingerprint, n_documents = write_folder_atomically(
             dataset_path, lambda tmp: _write_dataset(self, tmp)
         )
         manifest_path = out / MANIFEST_FILE
-        _write_file_atomically(manifest_path, lambda handle: self._write_manifest(handle))
+        write_file_atomically(manifest_path, lambda handle: self._write_manifest(handle))
         complete = counts["pending"] == 0 and counts["fetched"] == 0
         summary = {
             "format": "gpt2lab.corpus",
@@ -575,9 +576,7 @@ class CorpusStore:
             "counts": counts,
         }
         corpus_path = out / CORPUS_FILE
-        _write_file_atomically(
-            corpus_path, lambda handle: handle.write(json.dumps(summary, indent=2) + "\n")
-        )
+        write_file_atomically(corpus_path, json.dumps(summary, indent=2) + "\n")
         return ExportResult(
             dataset_path=dataset_path,
             manifest_path=manifest_path,
@@ -804,40 +803,3 @@ def _dataset_fingerprint(path: Path) -> tuple[str, int]:
         for url, hash_ in zip(batch["url"], batch["content_hash"], strict=True):
             digest.update(f"{url}\0{hash_}\n".encode())
     return digest.hexdigest(), len(dataset)
-
-
-def _write_folder_atomically(folder: Path, write: Callable[[Path], Any]) -> Any:
-    """Run `write(tmp)` and move tmp to `folder` in one rename; returns what `write` returned.
-
-    A crash leaves the old folder or the new one, never a mix. (The same pattern as
-    `gpt2lab.model.checkpoint.write_folder_atomically`, which we do not import here because
-    it would load PyTorch into every corpus worker.)
-    """
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
-    try:
-        result = write(tmp)
-        old = None
-        if folder.exists():
-            old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
-            os.replace(folder, old)
-        os.replace(tmp, folder)
-        if old is not None:
-            shutil.rmtree(old)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return result
-
-
-def _write_file_atomically(path: Path, write: Callable[[Any], Any]) -> None:
-    """Write a text file under a temporary name, flush it to disk, then rename it into place."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with tmp.open("w", encoding="utf-8") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
