@@ -1,25 +1,37 @@
 """The GPT-2 network, its tokenizers, sampling and checkpoints: plain PyTorch, no orchestration.
 
-from gpt2lab.model import GPT, load_tokenizer
-model = GPT.from_pretrained("path/to/checkpoint")   # ours, a Hugging Face folder, or a hub id
-tokenizer = load_tokenizer("path/to/gpt2-vocab")
+    from gpt2lab.model import GPT, load_tokenizer
+    model = GPT.from_pretrained("path/to/checkpoint")   # ours, a Hugging Face folder, or a hub id
+    tokenizer = load_tokenizer("path/to/gpt2-vocab")
+
+Names are imported on first use: code that needs only the tokenizer (a corpus worker, say)
+does not pay for importing PyTorch.
 """
 
-from gpt2lab.model.checkpoint import load_checkpoint, load_model, save_checkpoint
-from gpt2lab.model.config import PRESETS, GPTConfig
-from gpt2lab.model.errors import CheckpointError, Gpt2labError
-from gpt2lab.model.generate import Completion, SamplingConfig, generate, stream
-from gpt2lab.model.gpt import GPT
-from gpt2lab.model.hf_checkpoint import export_hf_folder, load_hf_folder
-from gpt2lab.model.tokenizer import Tokenizer, TokenizerError, load_tokenizer, train_bpe
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_WHERE = {
+    "load_checkpoint": "checkpoint", "load_model": "checkpoint", "save_checkpoint": "checkpoint",
+    "PRESETS": "config", "GPTConfig": "config",
+    "CheckpointError": "errors", "Gpt2labError": "errors",
+    "Completion": "generate", "SamplingConfig": "generate", "generate": "generate",
+    "stream": "generate",
+    "GPT": "gpt",
+    "export_hf_folder": "hf_checkpoint", "load_hf_folder": "hf_checkpoint",
+    "Tokenizer": "tokenizer", "TokenizerError": "tokenizer", "load_tokenizer": "tokenizer",
+    "train_bpe": "tokenizer",
+}  # fmt: skip
 
 __all__ = [
-    "GPT",
-    "PRESETS",
     "CheckpointError",
     "Completion",
+    "GPT",
     "GPTConfig",
     "Gpt2labError",
+    "PRESETS",
     "SamplingConfig",
     "Tokenizer",
     "TokenizerError",
@@ -33,3 +45,21 @@ __all__ = [
     "stream",
     "train_bpe",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'gpt2lab.model' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"gpt2lab.model.{_WHERE[name]}"), name)
+    globals()[name] = value  # next time, a plain attribute
+    return value
+
+
+if TYPE_CHECKING:  # for editors and type checkers: the same names, imported eagerly
+    from gpt2lab.model.checkpoint import load_checkpoint, load_model, save_checkpoint
+    from gpt2lab.model.config import PRESETS, GPTConfig
+    from gpt2lab.model.errors import CheckpointError, Gpt2labError
+    from gpt2lab.model.generate import Completion, SamplingConfig, generate, stream
+    from gpt2lab.model.gpt import GPT
+    from gpt2lab.model.hf_checkpoint import export_hf_folder, load_hf_folder
+    from gpt2lab.model.tokenizer import Tokenizer, TokenizerError, load_tokenizer, train_bpe

@@ -15,6 +15,7 @@ from typing import Literal
 
 import mlflow
 from prefect import flow, get_run_logger, unmapped
+from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, Field
 
 from gpt2lab.fingerprint import fingerprint_path
@@ -44,6 +45,12 @@ class CorpusConfig(FunnelSettings):
     link_rules: LinkRules = LinkRules()
     dedup: DedupSettings = DedupSettings()
     batch_size: int = Field(64, ge=1, description="links per task (one Prefect task each)")
+    concurrent_batches: int = Field(
+        2,
+        ge=1,
+        description="batches in flight at once with the default runner: one can "
+        "fetch while another extracts; more only adds threads and memory",
+    )
     runner: Literal["default", "dask"] = "default"
     dask_workers: int = Field(2, ge=1)
 
@@ -156,4 +163,7 @@ def run_corpus(config: CorpusConfig) -> CorpusResult:
             "processes": True, "dashboard_address": None,
         })  # fmt: skip
         return corpus_flow.with_options(task_runner=runner)(config)
-    return corpus_flow(config)
+    # Prefect's default thread pool is unbounded: every batch of a million-link dump
+    # would start at once, each with its own event loop and HTTP client.
+    runner = ThreadPoolTaskRunner(max_workers=config.concurrent_batches)
+    return corpus_flow.with_options(task_runner=runner)(config)

@@ -1,0 +1,23 @@
+"""gpt2lab.model's public names, imported lazily."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import gpt2lab.model as model
+
+
+def test_every_public_name_resolves():
+    assert sorted(model.__all__) == sorted(model._WHERE)
+    for name in model.__all__:
+        assert getattr(model, name) is not None
+
+
+def test_tokenizer_and_corpus_filters_do_not_import_torch():
+    # Corpus workers need the tokenizer's split pattern, not PyTorch (about 200 MB each).
+    code = (
+        "import sys, gpt2lab.model.tokenizer, gpt2lab.tasks.corpus.filters\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
