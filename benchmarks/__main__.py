@@ -1,21 +1,30 @@
 """`make bench`: every benchmark, each against its named peer in the same run.
 
 Run one alone with `python -m benchmarks.bench_train_step` (or bench_generate,
-bench_tokenizer). Figures are medians of alternating runs; on a busy machine they move,
-the ratios much less.
+bench_tokenizer, bench_dedup, bench_corpus). Figures are medians of alternating runs; on
+a busy machine they move, the ratios much less.
 """
 
 from __future__ import annotations
 
 import sys
 
-from benchmarks import bench_generate, bench_tokenizer, bench_train_step
+from benchmarks import (
+    bench_corpus,
+    bench_dedup,
+    bench_generate,
+    bench_tokenizer,
+    bench_train_step,
+)
 
 
 def main() -> int:
     bench_train_step.main()
     bench_generate.main()
-    return bench_tokenizer.main([])
+    status = bench_tokenizer.main([])
+    bench_dedup.main([])
+    # The corpus benchmark fetches only its own mini-web on 127.0.0.1.
+    return status or bench_corpus.main([])
 
 
 if __name__ == "__main__":
