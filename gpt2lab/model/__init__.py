@@ -5,7 +5,8 @@
     tokenizer = load_tokenizer("path/to/gpt2-vocab")
 
 Names are imported on first use: code that needs only the tokenizer (a corpus worker, say)
-does not pay for importing PyTorch.
+does not pay for importing PyTorch. (No public name may equal a submodule's name: importing
+the submodule would set the package attribute to the module and hide the name.)
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ _WHERE = {
     "load_checkpoint": "checkpoint", "load_model": "checkpoint", "save_checkpoint": "checkpoint",
     "PRESETS": "config", "GPTConfig": "config",
     "CheckpointError": "errors", "Gpt2labError": "errors",
-    "Completion": "generate", "SamplingConfig": "generate", "generate": "generate",
-    "stream": "generate",
+    "Completion": "sampling", "SamplingConfig": "sampling", "generate": "sampling",
+    "stream": "sampling",
     "GPT": "gpt",
     "export_hf_folder": "hf_checkpoint", "load_hf_folder": "hf_checkpoint",
     "Tokenizer": "tokenizer", "TokenizerError": "tokenizer", "load_tokenizer": "tokenizer",
@@ -59,7 +60,7 @@ if TYPE_CHECKING:  # for editors and type checkers: the same names, imported eag
     from gpt2lab.model.checkpoint import load_checkpoint, load_model, save_checkpoint
     from gpt2lab.model.config import PRESETS, GPTConfig
     from gpt2lab.model.errors import CheckpointError, Gpt2labError
-    from gpt2lab.model.generate import Completion, SamplingConfig, generate, stream
     from gpt2lab.model.gpt import GPT
     from gpt2lab.model.hf_checkpoint import export_hf_folder, load_hf_folder
+    from gpt2lab.model.sampling import Completion, SamplingConfig, generate, stream
     from gpt2lab.model.tokenizer import Tokenizer, TokenizerError, load_tokenizer, train_bpe

@@ -144,7 +144,7 @@ def generate(
 def _print_streaming(events, tok, prompt: str, stop: list[str]) -> None:
     """Print text as it comes. A token can end in the middle of a UTF-8 character, so
     bytes go through an incremental decoder that holds back incomplete characters."""
-    from gpt2lab.model.generate import cut_at_stop
+    from gpt2lab.model.sampling import cut_at_stop
 
     console = _console()
     console.print(Text(prompt, style="bold"), end="")
