@@ -17,6 +17,7 @@ from __future__ import annotations
 import atexit
 import codecs
 import contextlib
+import functools
 import logging
 import math
 import multiprocessing
@@ -33,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from trafilatura.metadata import extract_title
 from trafilatura.utils import load_html
 
+from gpt2lab.tasks.corpus.filters import FilterChain, FilterSettings
 from gpt2lab.tasks.corpus.records import Document, Page, Verdict
 
 logger = logging.getLogger(__name__)
@@ -285,9 +287,29 @@ def extract_document(url: str, html: str, settings: ExtractSettings) -> Document
 
 
 def _extract_page(
+    url: str,
+    body: bytes | None,
+    content_type: str | None,
+    settings: ExtractSettings,
+    filters: FilterSettings | None = None,
+) -> Document | Verdict:
+    """decode + extract (+ filter) one page; never raises: a broken page must not stop a
+    batch. Filtering here, in the worker, keeps that CPU work off the calling process."""
+    result = _decode_and_extract(url, body, content_type, settings)
+    if filters is None or isinstance(result, Verdict):
+        return result
+    return _filter_chain(filters.model_dump_json()).apply([result])[0]
+
+
+@functools.cache
+def _filter_chain(filters_json: str) -> FilterChain:
+    """One chain per process and settings (keyed by JSON: the settings hold lists)."""
+    return FilterChain.from_settings(FilterSettings.model_validate_json(filters_json))
+
+
+def _decode_and_extract(
     url: str, body: bytes | None, content_type: str | None, settings: ExtractSettings
 ) -> Document | Verdict:
-    """decode + extract for one page; never raises (a broken page must not stop a batch)."""
     if body is None:
         return Verdict(STAGE, "no_body", "the fetch returned no body")
     if len(body) > settings.max_html_bytes:
@@ -314,7 +336,8 @@ _STARTUP_LIMIT_S = 120.0  # a fresh worker imports trafilatura: about 1 s, more 
 
 
 def _worker_main(conn: Connection) -> None:
-    """Loop of a worker process: receive (settings, pages), send one result per page."""
+    """Loop of a worker process: receive (settings, filters, pages), send one result per
+    page."""
     # Ctrl-C goes to the whole process group; the parent decides what happens to us.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # trafilatura logs every discarded page; our verdicts already say why.
@@ -327,10 +350,11 @@ def _worker_main(conn: Connection) -> None:
             return  # the parent is gone
         if message is None:
             return
-        settings, items = message
+        settings, filters, items = message
         for position, url, body, content_type in items:
             try:
-                conn.send((position, _extract_page(url, body, content_type, settings)))
+                result = _extract_page(url, body, content_type, settings, filters)
+                conn.send((position, result))
             except OSError:
                 return  # the parent is gone
 
@@ -396,7 +420,12 @@ class ExtractionPool:
                 worker.stop()
             self._workers = []
 
-    def run(self, pages: Sequence[Page], settings: ExtractSettings) -> list[Document | Verdict]:
+    def run(
+        self,
+        pages: Sequence[Page],
+        settings: ExtractSettings,
+        filters: FilterSettings | None = None,
+    ) -> list[Document | Verdict]:
         """One result per page, in the pages' order."""
         if not pages:
             return []
@@ -404,7 +433,7 @@ class ExtractionPool:
             while len(self._workers) < self.size:
                 self._workers.append(_Worker())
             try:
-                return _Batch(self._workers, pages, settings).run()
+                return _Batch(self._workers, pages, settings, filters).run()
             except BaseException:
                 # Interrupted (Ctrl-C, a worker that cannot start): workers may still be
                 # busy with this batch's pages, whose answers must not reach the next batch.
@@ -418,11 +447,16 @@ class _Batch:
     """The bookkeeping of one `ExtractionPool.run` call."""
 
     def __init__(
-        self, workers: list[_Worker], pages: Sequence[Page], settings: ExtractSettings
+        self,
+        workers: list[_Worker],
+        pages: Sequence[Page],
+        settings: ExtractSettings,
+        filters: FilterSettings | None,
     ) -> None:
         self.workers = workers  # the pool's list: replacements are visible to the pool
         self.pages = pages
         self.settings = settings
+        self.filters = filters
         self.results: list[Document | Verdict | None] = [None] * len(pages)
         self.todo: deque[int] = deque(range(len(pages)))
         self.missing = len(pages)
@@ -449,7 +483,7 @@ class _Batch:
             chunk = [self.todo.popleft() for _ in range(count)]
             items = [self._item(position) for position in chunk]
             try:
-                worker.conn.send((self.settings, items))
+                worker.conn.send((self.settings, self.filters, items))
             except OSError:  # it just died; `_collect` replaces it
                 self.todo.extendleft(reversed(chunk))
                 continue
@@ -538,8 +572,14 @@ def _shared_pool(workers: int) -> ExtractionPool:
         return _SHARED_POOLS[workers]
 
 
-def extract_pages(pages: Sequence[Page], settings: ExtractSettings) -> list[Document | Verdict]:
+def extract_pages(
+    pages: Sequence[Page], settings: ExtractSettings, filters: FilterSettings | None = None
+) -> list[Document | Verdict]:
     """Extract every page: one Document or Verdict per page, in the same order.
+
+    With `filters`, each extracted document also goes through the filter chain in the
+    worker (a dropped one comes back as its filter Verdict), so filtering runs in parallel
+    too and within the same per-page time limit.
 
     Pages run in `settings.workers` processes (a pool kept between calls, since starting a
     worker costs about a second), each page within `settings.time_limit_s`; an overrun
@@ -552,11 +592,12 @@ def extract_pages(pages: Sequence[Page], settings: ExtractSettings) -> list[Docu
             # A daemonic process (e.g. a Dask worker) may not start children.
             logger.warning("extract: running inline (no time limit) in a daemonic process")
         extracted = [
-            _extract_page(pages[i].url, pages[i].body, pages[i].content_type, settings)
+            _extract_page(pages[i].url, pages[i].body, pages[i].content_type, settings, filters)
             for i in to_extract
         ]
     else:
-        extracted = _shared_pool(settings.workers).run([pages[i] for i in to_extract], settings)
+        chosen = [pages[i] for i in to_extract]
+        extracted = _shared_pool(settings.workers).run(chosen, settings, filters)
     for position, result in zip(to_extract, extracted, strict=True):
         results[position] = result
     assert all(result is not None for result in results)

@@ -25,7 +25,7 @@ from pydantic import BaseModel
 from gpt2lab.tasks.corpus.dedup import DedupSettings, find_duplicates
 from gpt2lab.tasks.corpus.extract import ExtractSettings, extract_pages
 from gpt2lab.tasks.corpus.fetch import FetchSettings, fetch_batch, fetch_robots
-from gpt2lab.tasks.corpus.filters import FilterSettings, apply_filters
+from gpt2lab.tasks.corpus.filters import FilterSettings
 from gpt2lab.tasks.corpus.links import LinkRules, iter_link_decisions
 from gpt2lab.tasks.corpus.records import Document
 from gpt2lab.tasks.corpus.store import CorpusStore, ExportResult
@@ -109,7 +109,8 @@ def process_batch(out_dir: Path, batch: Batch, settings: FunnelSettings) -> Batc
             row for row in store.fetched_pages(size, batch.first - 1) if row[0] <= batch.last
         ]
         pages = [page for _, _, page in fetched]
-        results = apply_filters(extract_pages(pages, settings.extract), settings.filters)
+        # Extraction and filtering both run in the extraction worker processes.
+        results = extract_pages(pages, settings.extract, settings.filters)
         store.record_results(
             (idx, result) for (idx, _, _), result in zip(fetched, results, strict=True)
         )

@@ -327,3 +327,27 @@ def test_settings_reject_nonsense():
         ExtractSettings(time_limit_s=0)
     with pytest.raises(ValueError, match="workers"):
         ExtractSettings(workers=-1)
+
+
+def test_filters_can_run_inside_the_extraction_workers():
+    """extract_pages(..., filters) drops documents with the filter's verdict, in the worker."""
+    import random
+
+    from gpt2lab.tasks.corpus.filters import FilterSettings
+    from gpt2lab.tasks.corpus.miniweb import GERMAN, Article, build_articles, render_page
+
+    english = build_articles(2, seed=0)[0]
+    german = Article("/de.html", "Das Leben im Dorf", "Hans Muster", "2019-01-01", tuple(GERMAN))
+    pages = [
+        Page(url=a.path, final_url=a.path, status=200, content_type="text/html; charset=utf-8",
+             body=render_page(a, [], random.Random(0), lang=lang).encode(), fetched_at="")
+        for a, lang in ((english, "en"), (german, "de"))
+    ]  # fmt: skip
+    settings = ExtractSettings(workers=1)
+    kept, dropped = extract_pages(pages, settings, FilterSettings())
+    assert isinstance(kept, Document) and english.paragraphs[0][:40] in kept.text
+    assert isinstance(dropped, Verdict) and (dropped.stage, dropped.reason) == (
+        "filter", "not_english"
+    )  # fmt: skip
+    # Without filters the German page is just extracted.
+    assert isinstance(extract_pages(pages, settings)[1], Document)
