@@ -146,19 +146,9 @@ def ceiling_run(pages: list[tuple[str, str]]) -> tuple[float, int]:
     many pages gave text."""
     import trafilatura
 
-    from gpt2lab.tasks.corpus.extract import ExtractSettings
+    from gpt2lab.tasks.corpus.extract import ExtractSettings, trafilatura_options
 
-    settings = ExtractSettings()
-    options = dict(
-        fast=settings.fast,
-        favor_precision=settings.favor_precision,
-        include_comments=settings.include_comments,
-        include_tables=settings.include_tables,
-        include_images=False,
-        include_links=False,
-        deduplicate=False,
-        prune_xpath="//noscript",
-    )
+    options = trafilatura_options(ExtractSettings())
     start = time.perf_counter()
     with_text = sum(bool(trafilatura.extract(html, url=url, **options)) for url, html in pages)
     return time.perf_counter() - start, with_text
