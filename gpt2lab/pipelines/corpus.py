@@ -95,9 +95,7 @@ def corpus_flow(config: CorpusConfig) -> CorpusResult:
         )
     deduplicate_task(config.out, config.dedup)
     exported = export_task(config.out)
-    run_id = log_corpus_run(config, exported)
-    with CorpusStore(config.out) as store:
-        final_counts = store.counts()
+    final_counts, run_id = log_corpus_run(config, exported)
     return CorpusResult(
         dataset=exported.dataset_path, manifest=exported.manifest_path,
         fingerprint=exported.fingerprint, documents=exported.n_documents,
@@ -105,8 +103,11 @@ def corpus_flow(config: CorpusConfig) -> CorpusResult:
     )  # fmt: skip
 
 
-def log_corpus_run(config: CorpusConfig, exported: ExportResult, samples: int = 20) -> str:
-    """One MLflow run: funnel metrics, drop reasons, charts and sample documents."""
+def log_corpus_run(
+    config: CorpusConfig, exported: ExportResult, samples: int = 20
+) -> tuple[dict[str, int], str]:
+    """One MLflow run: funnel metrics, drop reasons, charts and sample documents.
+    Returns the store's final counts and the run id."""
     # One pass over the store, keeping only lengths and a few samples (bounded memory).
     with CorpusStore(config.out) as store:
         counts = store.counts()
@@ -139,7 +140,7 @@ def log_corpus_run(config: CorpusConfig, exported: ExportResult, samples: int = 
         with tempfile.TemporaryDirectory() as tmp:
             mlflow.log_artifact(str(funnel_chart(stages, Path(tmp) / "funnel.png")), "charts")
             mlflow.log_artifact(str(length_histogram(lengths, Path(tmp) / "lengths.png")), "charts")
-        return run.info.run_id
+        return counts, run.info.run_id
 
 
 def _log_rows(rows: list[dict], name: str) -> None:

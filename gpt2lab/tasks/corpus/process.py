@@ -30,8 +30,6 @@ from gpt2lab.tasks.corpus.links import LinkRules, iter_link_decisions
 from gpt2lab.tasks.corpus.records import Document
 from gpt2lab.tasks.corpus.store import CorpusStore, ExportResult
 
-_PAGE = 10_000  # ids read per query while planning
-
 
 class FunnelSettings(BaseModel):
     """What one batch needs: how to fetch, extract and filter."""
@@ -79,18 +77,11 @@ def plan_batches(out_dir: Path, batch_size: int) -> list[Batch]:
     """Cut the links still to do (never fetched, or fetched but not yet extracted) into
     batches of up to `batch_size`, in input order."""
     with CorpusStore(out_dir) as store:
-        todo = sorted(set(_all_ids(store.pending_links)) | set(_all_ids(store.fetched_pages)))
+        todo = store.unfinished_ids()
     return [
         Batch(todo[i], todo[min(i + batch_size, len(todo)) - 1])
         for i in range(0, len(todo), batch_size)
     ]
-
-
-def _all_ids(read_page) -> list[int]:
-    ids: list[int] = []
-    while rows := read_page(limit=_PAGE, after=ids[-1] if ids else -1):
-        ids.extend(row[0] for row in rows)
-    return ids
 
 
 def process_batch(out_dir: Path, batch: Batch, settings: FunnelSettings) -> BatchSummary:

@@ -303,6 +303,13 @@ class CorpusStore:
             "the inputs changed; use a new output folder"
         )
 
+    def unfinished_ids(self) -> list[int]:
+        """The ids of links still to do: never fetched, or fetched but not yet extracted."""
+        rows = self._query(
+            "SELECT idx FROM links WHERE state IN ('pending', 'fetched') ORDER BY idx"
+        )
+        return [row["idx"] for row in rows]
+
     def pending_links(self, limit: int = 1000, after: int = -1) -> list[tuple[int, Link]]:
         """Up to `limit` links not fetched yet, as (idx, Link), in input order after `after`.
 

@@ -378,3 +378,18 @@ def test_pickled_store_reopens_its_file(store: CorpusStore) -> None:
     copy = pickle.loads(pickle.dumps(store))
     assert copy.path == store.path and copy.counts() == store.counts()
     copy.close()
+
+
+def test_unfinished_ids_are_pending_and_fetched_links(tmp_path):
+    from gpt2lab.tasks.corpus.links import LinkRules, iter_link_decisions
+    from gpt2lab.tasks.corpus.records import Page
+
+    urls = tmp_path / "links.txt"
+    urls.write_text("".join(f"https://example.org/{i}\n" for i in range(4)))
+    with CorpusStore(tmp_path / "out") as store:
+        store.add_links(iter_link_decisions([urls], LinkRules()))
+        store.record_page(Page("https://example.org/1", None, 200, "text/html", b"<p>x</p>", ""))
+        store.record_page(Page("https://example.org/2", None, 404, "text/html", None, "",
+                               failure=Verdict("fetch", "http_404")))  # fmt: skip
+        # 0 and 3 never fetched, 1 fetched but not extracted, 2 finished (failed).
+        assert store.unfinished_ids() == [0, 1, 3]
