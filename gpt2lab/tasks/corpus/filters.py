@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, lru_cache
 from typing import NamedTuple, Protocol
 
 import regex
@@ -180,15 +180,35 @@ _EDGE_PUNCTUATION = regex.compile(r"^[\p{P}\p{S}]+|[\p{P}\p{S}]+$")
 _HAS_LETTER = regex.compile(r"\p{L}")
 
 
-def _words(text: str) -> list[str]:
+def _has_letter(token: str) -> bool:
+    # str.isalpha is exactly "a letter" (categories L*); most words start with one.
+    return token[0].isalpha() or _HAS_LETTER.search(token) is not None
+
+
+# The quality and the repetition filters both read the words and lines of the same
+# document, one right after the other: a one-entry cache splits each text once. (A str
+# caches its own hash, so looking the text up costs next to nothing.) Tuples, because
+# the cached value is shared.
+@lru_cache(maxsize=1)
+def _words(text: str) -> tuple[str, ...]:
     """Whitespace-separated words without their leading/trailing punctuation ("dog." ->
     "dog"); pure punctuation ("—", "...") is not a word."""
-    stripped = (_EDGE_PUNCTUATION.sub("", token) for token in text.split())
-    return [word for word in stripped if word]
+    words = []
+    for token in text.split():
+        # Most tokens start and end with a letter or digit, which is never punctuation
+        # or a symbol: only the others need the (slower) regex.
+        if not (token[0].isalnum() and token[-1].isalnum()):
+            token = _EDGE_PUNCTUATION.sub("", token)
+            if not token:
+                continue
+        words.append(token)
+    return tuple(words)
 
 
-def _lines(text: str) -> list[str]:
-    return [line.strip() for line in text.splitlines() if line.strip()]
+@lru_cache(maxsize=1)
+def _lines(text: str) -> tuple[str, ...]:
+    """The non-blank lines, stripped."""
+    return tuple(line for line in map(str.strip, text.splitlines()) if line)
 
 
 class GopherQualityFilter:
@@ -235,7 +255,7 @@ class GopherQualityFilter:
         # Alphabetic and stop-word rules count raw tokens, punctuation-only ones included:
         # a page of numbers, symbols and dashes is exactly what they should catch.
         tokens = text.split()
-        alpha = sum(1 for token in tokens if _HAS_LETTER.search(token)) / max(1, len(tokens))
+        alpha = sum(1 for token in tokens if _has_letter(token)) / max(1, len(tokens))
         if alpha < s.min_alpha_words_fraction:
             return Decision(False, "gopher_alpha_words", f"{alpha:.0%} of words have a letter")
 
@@ -250,7 +270,7 @@ class GopherQualityFilter:
 # ---------------------------------------------------------------------------------------
 
 
-def _top_ngram_chars(words: list[str], n: int) -> int:
+def _top_ngram_chars(words: Sequence[str], n: int) -> int:
     """Characters covered by the most frequent n-gram, counted at each occurrence; 0 when
     no n-gram occurs twice (a single occurrence is not repetition)."""
     counts = Counter(zip(*(words[i:] for i in range(n)), strict=False))
@@ -260,7 +280,7 @@ def _top_ngram_chars(words: list[str], n: int) -> int:
     return sum(map(len, gram)) * count if count > 1 else 0
 
 
-def _duplicate_ngram_chars(words: list[str], n: int) -> int:
+def _duplicate_ngram_chars(words: Sequence[str], n: int) -> int:
     """Characters of the words inside n-grams that occurred earlier in the text. After a
     repeat we jump past it, so overlapping repeats are not counted twice (as datatrove)."""
     seen: set[tuple[str, ...]] = set()

@@ -13,6 +13,7 @@ from gpt2lab.tasks.corpus.filters import (
     LanguageFilter,
     MinTokensFilter,
     apply_filters,
+    _words,
 )
 from gpt2lab.tasks.corpus.records import Document, Verdict
 
@@ -233,3 +234,18 @@ def test_settings_reject_nonsense():
         FilterSettings(min_language_score=1.5)
     with pytest.raises(ValueError, match="languages"):
         FilterSettings(languages=[])
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("The dog.  barked, (twice)!", ("The", "dog", "barked", "twice")),
+        ("— ... «quoted» $5 #tag 3.14 x—y", ("quoted", "5", "tag", "3.14", "x—y")),
+        ("naïve café ¿qué? 東京。", ("naïve", "café", "qué", "東京")),
+        ("", ()),
+    ],
+)
+def test_words_lose_edge_punctuation_and_symbols_only(text, words):
+    # The Gopher rules count these words: punctuation and symbols (Unicode P and S) at a
+    # word's edges go, inside a word they stay, and a token of nothing else is no word.
+    assert _words(text) == words
