@@ -419,7 +419,9 @@ def _benchmark(args: argparse.Namespace, root: Path) -> int:
     for kind in kinds:
         used = statistics.median(run["cpu_s"].get(kind, 0.0) for run in runs)
         print(f"    {used:5.2f}  {names[kind]}")
-    reasons = {k: v for k, v in counts.items() if k.count(".") == 2}
+    from gpt2lab.tasks.corpus.store import causes
+
+    reasons = {cause.key: cause.count for cause in causes(counts)}
     print(f"  funnel: kept {counts.get('kept')}, dropped {counts.get('dropped')}, "
           f"failed {counts.get('failed')} {reasons or ''}")  # fmt: skip
     warnings = [check_counts(run["counts"], n) for run in runs]

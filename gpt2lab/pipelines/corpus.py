@@ -8,6 +8,7 @@ to MLflow. Killed and started again with the same config, it continues where it 
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from itertools import islice
 from pathlib import Path
@@ -32,7 +33,7 @@ from gpt2lab.tasks.corpus.process import (
     read_links_task,
     read_robots_task,
 )
-from gpt2lab.tasks.corpus.store import CorpusStore, ExportResult
+from gpt2lab.tasks.corpus.store import CorpusStore, ExportResult, causes
 
 FUNNEL_STAGES = ("links", "fetch", "extract", "filter", "dedup")
 
@@ -71,9 +72,7 @@ def funnel(counts: dict[str, int]) -> list[tuple[str, int]]:
     names = {"links": "link rules", "fetch": "fetched", "extract": "extracted",
              "filter": "filters", "dedup": "dedup"}  # fmt: skip
     for stage in FUNNEL_STAGES:
-        left -= sum(
-            n for key, n in counts.items() if key.count(".") == 2 and key.split(".")[1] == stage
-        )
+        left -= sum(cause.count for cause in causes(counts) if cause.stage == stage)
         steps.append((f"after {names[stage]}", left))
     return steps
 
@@ -124,12 +123,9 @@ def log_corpus_run(
         stages = funnel(counts)
         log_metrics_batch(run, {f"funnel/{i}_{name.replace(' ', '_')}": n
                                 for i, (name, n) in enumerate(stages)})  # fmt: skip
-        log_metrics_batch(
-            run, {f"drops/{key}": n for key, n in counts.items() if key.count(".") == 2}
-        )
-        drops = [dict(zip(("fate", "stage", "reason"), key.split("."), strict=True), count=n)
-                 for key, n in counts.items() if key.count(".") == 2]  # fmt: skip
-        _log_rows(sorted(drops, key=lambda row: -row["count"]), "drop_reasons.json")
+        drops = causes(counts)
+        log_metrics_batch(run, {f"drops/{cause.key}": cause.count for cause in drops})
+        _log_rows([dataclasses.asdict(cause) for cause in drops], "drop_reasons.json")
         kept_rows = [{"idx": d.idx, "url": d.url, "title": d.title or "", "text": d.text[:500]}
                      for d in documents]  # fmt: skip
         _log_rows(kept_rows, "samples_kept.json")

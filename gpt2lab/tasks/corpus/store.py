@@ -154,6 +154,26 @@ class FateRecord:
 
 
 @dataclass(frozen=True)
+class Cause:
+    """One "<fate>.<stage>.<reason>" entry of `CorpusStore.counts()`, taken apart."""
+
+    fate: str  # dropped | failed
+    stage: str  # links | robots | fetch | extract | filter | dedup
+    reason: str
+    count: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.fate}.{self.stage}.{self.reason}"
+
+
+def causes(counts: dict[str, int]) -> list[Cause]:
+    """The per-cause entries of `counts` (reason codes hold no dots), most frequent first."""
+    found = [Cause(*key.split("."), n) for key, n in counts.items() if key.count(".") == 2]
+    return sorted(found, key=lambda cause: -cause.count)
+
+
+@dataclass(frozen=True)
 class ExportResult:
     dataset_path: Path
     manifest_path: Path
@@ -517,7 +537,7 @@ class CorpusStore:
             counts["total"] += row["n"]
             bucket = row["fate"] if row["state"] == "done" else row["state"]
             counts[bucket] += row["n"]
-            if row["fate"] in ("dropped", "failed"):
+            if row["fate"] in ("dropped", "failed"):  # read back by `causes`
                 key = f"{row['fate']}.{row['stage']}.{row['reason']}"
                 counts[key] = counts.get(key, 0) + row["n"]
         return counts

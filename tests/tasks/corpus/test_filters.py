@@ -12,8 +12,8 @@ from gpt2lab.tasks.corpus.filters import (
     GopherRepetitionFilter,
     LanguageFilter,
     MinTokensFilter,
-    apply_filters,
     _words,
+    apply_filters,
 )
 from gpt2lab.tasks.corpus.records import Document, Verdict
 

@@ -18,7 +18,7 @@ import pytest
 
 from gpt2lab.tasks.corpus.links import LinkDecision, iter_link_decisions
 from gpt2lab.tasks.corpus.records import Document, Page, Verdict
-from gpt2lab.tasks.corpus.store import CorpusStore, StoreError, content_hash
+from gpt2lab.tasks.corpus.store import CorpusStore, StoreError, causes, content_hash
 
 NOW = "2024-05-01T12:00:00+00:00"
 COLUMNS = ["url", "title", "text", "karma", "subreddit", "fetched_at", "content_hash"]
@@ -154,6 +154,11 @@ def test_resume_never_refetches_a_recorded_url(tmp_path: Path, store: CorpusStor
     assert counts["failed.fetch.http_404"] == 1
     assert counts["dropped.extract.no_text"] == 1
     assert (counts["kept"], counts["pending"], counts["fetched"]) == (1, 3, 0)
+    # The per-cause entries, taken apart for the drop-reason table.
+    assert {(c.fate, c.stage, c.reason, c.count) for c in causes(counts)} == {
+        ("dropped", "links", "not_json", 1), ("dropped", "links", "low_score", 1),
+        ("failed", "fetch", "http_404", 1), ("dropped", "extract", "no_text", 1),
+    }  # fmt: skip
     reopened.close()
 
 
