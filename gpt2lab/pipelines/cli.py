@@ -51,9 +51,9 @@ def _fail(err: Exception) -> typer.Exit:
 
 
 def _show(piece: bytes) -> str:
-    """A token's bytes as readable text: spaces and newlines made visible."""
-    text = piece.decode("utf-8", errors="replace")
-    return text.replace(" ", "␣").replace("\n", "⏎").replace("\t", "⇥")
+    from gpt2lab.model.tokenizer.byte_map import visible
+
+    return visible(piece)
 
 
 @app.command()
@@ -218,6 +218,53 @@ def corpus(
     console.print(f"{result.documents:,} documents -> {result.dataset}")
     console.print(f"manifest: {result.manifest}  fingerprint: {result.fingerprint[:16]}")
     console.print(f"MLflow run {result.mlflow_run_id} in experiment 'corpus'")
+
+
+@app.command()
+def encode(
+    corpus: Annotated[
+        Path, typer.Option("--corpus", help="Corpus folder (from `corpus`) or saved dataset.")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Tokens folder to write or finish.")],
+    tokenizer: Annotated[
+        str | None, typer.Option(help="Tokenizer folder or hub id [default: gpt2].")
+    ] = None,
+    train_tokenizer: Annotated[
+        bool, typer.Option("--train-tokenizer", help="Learn a new BPE from the corpus.")
+    ] = False,
+    vocab_size: Annotated[
+        int | None, typer.Option(help="Vocabulary of the BPE to learn (--train-tokenizer).")
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="TOML file with the flow's settings.")
+    ] = None,
+    val_fraction: Annotated[
+        float | None, typer.Option(help="Share of documents for validation.")
+    ] = None,
+    dtype: Annotated[str | None, typer.Option(help="auto, uint16 or uint32.")] = None,
+    threads: Annotated[int | None, typer.Option(help="Encoding threads (0 = all cores).")] = None,
+) -> None:
+    """Corpus -> train/val token shards for training (resumable)."""
+    from gpt2lab.pipelines.config_files import load_config
+    from gpt2lab.pipelines.encode import EncodeConfig, run_encode
+
+    if tokenizer is not None and train_tokenizer:
+        raise _fail(ValueError("give --tokenizer or --train-tokenizer, not both"))
+    overrides = {
+        "corpus": corpus, "out": out, "tokenizer": tokenizer, "vocab_size": vocab_size,
+        "train_tokenizer": train_tokenizer or None, "val_fraction": val_fraction,
+        "dtype": dtype, "threads": threads,
+    }  # fmt: skip
+    try:
+        settings = load_config(EncodeConfig, config, overrides)
+        result = run_encode(settings)
+    except ValueError as err:
+        raise _fail(err) from None
+    console = _console()
+    tokens = ", ".join(f"{split} {n:,}" for split, n in result.tokens.items())
+    console.print(f"tokens: {tokens} in {result.shards} shards -> {result.tokens_dir}")
+    console.print(f"fingerprint: {result.fingerprint[:16]}")
+    console.print(f"MLflow run {result.mlflow_run_id} in experiment 'encode'")
 
 
 @app.command()

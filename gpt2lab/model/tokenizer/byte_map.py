@@ -77,3 +77,10 @@ def bytes_to_token_text(data: bytes) -> str:
     """Turn raw bytes into the printable form used in the vocabulary files."""
     table = bytes_to_unicode()
     return "".join(table[b] for b in data)
+
+
+def visible(piece: bytes) -> str:
+    """A token's bytes as text a person can read: spaces, newlines and tabs made visible
+    (␣ ⏎ ⇥), a character cut in the middle shown as U+FFFD."""
+    text = piece.decode("utf-8", errors="replace")
+    return text.replace(" ", "␣").replace("\n", "⏎").replace("\t", "⇥")

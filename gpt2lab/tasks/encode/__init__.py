@@ -1,0 +1,1 @@
+"""The encode stage: a corpus dataset -> token shards that training streams from."""
