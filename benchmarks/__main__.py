@@ -1,8 +1,8 @@
 """`make bench`: every benchmark, each against its named peer in the same run.
 
 Run one alone with `python -m benchmarks.bench_train_step` (or bench_generate,
-bench_tokenizer, bench_dedup, bench_corpus). Figures are medians of alternating runs; on
-a busy machine they move, the ratios much less.
+bench_tokenizer, bench_dedup, bench_corpus, bench_encode). Figures are medians of
+alternating runs; on a busy machine they move, the ratios much less.
 """
 
 from __future__ import annotations
@@ -27,7 +27,11 @@ def main() -> int:
     # interpreter: its peak-memory figures would otherwise start from this process's size
     # (PyTorch and the models above), which a child inherits until it replaces itself.
     corpus = subprocess.run([sys.executable, "-m", "benchmarks.bench_corpus"], check=False)
-    return status or corpus.returncode
+    # The encode benchmark, too: it measures peak memory, and it must point Hugging Face's
+    # caches at its temporary folder before `datasets` is first imported, which the
+    # benchmarks above may already have done in this process.
+    encode = subprocess.run([sys.executable, "-m", "benchmarks.bench_encode"], check=False)
+    return status or corpus.returncode or encode.returncode
 
 
 if __name__ == "__main__":

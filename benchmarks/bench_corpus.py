@@ -39,6 +39,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.memory import peak_rss_kb
+
 TARGET_RATIO = 1.0
 MEMORY_TARGET = 1.5
 _RESULT = "BENCH-CORPUS-RESULT "  # marks the one machine-readable line a child prints
@@ -251,7 +253,7 @@ def memory_child(url_list: Path, out: Path) -> int:
     # the parent's. Its ru_maxrss comes out equal to ours whatever the workers use (checked
     # with a 500 MB parent and an empty spawned child). Hence /proc's VmHWM per child.
     report = {
-        "self_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        "self_kb": peak_rss_kb(),
         "workers_kb": max((c["peak_kb"] for c in live if c["kind"] == "worker"), default=0),
         "prefect_kb": max((c["peak_kb"] for c in live if c["kind"] == "prefect"), default=0),
         "seconds": seconds,

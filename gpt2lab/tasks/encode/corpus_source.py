@@ -137,15 +137,15 @@ def _check_column(dataset: datasets.Dataset, column: str, where: Path) -> None:
 
 def iter_text_tables(
     source: CorpusSource, dataset: datasets.Dataset, start: int, end: int, rows: int = READ_ROWS
-) -> Iterator[tuple[int, pa.Array]]:
+) -> Iterator[tuple[int, pa.ChunkedArray]]:
     """(first row, Arrow array of texts) for rows start..end-1 of `dataset` (opened from
     `source`), `rows` at a time: nothing is copied until a caller converts them. A missing
     text (null) is a CorpusSourceError naming its row: it would otherwise become an empty
     document, silently."""
     table = dataset.with_format("arrow")
     for first in range(start, end, rows):
-        texts = table[first : min(first + rows, end)][source.column].combine_chunks()
-        if texts.null_count:
+        texts = table[first : min(first + rows, end)][source.column]
+        if texts.null_count:  # read from the validity bitmap: the text is not touched
             row = first + int(pc.index(pc.is_null(texts), True).as_py())
             raise CorpusSourceError(
                 f"corpus {source.path}: row {row}: column {source.column!r} is null, not text"
@@ -153,8 +153,10 @@ def iter_text_tables(
         yield first, texts
 
 
-def text_bytes(texts: pa.Array) -> np.ndarray:
-    """UTF-8 length of each text, computed by Arrow without making Python strings."""
+def text_bytes(texts: pa.ChunkedArray) -> np.ndarray:
+    """UTF-8 length of each text, read by Arrow from the string offsets alone: neither a
+    Python string is made nor a page of the text itself is read (so the planning scan
+    does not pull the whole corpus into memory)."""
     return pc.binary_length(texts).to_numpy(zero_copy_only=False).astype(np.int64)
 
 

@@ -15,7 +15,6 @@ starts again at the first unfinished part.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import os
 import time
@@ -266,6 +265,8 @@ def keep_tokenizer_copy(tokenizer: Tokenizer, out: Path) -> Tokenizer:
     """Save `tokenizer` in `out/tokenizer` (GPT-2's layout): training then reads the tokens
     and the tokenizer that made them from one folder."""
     write_folder_atomically(out / TOKENIZER_DIR, tokenizer.save)
+    _loaded_tokenizers.clear()
+    _loaded_tokenizers[_tokenizer_key(out)] = tokenizer  # the copy holds the same files
     return tokenizer
 
 
@@ -298,17 +299,23 @@ def training_texts(source: CorpusSource, split: ValidationSplit, limit: int) -> 
                 return
 
 
-@functools.lru_cache(maxsize=2)
-def _tokenizer_at(folder: str, version: tuple[int, int]) -> Tokenizer:
-    del version  # only part of the cache key: a rewritten file is loaded again
-    return load_tokenizer(folder)
+# Tokenizers already loaded, by folder and the version of its files. Each part's task asks
+# for the tokenizer; loading GPT-2's takes about a third of a second.
+_loaded_tokenizers: dict[tuple[str, int, int], Tokenizer] = {}
+
+
+def _tokenizer_key(out: Path) -> tuple[str, int, int]:
+    stat = (out / TOKENIZER_DIR / "encoder.json").stat()
+    return str(out / TOKENIZER_DIR), stat.st_mtime_ns, stat.st_size
 
 
 def tokenizer_in(out: Path) -> Tokenizer:
-    """The tokenizer saved in a tokens folder (cached: each part's task asks for it)."""
-    files = out / TOKENIZER_DIR / "encoder.json"
-    stat = files.stat()
-    return _tokenizer_at(str(out / TOKENIZER_DIR), (stat.st_mtime_ns, stat.st_size))
+    """The tokenizer saved in a tokens folder (loaded once per process and file version)."""
+    key = _tokenizer_key(out)
+    if key not in _loaded_tokenizers:
+        _loaded_tokenizers.clear()  # one at a time is all a run needs
+        _loaded_tokenizers[key] = load_tokenizer(out / TOKENIZER_DIR)
+    return _loaded_tokenizers[key]
 
 
 # ---------------------------------------------------------------------------------------
