@@ -471,6 +471,8 @@ def start_encoding(
     if not (out / PLAN_FILE).is_file():
         record_plan(out, plan)  # before the tokenizer folder appears in `out`
     check_folder(out, plan)
+    for leftover in out.glob(".*.bin.*.tmp"):  # a shard being written when a run was killed
+        leftover.unlink()
     if loaded is not None:
         tokenizer = keep_tokenizer_copy(loaded, out)
     else:

@@ -235,3 +235,52 @@ def test_a_damaged_corpus_summary_is_named(corpus_dir):
     (corpus_dir / "corpus.json").write_text(json.dumps({"format": "gpt2lab.corpus"}))
     with pytest.raises(CorpusSourceError, match=r"corpus.json: not a corpus summary"):
         open_corpus(corpus_dir)
+
+
+_ENCODE_IN_A_CHILD = """
+import sys
+from gpt2lab.tasks.encode.corpus_source import open_corpus
+from gpt2lab.tasks.encode.encode import EncodeSettings, TokenizerChoice, encode_corpus
+corpus, out, vocab = sys.argv[1:]
+settings = EncodeSettings(shard_mb=0.02, val_fraction=0.2, threads=1, batch_documents=4)
+encode_corpus(open_corpus(corpus), out, TokenizerChoice(tokenizer=vocab), settings)
+"""
+
+
+def test_a_killed_run_resumes_to_the_same_shards(tmp_path, gpt2_vocab_dir):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from benchmarks.varied_text import varied_documents
+
+    corpus = save_dataset(tmp_path / "corpus", varied_documents(1_500_000, seed=2))
+    out = tmp_path / "killed"
+    child = subprocess.Popen(
+        [sys.executable, "-c", _ENCODE_IN_A_CHILD, str(corpus), str(out), str(gpt2_vocab_dir)]
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while len(list(out.glob("parts/*.json"))) < 3 and time.monotonic() < deadline:
+            assert child.poll() is None, "the run ended before it could be killed"
+            time.sleep(0.005)
+        child.send_signal(signal.SIGKILL)  # no clean-up runs: as a crash or the OOM killer
+    finally:
+        child.wait()
+    assert not (out / "tokens.json").exists(), "killed too late: the run had finished"
+    finished = {p.name: p.stat().st_mtime_ns for p in out.glob("*.bin")}
+    # Whether or not the kill caught a shard half-written, make sure one is left over.
+    (out / ".train-000099.bin.x1y2.tmp").write_bytes(b"half a shard")
+
+    settings = EncodeSettings(shard_mb=0.02, val_fraction=0.2, threads=1, batch_documents=4)
+    choice = TokenizerChoice(tokenizer=str(gpt2_vocab_dir))
+    resumed = encode_corpus(open_corpus(corpus), out, choice, settings)
+    clean = encode_corpus(open_corpus(corpus), tmp_path / "clean", choice, settings)
+    assert resumed.fingerprint == clean.fingerprint
+    assert shard_bytes(out) == shard_bytes(tmp_path / "clean")
+    assert not list(out.glob(".*.tmp")), "a killed run's partial shard was left behind"
+    # Shards finished before the kill were kept, not written again (a part's record comes
+    # after its shards, so a shard without a record may be redone: that is the point).
+    kept = {name for name in finished if (out / name).stat().st_mtime_ns == finished[name]}
+    assert len(kept) >= 3
