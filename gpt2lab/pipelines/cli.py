@@ -267,6 +267,63 @@ def encode(
     console.print(f"MLflow run {result.mlflow_run_id} in experiment 'encode'")
 
 
+def _run_training(config: Path | None, overrides: dict) -> None:
+    from gpt2lab.pipelines.config_files import load_config
+    from gpt2lab.pipelines.train import TrainConfig, run_train
+    from gpt2lab.presets import preset_path
+
+    try:
+        settings = load_config(TrainConfig, preset_path(config) if config else None, overrides)
+        result = run_train(settings)
+    except ValueError as err:
+        raise _fail(err) from None
+    console = _console()
+    loss = f"{result.val_loss:.3f}" if result.val_loss is not None else "not measured"
+    console.print(f"{result.steps} steps; validation loss {loss}; checkpoint {result.checkpoint}")
+    if result.model_version:
+        console.print(f"registered model version {result.model_version}")
+    console.print(f"MLflow run {result.mlflow_run_id} in experiment 'train'")
+
+
+@app.command()
+def train(
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="TOML file, or a preset: cpu-tiny, gpt2-124m-gpu."),
+    ] = None,
+    tokens: Annotated[Path | None, typer.Option(help="Tokens folder from `encode`.")] = None,
+    name: Annotated[str | None, typer.Option(help="Run name (and run folder name).")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Optimizer steps.")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or mps.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Run folder.")] = None,
+) -> None:
+    """Pretrain GPT-2 on token shards (resumes a run folder's newest checkpoint)."""
+    overrides = {"tokens": tokens, "name": name, "max_steps": max_steps, "device": device,
+                 "out": out}  # fmt: skip
+    _run_training(config, overrides)
+
+
+@app.command()
+def finetune(
+    init_from: Annotated[
+        str, typer.Option("--init-from", help="Checkpoint folder, Hugging Face folder or hub id.")
+    ],
+    data: Annotated[
+        Path, typer.Option(help="Tokens folder, or a .txt / .jsonl file encoded on the fly.")
+    ],
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="TOML file.")] = None,
+    name: Annotated[str | None, typer.Option(help="Run name (and run folder name).")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Optimizer steps.")] = None,
+    learning_rate: Annotated[float | None, typer.Option(help="Peak learning rate.")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or mps.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Run folder.")] = None,
+) -> None:
+    """Fine-tune a pretrained model on a smaller corpus (resumable)."""
+    overrides = {"init_from": init_from, "tokens": data, "name": name, "max_steps": max_steps,
+                 "learning_rate": learning_rate, "device": device, "out": out}  # fmt: skip
+    _run_training(config, overrides)
+
+
 @app.command()
 def demo(
     steps: Annotated[int, typer.Option(min=0, help="Optimizer steps on the demo text.")] = 300,

@@ -69,3 +69,7 @@ def prefect_harness() -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+# The small tokens folder the training tests use (pydoc's help texts, a 512-token BPE).
+from tests.tasks.train.conftest import tokens_dir  # noqa: E402, F401

@@ -75,7 +75,7 @@ class Callbacks:
     """Where progress goes (MLflow in the flow; tests collect it)."""
 
     on_step: Callable[[int, Metrics], None] | None = None
-    on_eval: Callable[[int, Metrics], None] | None = None
+    on_eval: Callable[[int, Metrics, GPT], None] | None = None  # the model, e.g. to sample
     on_checkpoint: Callable[[int, Path], None] | None = None
 
 
@@ -289,7 +289,9 @@ def train(
             if done % settings.eval_interval == 0 or last_step:
                 result.val_loss = evaluate()
                 if callbacks.on_eval:
-                    callbacks.on_eval(done, {"val/loss": result.val_loss})
+                    model.eval()
+                    callbacks.on_eval(done, {"val/loss": result.val_loss}, model)
+                    model.train()
                 if best is None or result.val_loss < best:
                     best = result.val_loss
                     result.best_val_loss = best

@@ -19,7 +19,7 @@ def learning_rate(step: int, settings: TrainSettings) -> float:
     initialisation. Cosine decay: large steps to make progress, small ones at the end to
     settle into a minimum.
     """
-    peak, low = settings.learning_rate, settings.min_learning_rate
+    peak, low = settings.learning_rate, settings.final_learning_rate
     if step < settings.warmup_steps:
         return peak * (step + 1) / settings.warmup_steps
     decay_steps = max(1, settings.max_steps - settings.warmup_steps)

@@ -39,7 +39,9 @@ class TrainSettings(BaseModel):
     # The optimizer and its schedule
     max_steps: int = Field(200, ge=1)
     learning_rate: float = Field(3e-3, gt=0, description="peak, reached after warm-up")
-    min_learning_rate: float = Field(3e-4, ge=0, description="end of the cosine decay")
+    min_learning_rate: float | None = Field(
+        None, ge=0, description="end of the cosine decay; default: learning_rate / 10"
+    )
     warmup_steps: int = Field(20, ge=0)
     weight_decay: float = Field(0.1, ge=0, description="on weight matrices only")
     beta1: float = Field(0.9, ge=0, lt=1)
@@ -58,11 +60,15 @@ class TrainSettings(BaseModel):
 
     @model_validator(mode="after")
     def _schedule_is_possible(self) -> TrainSettings:
-        if self.min_learning_rate > self.learning_rate:
+        if self.min_learning_rate is not None and self.min_learning_rate > self.learning_rate:
             raise ValueError("min_learning_rate must not exceed learning_rate")
-        if self.warmup_steps > self.max_steps:
-            raise ValueError(f"warmup_steps ({self.warmup_steps}) > max_steps ({self.max_steps})")
         return self
+
+    @property
+    def final_learning_rate(self) -> float:
+        if self.min_learning_rate is None:
+            return self.learning_rate / 10
+        return self.min_learning_rate
 
     def accumulation_steps(self, context: int, world_size: int = 1) -> int:
         """Forward/backward passes per process and optimizer step; ValueError when the

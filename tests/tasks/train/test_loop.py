@@ -63,7 +63,7 @@ def test_pretraining_drives_validation_loss_well_below_uniform(tokens_dir, tmp_p
                  min_learning_rate=1e-3, micro_batch=8, batch_tokens=1024, eval_interval=50,
                  eval_batches=4, checkpoint_interval=200, dropout=0.0),
         tmp_path / "run",
-        Callbacks(on_eval=lambda step, m: evaluations.append(m["val/loss"])),
+        Callbacks(on_eval=lambda step, m, model: evaluations.append(m["val/loss"])),
     )  # fmt: skip
     uniform = math.log(VOCAB)  # 6.24: a model that knows nothing
     # 1.5 nats below: a perplexity under a quarter of the uniform guess's 512.
