@@ -11,8 +11,12 @@ evaluation, the loss curve, and the final model, registered as the newest versio
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import mlflow
 from mlflow.tracking import MlflowClient
@@ -26,6 +30,7 @@ from gpt2lab.pipelines.tracking import log_metrics_batch, tracked_run
 from gpt2lab.pipelines.workspace import checkpoints_dir
 from gpt2lab.reports.train_charts import loss_curve
 from gpt2lab.tasks.encode.token_shards import TOKENIZER_DIR, read_meta
+from gpt2lab.tasks.train.checkpoints import TrainingError
 from gpt2lab.tasks.train.loop import Callbacks, Metrics, TrainResult, train
 from gpt2lab.tasks.train.settings import TrainSettings
 from gpt2lab.tasks.train.text_data import tokenizer_for, tokens_from_text_file
@@ -47,9 +52,20 @@ class TrainConfig(TrainSettings):
     register_as: str | None = Field(
         "gpt2lab", description="registered model name; none to skip registering"
     )
+    devices: int = Field(
+        1,
+        ge=1,
+        description="training processes on this machine (GPUs, or CPU processes); "
+        "more than 1 runs DistributedDataParallel under torchrun",
+    )
 
     def run_dir(self) -> Path:
         return self.out or checkpoints_dir() / self.name
+
+    def loop_settings(self, tokens: Path | None = None) -> TrainSettings:
+        """The training loop's share of the settings (`tokens` replaced when given)."""
+        values = self.model_dump(include=set(TrainSettings.model_fields))
+        return TrainSettings(**{**values, **({"tokens": tokens} if tokens else {})})
 
 
 class TrainFlowResult(BaseModel):
@@ -60,6 +76,9 @@ class TrainFlowResult(BaseModel):
     checkpoint: Path | None
     model_version: int | None
     mlflow_run_id: str
+
+
+RESULT_FILE = "distributed-result.json"  # written by train_worker's rank 0
 
 
 @task(name="prepare-data")
@@ -75,20 +94,19 @@ def prepare_data(config: TrainConfig) -> Path:
 class MlflowProgress:
     """The loop's callbacks, writing to one MLflow run in batches."""
 
-    def __init__(self, run_id: str, config: TrainConfig, tokens: Path) -> None:
+    def __init__(
+        self, run_id: str, config: TrainConfig, tokens: Path, logger: Any | None = None
+    ) -> None:
         self.run_id, self.config = run_id, config
         self.tokenizer = load_tokenizer(tokens / TOKENIZER_DIR)
         self.pending: list[tuple[str, float, int]] = []
-        self.train_points: list[tuple[int, float]] = []
-        self.val_points: list[tuple[int, float]] = []
-        self.logger = get_run_logger()
+        self.logger = logger or get_run_logger()
 
     def callbacks(self) -> Callbacks:
         return Callbacks(on_step=self.on_step, on_eval=self.on_eval)
 
     def on_step(self, step: int, metrics: Metrics) -> None:
         self.pending += [(name, value, step) for name, value in metrics.items()]
-        self.train_points.append((step, metrics["train/loss"]))
         if step % self.config.log_every == 0:
             self.flush()
             self.logger.info("step %d: loss %.3f, %.0f tokens/s", step,
@@ -96,7 +114,6 @@ class MlflowProgress:
 
     def on_eval(self, step: int, metrics: Metrics, model: GPT) -> None:
         self.pending += [(name, value, step) for name, value in metrics.items()]
-        self.val_points.append((step, metrics["val/loss"]))
         self.flush()
         self.logger.info("step %d: validation loss %.3f", step, metrics["val/loss"])
         mlflow.MlflowClient().log_text(self.run_id, self.samples(model),
@@ -122,33 +139,68 @@ class MlflowProgress:
 @flow(name="train", log_prints=True)
 def train_flow(config: TrainConfig) -> TrainFlowResult:
     tokens = prepare_data(config)
-    settings = TrainSettings(**config.model_dump(include=set(TrainSettings.model_fields)))
-    settings = settings.model_copy(update={"tokens": tokens})
     meta = read_meta(tokens)
     lineage = {"tokens": meta.fingerprint, "tokenizer": meta.tokenizer["fingerprint"]}
     if config.init_from is not None:
         init = Path(config.init_from)
         lineage["init"] = fingerprint_path(init) if init.exists() else config.init_from
     with tracked_run("train", run_name=config.name, lineage=lineage, params=config) as run:
-        progress = MlflowProgress(run.info.run_id, config, tokens)
-        # Called directly, not submitted: the loop runs in this (main) thread, where it
-        # can catch SIGTERM and Ctrl-C to save a checkpoint before stopping.
-        result: TrainResult = task(train, name="train-loop")(
-            settings, config.run_dir(), progress.callbacks()
-        )
-        progress.flush()
-        with tempfile.TemporaryDirectory() as tmp:
-            chart = loss_curve(progress.train_points, progress.val_points,
-                               Path(tmp) / "loss.png", vocab_size=meta.vocab_size)  # fmt: skip
-            mlflow.log_artifact(str(chart), "charts")
+        run_id = run.info.run_id
+        if config.devices > 1:
+            result = train_on_processes(config, tokens, run_id)
+        else:
+            progress = MlflowProgress(run_id, config, tokens)
+            # Called directly, not submitted: the loop runs in this (main) thread, where
+            # it can catch SIGTERM and Ctrl-C to save a checkpoint before stopping.
+            result = task(train, name="train-loop")(
+                config.loop_settings(tokens), config.run_dir(), progress.callbacks()
+            )
+            progress.flush()
+        log_loss_curve(run_id, meta.vocab_size)
         version = None
         if result.last_checkpoint is not None and config.register_as:
             version = register(result, config.register_as)
     return TrainFlowResult(
         run_dir=config.run_dir(), steps=result.steps, val_loss=result.val_loss,
         best_val_loss=result.best_val_loss, checkpoint=result.last_checkpoint,
-        model_version=version, mlflow_run_id=run.info.run_id,
+        model_version=version, mlflow_run_id=run_id,
     )  # fmt: skip
+
+
+@task(name="train-on-processes")
+def train_on_processes(config: TrainConfig, tokens: Path, run_id: str) -> TrainResult:
+    """Run the loop in `config.devices` processes under torchrun (DDP) and wait for them.
+
+    torchrun starts the processes, gives each its rank, and stops them all if one fails;
+    SIGTERM sent to it reaches every process, which then saves and stops together."""
+    run_dir = config.run_dir()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config_file = run_dir / "train-config.json"
+    config_file.write_text(config.model_copy(update={"tokens": tokens}).model_dump_json())
+    (run_dir / RESULT_FILE).unlink(missing_ok=True)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               "--nproc_per_node", str(config.devices), "-m", "gpt2lab.pipelines.train_worker",
+               str(config_file), str(run_dir), "--mlflow-run-id", run_id]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0 or not (run_dir / RESULT_FILE).is_file():
+        errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+        reason = errors[0].removeprefix("error: ") if errors else done.stderr.strip()[-2000:]
+        raise TrainingError(f"training under torchrun failed ({done.returncode}): {reason}")
+    record = json.loads((run_dir / RESULT_FILE).read_text())
+    for key in ("run_dir", "last_checkpoint", "best_checkpoint"):
+        record[key] = Path(record[key]) if record[key] else None
+    return TrainResult(**record)
+
+
+def log_loss_curve(run_id: str, vocab_size: int) -> None:
+    """The loss curve, drawn from what MLflow recorded (whichever process logged it)."""
+    client = MlflowClient()
+    train_points = [(m.step, m.value) for m in client.get_metric_history(run_id, "train/loss")]
+    val_points = [(m.step, m.value) for m in client.get_metric_history(run_id, "val/loss")]
+    with tempfile.TemporaryDirectory() as tmp:
+        chart = loss_curve(sorted(train_points), sorted(val_points), Path(tmp) / "loss.png",
+                           vocab_size=vocab_size)  # fmt: skip
+        client.log_artifact(run_id, str(chart), "charts")
 
 
 def register(result: TrainResult, name: str) -> int:

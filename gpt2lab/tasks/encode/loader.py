@@ -76,12 +76,28 @@ class RandomWindows:
         self.rng = np.random.default_rng(seed)
 
     def batch(self) -> Batch:
+        return self._read(self._draw())
+
+    def batches_for_step(self, count: int, world: int = 1, rank: int = 0) -> list[Batch]:
+        """The `count` micro-batches of one optimizer step, of which this process takes
+        every `world`-th, starting at `rank`. Every process draws all the positions, so
+        the random sequence, and with it the data of each step, is the same whether one
+        process does all the passes or several share them."""
+        drawn = [self._draw() for _ in range(count)]
+        return [self._read(positions) for i, positions in enumerate(drawn) if i % world == rank]
+
+    def _draw(self) -> list[tuple[int, int]]:
+        """(shard, start) of each window of one batch."""
         which = self.rng.choice(len(self.shards), size=self.batch_size, p=self.shard_weights)
-        rows = np.empty((self.batch_size, self.context + 1), dtype=np.int64)
-        for row, index in enumerate(which):
-            shard = self.shards[index]
-            start = int(self.rng.integers(0, len(shard) - self.context))
-            rows[row] = shard[start : start + self.context + 1]
+        return [
+            (int(index), int(self.rng.integers(0, len(self.shards[index]) - self.context)))
+            for index in which
+        ]
+
+    def _read(self, positions: list[tuple[int, int]]) -> Batch:
+        rows = np.empty((len(positions), self.context + 1), dtype=np.int64)
+        for row, (index, start) in enumerate(positions):
+            rows[row] = self.shards[index][start : start + self.context + 1]
         return _to_batch(rows, self.device)
 
     def __iter__(self) -> Iterator[Batch]:

@@ -1,11 +1,16 @@
 """The training loop: GPT-2 pretraining and fine-tuning, resumable to the exact step.
 
-One optimizer step:
+One optimizer step (`batch_tokens` tokens in `passes` micro-batches):
 
-    for each of `accumulation` micro-batches:   x, y = random windows of the train split
-        loss = model(x, y) / accumulation        (bf16 autocast on CUDA, fp32 on CPU)
+    for each of this process's micro-batches:   x, y = random windows of the train split
+        loss = model(x, y) / its micro-batches   (bf16 autocast on CUDA, fp32 on CPU)
         loss.backward()                          gradients add up over the micro-batches
     clip the gradient norm; set the scheduled learning rate; AdamW step
+
+Under DDP (several processes started by torchrun, see pipelines/train_worker.py) the
+micro-batches of a step are shared out between the processes and the gradients averaged
+across them, so a step computes what one process would with the same global batch; only
+the main process (rank 0) reports and writes checkpoints.
 
 Every `eval_interval` steps the loss on a fixed set of validation windows; every
 `checkpoint_interval` steps (and at the end, and when SIGTERM or Ctrl-C arrives) a
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import signal
 import threading
 import time
@@ -83,12 +89,50 @@ class Callbacks:
 # Setting up
 
 
-def pick_device(setting: str) -> torch.device:
-    if setting != "auto":
-        return torch.device(setting)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    return torch.device("cpu")
+@dataclass(frozen=True)
+class Processes:
+    """This process's place among the training processes (one, or several under DDP)."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @classmethod
+    def current(cls) -> Processes:
+        """From the initialised process group (see pipelines/train_worker.py), if any."""
+        if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+            return cls()
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        return cls(torch.distributed.get_rank(), torch.distributed.get_world_size(), local)
+
+
+def pick_device(setting: str, processes: Processes = Processes()) -> torch.device:
+    if setting == "cuda" or (setting == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda", processes.local_rank)
+    if setting == "auto":
+        return torch.device("cpu")
+    return torch.device(setting)
+
+
+def _mean_over_processes(value: float, processes: Processes, device: torch.device) -> float:
+    if processes.world == 1:
+        return value
+    tensor = torch.tensor([value], dtype=torch.float64, device=device)
+    torch.distributed.all_reduce(tensor)
+    return tensor.item() / processes.world
+
+
+def _any_process(flag: bool, processes: Processes, device: torch.device) -> bool:
+    """True on every process if it is true on one (all must stop at the same step)."""
+    if processes.world == 1:
+        return flag
+    tensor = torch.tensor([int(flag)], device=device)
+    torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.MAX)
+    return bool(tensor.item())
 
 
 def build_model(settings: TrainSettings, vocab_size: int) -> tuple[GPT, str]:
@@ -106,7 +150,7 @@ def build_model(settings: TrainSettings, vocab_size: int) -> tuple[GPT, str]:
     return model, settings.init_from
 
 
-def check_compatible(settings: TrainSettings, model: GPT, tokens_vocab: int) -> int:
+def check_compatible(settings: TrainSettings, model: GPT, tokens_vocab: int, world: int = 1) -> int:
     """Refuse impossible combinations before any work; returns the context length."""
     context = settings.context or model.config.block_size
     if context > model.config.block_size:
@@ -119,7 +163,7 @@ def check_compatible(settings: TrainSettings, model: GPT, tokens_vocab: int) -> 
             f"{model.config.vocab_size:,}: encode with the model's tokenizer"
         )
     try:
-        settings.accumulation_steps(context)
+        settings.accumulation_steps(context, world)
     except ValueError as error:
         raise TrainingError(str(error)) from None
     return context
@@ -173,16 +217,18 @@ def train(
     settings: TrainSettings, run_dir: Path, callbacks: Callbacks | None = None
 ) -> TrainResult:
     """Train (or resume training) into `run_dir`; see the module docstring."""
-    callbacks = callbacks or Callbacks()
+    processes = Processes.current()
+    # Only the main process reports and writes checkpoints; the others compute.
+    callbacks = (callbacks or Callbacks()) if processes.is_main else Callbacks()
     try:
         meta = read_meta(settings.tokens)
     except TokenShardsError as error:
         raise TrainingError(str(error)) from None
     torch.manual_seed(settings.seed)
-    device = pick_device(settings.device)
+    device = pick_device(settings.device, processes)
     model, origin = build_model(settings, meta.vocab_size)
-    context = check_compatible(settings, model, meta.vocab_size)
-    accumulation = settings.accumulation_steps(context)
+    context = check_compatible(settings, model, meta.vocab_size, processes.world)
+    passes = settings.accumulation_steps(context)  # per step, all processes together
     tokenizer: Tokenizer = load_tokenizer(Path(settings.tokens) / TOKENIZER_DIR)
     try:
         windows = RandomWindows(settings.tokens, context=context, batch_size=settings.micro_batch,
@@ -214,13 +260,24 @@ def train(
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True  # TF32 for any fp32 matmul left
         torch.backends.cudnn.allow_tf32 = True
-    forward = torch.compile(model) if settings.compile else model
+    # Under DDP each process holds a replica; backward() averages the gradients of all
+    # processes, so every replica takes the same optimizer step.
+    wrapped = model
+    if processes.world > 1:
+        ids = [device.index] if device.type == "cuda" else None
+        wrapped = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    forward = torch.compile(wrapped) if settings.compile else wrapped
+    evaluate_with = model  # evaluation needs no gradient exchange
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
     metadata = {"origin": origin, "tokens": meta.fingerprint, "tokenizer": tokenizer.fingerprint}
     flops_per_token = _flops_per_token(model, context)
     peak_flops = _peak_bf16_flops(device) if bf16 else None
 
     def checkpoint(step: int, folder: Path) -> Path:
+        """Written by the main process; the others wait until it is on disk."""
+        if not processes.is_main:
+            torch.distributed.barrier()
+            return folder
         state = TrainingState(step=step, optimizer=optimizer.state_dict(),
                               data=windows.state_dict(), rng=capture_rng(),
                               best_val_loss=best, settings=_settings_record(settings))  # fmt: skip
@@ -228,6 +285,8 @@ def train(
                                         {**metadata, "step": step})  # fmt: skip
         if callbacks.on_checkpoint:
             callbacks.on_checkpoint(step, path)
+        if processes.world > 1:
+            torch.distributed.barrier()
         return path
 
     @torch.no_grad()
@@ -236,7 +295,7 @@ def train(
         losses = []
         for x, y in validation:
             with autocast:
-                losses.append(forward(x, y)[1].item())
+                losses.append(evaluate_with(x, y)[1].item())
         model.train()
         return sum(losses) / len(losses)
 
@@ -252,13 +311,16 @@ def train(
             for group in optimizer.param_groups:
                 group["lr"] = rate
             loss_sum = 0.0
-            for _ in range(accumulation):
-                x, y = windows.batch()
-                with autocast:
-                    _, loss = forward(x, y)
-                (loss / accumulation).backward()
+            mine = windows.batches_for_step(passes, processes.world, processes.rank)
+            for i, (x, y) in enumerate(mine):
+                # DDP exchanges gradients after the last pass only (no_sync before it).
+                exchange = i == len(mine) - 1 or processes.world == 1
+                with contextlib.nullcontext() if exchange else wrapped.no_sync():
+                    with autocast:
+                        _, loss = forward(x, y)
+                    (loss / len(mine)).backward()
                 loss_sum += loss.item()
-            train_loss = loss_sum / accumulation
+            train_loss = _mean_over_processes(loss_sum / len(mine), processes, device)
             if not math.isfinite(train_loss):
                 last = latest_checkpoint(checkpoints)
                 raise TrainingError(
@@ -296,10 +358,12 @@ def train(
                     best = result.val_loss
                     result.best_val_loss = best
                     result.best_checkpoint = checkpoint(done, checkpoints / BEST)
-            if done % settings.checkpoint_interval == 0 or last_step or stop.is_set():
+            stopping = _any_process(stop.is_set(), processes, device)
+            if done % settings.checkpoint_interval == 0 or last_step or stopping:
                 result.last_checkpoint = checkpoint(done, step_folder(checkpoints, done))
-                prune(checkpoints, settings.keep_last)
-            if stop.is_set() and not last_step:
+                if processes.is_main:
+                    prune(checkpoints, settings.keep_last)
+            if stopping and not last_step:
                 result.stopped = True
                 break
     return result
