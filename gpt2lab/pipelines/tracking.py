@@ -67,6 +67,7 @@ def tracked_run(
     nested: bool = False,
     parent_run_id: str | None = None,
     tags: Mapping[str, str] | None = None,
+    system_metrics: bool = False,
 ) -> Iterator[mlflow.ActiveRun]:
     """Open an MLflow run in `experiment`, tagged with its lineage; end it when the block ends.
 
@@ -83,6 +84,8 @@ def tracked_run(
         parent_run_id: make this run a child of that run, even one started in another thread
             or process (MLflow's active run is per thread; Prefect tasks run in worker threads).
         tags: any extra tags; they win over the automatic ones of the same name.
+        system_metrics: also record CPU, memory, disk and network use (and GPU use, where
+            NVIDIA's management library is installed) every 10 s while the run is open.
 
     The run ends FINISHED, or FAILED if the block raises (KILLED on Ctrl-C).
     """
@@ -96,6 +99,7 @@ def tracked_run(
         nested=nested or parent_run_id is not None,
         parent_run_id=parent_run_id,
         tags=run_tags,
+        log_system_metrics=system_metrics,
     ) as run:
         if params:
             if isinstance(params, BaseModel):  # a flow config: paths, enums -> plain JSON

@@ -144,7 +144,9 @@ def train_flow(config: TrainConfig) -> TrainFlowResult:
     if config.init_from is not None:
         init = Path(config.init_from)
         lineage["init"] = fingerprint_path(init) if init.exists() else config.init_from
-    with tracked_run("train", run_name=config.name, lineage=lineage, params=config) as run:
+    with tracked_run(
+        "train", run_name=config.name, lineage=lineage, params=config, system_metrics=True
+    ) as run:
         run_id = run.info.run_id
         if config.devices > 1:
             result = train_on_processes(config, tokens, run_id)

@@ -120,13 +120,17 @@ def latest_checkpoint(checkpoints: Path) -> Path | None:
 
 
 def prune(checkpoints: Path, keep_last: int) -> None:
-    """Delete all but the newest `keep_last` step folders (and leftovers of killed saves)."""
-    steps = sorted(
-        (int(m.group(1)), path)
-        for path in checkpoints.glob("step-*")
-        if (m := _STEP_FOLDER.fullmatch(path.name))
-    )
-    for _, path in steps[:-keep_last]:
+    """Delete all but the newest `keep_last` complete step folders, and what killed saves
+    left behind (temporary folders, step folders without their training state)."""
+    complete = []
+    for path in checkpoints.glob("step-*"):
+        if not _STEP_FOLDER.fullmatch(path.name):
+            continue
+        if (path / STATE_FILE).is_file():
+            complete.append((int(path.name.removeprefix("step-")), path))
+        else:
+            shutil.rmtree(path)
+    for _, path in sorted(complete)[:-keep_last]:
         shutil.rmtree(path)
-    for leftover in checkpoints.glob(".*.partial"):
+    for leftover in [*checkpoints.glob(".*.partial"), *checkpoints.glob(".*.old")]:
         shutil.rmtree(leftover, ignore_errors=True)
