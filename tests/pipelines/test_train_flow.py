@@ -123,3 +123,25 @@ def test_finetune_data_errors_name_the_line(tmp_path, bad):
     data.write_text('{"text": "fine"}\n' + bad + "\n")
     with pytest.raises(ValueError, match=r"data.jsonl:2: "):
         read_documents(data)
+
+
+def test_finetune_command_reads_a_jsonl_file(workspace, prefect_harness, tokens_dir, tmp_path):
+    import json
+
+    from gpt2lab.model import GPTConfig, export_hf_folder
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig.preset("tiny", vocab_size=512))
+    tokenizer = load_tokenizer(tokens_dir / "tokenizer")
+    export_hf_folder(model, tmp_path / "hf", tokenizer=tokenizer)  # a Hugging Face folder
+    texts = pirate_corpus(tmp_path / "pirate.txt").read_text().split("\n\n")
+    data = tmp_path / "pirate.jsonl"
+    data.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+
+    result = runner.invoke(app, ["finetune", "--init-from", str(tmp_path / "hf"), "--data",
+                                 str(data), "--name", "jsonl", "--max-steps", "3"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "3 steps; validation loss" in result.output
+    run_dir = workspace / "checkpoints" / "jsonl"
+    assert (run_dir / "checkpoints" / "step-000003" / "encoder.json").is_file()
+    assert (run_dir / "data" / "tokens" / "tokens.json").is_file()

@@ -124,3 +124,21 @@ def test_resuming_with_other_settings_is_refused(tokens_dir, tmp_path):
     # Only what does not change the computation may differ: more steps continue the run.
     longer = train(settings(tokens_dir, max_steps=7), tmp_path / "run")
     assert longer.resumed_from == 5 and longer.steps == 7
+
+
+def test_fine_tuning_starts_from_a_hugging_face_folder(tokens_dir, tmp_path):
+    from gpt2lab.model import GPTConfig, export_hf_folder
+
+    torch.manual_seed(0)
+    start = GPT(GPTConfig.preset("tiny", vocab_size=VOCAB))
+    export_hf_folder(start, tmp_path / "hf")  # config.json + model.safetensors, HF names
+    result = train(
+        settings(tokens_dir, init_from=str(tmp_path / "hf"), max_steps=3, dropout=0.0),
+        tmp_path / "run",
+    )
+    tuned = GPT.from_pretrained(result.last_checkpoint)
+    assert tuned.config.n_layer == start.config.n_layer and result.steps == 3
+    # It started from those weights: one small step away, not a fresh initialisation.
+    before, after = start.state_dict(), tuned.state_dict()
+    drift = max((after[k] - before[k]).abs().max().item() for k in before)
+    assert 0 < drift < 0.05
