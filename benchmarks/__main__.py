@@ -1,8 +1,8 @@
 """`make bench`: every benchmark, each against its named peer in the same run.
 
 Run one alone with `python -m benchmarks.bench_train_step` (or bench_generate,
-bench_tokenizer, bench_dedup, bench_corpus, bench_encode). Figures are medians of
-alternating runs; on a busy machine they move, the ratios much less.
+bench_tokenizer, bench_dedup, bench_train_loop, bench_corpus, bench_encode). Figures are
+medians of alternating runs; on a busy machine they move, the ratios much less.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from benchmarks import (
     bench_dedup,
     bench_generate,
     bench_tokenizer,
+    bench_train_loop,
     bench_train_step,
 )
 
@@ -23,6 +24,8 @@ def main() -> int:
     bench_generate.main()
     status = bench_tokenizer.main([])
     bench_dedup.main([])
+    # The whole training loop, data loading included; it encodes its own tokens folder.
+    loop = bench_train_loop.main([])
     # The corpus benchmark fetches only its own mini-web on 127.0.0.1. It runs in a fresh
     # interpreter: its peak-memory figures would otherwise start from this process's size
     # (PyTorch and the models above), which a child inherits until it replaces itself.
@@ -31,7 +34,7 @@ def main() -> int:
     # caches at its temporary folder before `datasets` is first imported, which the
     # benchmarks above may already have done in this process.
     encode = subprocess.run([sys.executable, "-m", "benchmarks.bench_encode"], check=False)
-    return status or corpus.returncode or encode.returncode
+    return status or loop or corpus.returncode or encode.returncode
 
 
 if __name__ == "__main__":

@@ -27,6 +27,13 @@ class _ChunkedLMHeadCrossEntropy(torch.autograd.Function):
         total = hidden.new_zeros((), dtype=torch.float32)
         grad_hidden = torch.empty_like(hidden) if needs_grad else None
         grad_weight = torch.zeros_like(weight) if needs_grad else None
+        # In fp32, every slice's logits go into one buffer, reused: a fresh (chunk, V)
+        # tensor per slice (100 MB for 512 x 50,257) costs the kernel a page-zeroing
+        # pass each time, a sizeable share of a CPU training step.
+        reuse = hidden.dtype == weight.dtype == torch.float32 and not torch.is_autocast_enabled()
+        buffer = (
+            hidden.new_empty((min(chunk_size, hidden.size(0)), weight.size(0))) if reuse else None
+        )
 
         for start in range(0, hidden.size(0), chunk_size):
             h = hidden[start : start + chunk_size]
@@ -35,7 +42,11 @@ class _ChunkedLMHeadCrossEntropy(torch.autograd.Function):
             t_safe = t.clamp(min=0)  # ignored rows still need a valid index to gather
 
             # log_softmax is one fused, numerically stable pass over the slice's logits.
-            log_probs = torch.log_softmax((h @ weight.t()).float(), dim=-1)
+            if buffer is not None:
+                log_probs = torch.mm(h, weight.t(), out=buffer[: h.size(0)])
+                torch.log_softmax(log_probs, dim=-1, out=log_probs)
+            else:
+                log_probs = torch.log_softmax((h @ weight.t()).float(), dim=-1)
             total -= (log_probs.gather(1, t_safe.unsqueeze(1)).squeeze(1) * keep).sum()
 
             if needs_grad:
