@@ -1,0 +1,78 @@
+"""Scores: equal to the reference tools, perfect for an oracle, baselines as defined."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from rouge_score import rouge_scorer
+
+from gpt2lab.tasks.evals.metrics import (
+    corpus_bleu,
+    corpus_rouge,
+    lede_3,
+    random_3,
+    sentences,
+)
+
+REFERENCES = [
+    "Le musée ouvre à neuf heures du matin.",
+    "Mon frère habite dans un petit village près de la mer.",
+    "Nous prendrons le train pour Paris demain.",
+]
+OUTPUTS = [
+    "Le musée ouvre à neuf heures.",
+    "Mon frère vit dans un village près de la mer.",
+    "Demain nous prenons le train de Paris.",
+]
+ARTICLE = ("First sentence here. Second one follows! Is this the third? "
+           "A fourth, with \"quotes.\" Then a fifth. And the sixth.")  # fmt: skip
+
+
+def test_an_oracle_scores_bleu_100_and_rouge_1():
+    score, signature = corpus_bleu(REFERENCES, REFERENCES)
+    assert score == pytest.approx(100.0)
+    assert signature.startswith("nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:")
+    assert all(
+        value == pytest.approx(1.0) for value in corpus_rouge(REFERENCES, REFERENCES).values()
+    )
+
+
+def test_bleu_equals_the_sacrebleu_command_line(tmp_path: Path):
+    (tmp_path / "ref.txt").write_text("\n".join(REFERENCES) + "\n", encoding="utf-8")
+    (tmp_path / "hyp.txt").write_text("\n".join(OUTPUTS) + "\n", encoding="utf-8")
+    cli = Path(sys.executable).with_name("sacrebleu")
+    printed = subprocess.run(
+        [str(cli), str(tmp_path / "ref.txt"), "-i", str(tmp_path / "hyp.txt"), "-b", "-w", "6"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    ours, _ = corpus_bleu(OUTPUTS, REFERENCES)
+    assert 0 < ours < 100
+    assert ours == pytest.approx(float(printed), abs=1e-5)
+
+
+def test_rouge_equals_rouge_score_called_directly():
+    scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
+    direct = [scorer.score(ref, out) for ref, out in zip(REFERENCES, OUTPUTS, strict=True)]
+    ours = corpus_rouge(OUTPUTS, REFERENCES)
+    for name in ("rouge1", "rouge2", "rougeL"):
+        mean = sum(s[name].fmeasure for s in direct) / len(direct)
+        assert ours[name] == pytest.approx(mean)
+
+
+def test_empty_outputs_score_zero_instead_of_failing():
+    assert corpus_bleu(["", "", ""], REFERENCES)[0] == 0.0
+    assert all(v == 0.0 for v in corpus_rouge(["", "", ""], REFERENCES).values())
+
+
+def test_lede_3_and_random_3_are_as_defined():
+    found = sentences(ARTICLE)
+    assert len(found) == 6 and found[3] == 'A fourth, with "quotes."'
+    assert lede_3(ARTICLE) == " ".join(found[:3])
+    picked = random_3(ARTICLE, seed=7)
+    assert picked == random_3(ARTICLE, seed=7)  # repeatable
+    chosen = [s for s in found if s in picked]
+    assert len(chosen) == 3 and picked == " ".join(chosen)  # three, in article order
+    assert {random_3(ARTICLE, seed=s) for s in range(20)} != {picked}  # and really random

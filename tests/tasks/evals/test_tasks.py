@@ -1,0 +1,82 @@
+"""The built-in tasks: discovered by name, prompts built as the GPT-2 paper describes,
+data checked row by row."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gpt2lab.tasks.evals.data import EvalDataError, read_rows
+from gpt2lab.tasks.evals.registry import UnknownTaskError, all_tasks, get_tasks
+
+
+def test_the_built_in_tasks_are_discovered():
+    assert {"wmt14-en-fr", "wmt14-fr-en", "cnn-dailymail-tldr", "cnn-dailymail-no-hint"} <= set(
+        all_tasks()
+    )
+    with pytest.raises(
+        UnknownTaskError, match=r"unknown eval task 'wmt15'; available: .*wmt14-en-fr"
+    ):
+        get_tasks(["wmt14-en-fr", "wmt15"])
+
+
+def test_translation_prompt_is_example_pairs_then_the_sentence():
+    (task,) = get_tasks(["wmt14-en-fr"])
+    examples = [{"en": "Good morning.", "fr": "Bonjour."}, {"en": "Thank you.", "fr": "Merci."}]
+    row = {"en": "The cat sleeps.", "fr": "Le chat dort."}
+    assert (
+        task.prompt(row, examples)
+        == "Good morning. = Bonjour.\nThank you. = Merci.\nThe cat sleeps. ="
+    )
+    (back,) = get_tasks(["wmt14-fr-en"])
+    assert back.prompt(row, examples[:1]) == "Bonjour. = Good morning.\nLe chat dort. ="
+    assert task.generation.greedy and task.reference(row) == "Le chat dort."
+    # The translation is the first sentence of the first line written.
+    assert task.postprocess(" Le chien dort. Il rêve.\nThe bird = L'oiseau") == "Le chien dort."
+    assert task.postprocess("") == ""
+
+
+def test_few_shot_examples_come_from_their_own_pool_with_a_fixed_seed():
+    (task,) = get_tasks(["wmt14-en-fr"])
+    pool = read_rows(task.data.few_shot_local, task.fields)
+    first = task.few_shot_examples(pool, row_index=0)
+    assert len(first) == 5 and first == task.few_shot_examples(pool, row_index=0)
+    assert task.few_shot_examples(pool, row_index=1) != first  # each row its own draw
+    rows = read_rows(task.data.local, task.fields)
+    assert not {r["en"] for r in rows} & {r["en"] for r in pool}  # never the rows scored
+
+
+def test_tldr_prompt_is_the_article_then_the_hint():
+    tldr, no_hint = get_tasks(["cnn-dailymail-tldr", "cnn-dailymail-no-hint"])
+    row = {"article": "Rain fell. Roads closed.", "highlights": "Rain closed roads."}
+    assert tldr.prompt(row, []) == "Rain fell. Roads closed.\nTL;DR:"
+    assert no_hint.prompt(row, []) == "Rain fell. Roads closed."
+    assert (tldr.generation.top_k, tldr.generation.max_new_tokens) == (2, 100)
+    assert tldr.postprocess(" One. Two! Three? Four.") == "One. Two! Three?"
+    assert tldr.paper["rouge1"] == pytest.approx(0.2934)
+
+
+def test_tldr_scores_include_the_baselines_on_the_same_articles():
+    (task,) = get_tasks(["cnn-dailymail-tldr"])
+    rows = read_rows(task.data.local, task.fields)
+    references = [task.reference(row) for row in rows]
+    scores = task.score(references, references, rows)  # an oracle
+    assert scores["rouge1"] == pytest.approx(1.0)
+    assert 0 < scores["random3/rouge1"] < scores["lede3/rouge1"] < 1.0
+
+
+def test_a_row_missing_a_field_is_named(tmp_path: Path):
+    data = tmp_path / "rows.jsonl"
+    data.write_text(json.dumps({"en": "a", "fr": "b"}) + "\n\n" + json.dumps({"en": "c"}) + "\n")
+    with pytest.raises(EvalDataError, match=r"rows.jsonl:3: row 2: field 'fr' is missing"):
+        read_rows(data, ("en", "fr"))
+    csv = tmp_path / "rows.csv"
+    csv.write_text("en,fr\nhello,bonjour\n")
+    assert read_rows(csv, ("en", "fr")) == [{"en": "hello", "fr": "bonjour"}]
+    with pytest.raises(EvalDataError, match=r"rows.csv:2: row 1: field 'de' is missing"):
+        read_rows(csv, ("en", "de"))
+    data.write_text('{"en": 3, "fr": "x"}\n')
+    with pytest.raises(EvalDataError, match=r"field 'en' is int, not text"):
+        read_rows(data, ("en", "fr"))
