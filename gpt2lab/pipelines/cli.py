@@ -324,6 +324,59 @@ def finetune(
     _run_training(config, overrides)
 
 
+evals_app = typer.Typer(help="Evaluation tasks.", no_args_is_help=True)
+app.add_typer(evals_app, name="evals")
+
+
+@evals_app.command("list")
+def evals_list() -> None:
+    """The registered eval tasks (one file each in gpt2lab/tasks/evals/)."""
+    from gpt2lab.tasks.evals.registry import all_tasks
+
+    table = Table("task", "version", "kind", "description", "GPT-2 paper (117M)")
+    for name, eval_task in all_tasks().items():
+        paper = ", ".join(f"{k} {v:g}" for k, v in list(eval_task.paper.items())[:3])
+        table.add_row(name, str(eval_task.version), eval_task.kind, eval_task.description, paper)
+    _console().print(table)
+
+
+@app.command()
+def evaluate(
+    model: Annotated[str, typer.Option("--model", "-m", help="Checkpoint, HF folder or hub id.")],
+    tasks: Annotated[str, typer.Option(help="Comma-separated task names (gpt2lab evals list).")],
+    limit: Annotated[int | None, typer.Option(help="First N rows of each task.")] = None,
+    tokenizer: Annotated[
+        str | None, typer.Option(help="Tokenizer, when the model folder has none.")
+    ] = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Generate everything again.")
+    ] = False,
+) -> None:
+    """Run eval tasks on a model; results beside the GPT-2 paper's, in MLflow."""
+    from gpt2lab.pipelines.evaluate import EvaluateConfig, run_evaluate
+    from gpt2lab.tasks.evals.registry import get_tasks
+
+    try:
+        names = [name.strip() for name in tasks.split(",") if name.strip()]
+        config = EvaluateConfig(model=model, tasks=names, limit=limit, tokenizer=tokenizer,
+                                use_cache=not no_cache)  # fmt: skip
+        get_tasks(config.tasks)  # an unknown name: one line listing the known ones
+        result = run_evaluate(config)
+    except ValueError as err:
+        raise _fail(err) from None
+    table = Table("task", "metric", "this model", "GPT-2 paper")
+    for entry in result.results:
+        for metric, value in entry["scores"].items():
+            paper = entry["paper"].get(metric)
+            table.add_row(
+                entry["task"], metric, f"{value:.4g}", "" if paper is None else f"{paper:.4g}"
+            )
+    console = _console()
+    console.print(table)
+    console.print(f"results: {result.results_file}")
+    console.print(f"MLflow run {result.mlflow_run_id} in experiment 'evaluate'")
+
+
 @app.command()
 def demo(
     steps: Annotated[int, typer.Option(min=0, help="Optimizer steps on the demo text.")] = 300,

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 Row = Mapping[str, Any]
-Scores = dict[str, float]
+Scores = dict[str, float | str]  # numbers are metrics; text (a BLEU signature) is a note
 
 
 @dataclass(frozen=True)

@@ -34,9 +34,9 @@ def first_sentence(text: str) -> str:
     return found[0] if found else ""
 
 
-def bleu(outputs: list[str], references: list[str], rows: list[Row]) -> dict[str, float]:
-    score, _ = corpus_bleu(outputs, references)
-    return {"bleu": score}
+def bleu(outputs: list[str], references: list[str], rows: list[Row]) -> dict[str, float | str]:
+    score, signature = corpus_bleu(outputs, references)
+    return {"bleu": score, "bleu_signature": signature}
 
 
 def _task(source: str, target: str, paper_bleu: float) -> EvalTask:
