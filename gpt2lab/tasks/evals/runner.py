@@ -3,6 +3,7 @@ the KV cache, or from the output cache) -> post-processing -> scores."""
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 from gpt2lab.model import GPT, SamplingConfig, Tokenizer, generate
 from gpt2lab.model.sampling import cut_at_stop
 from gpt2lab.tasks.evals.data import read_rows
+from gpt2lab.tasks.evals.likelihood import continuation_nll, rolling_nll
 from gpt2lab.tasks.evals.output_cache import OutputCache, output_key
 from gpt2lab.tasks.evals.task import EvalTask, Row
 
@@ -61,7 +63,10 @@ def evaluate_task(
     todo = [i for i, key in enumerate(keys) if key not in outputs]
     for start in range(0, len(todo), batch_size):
         batch = todo[start : start + batch_size]
-        texts = _generate(task, model, tokenizer, [prompts[i] for i in batch])
+        if task.kind == "generate":
+            texts = _generate(task, model, tokenizer, [prompts[i] for i in batch])
+        else:
+            texts = [_measure(task, model, tokenizer, rows[i], prompts[i]) for i in batch]
         fresh = {keys[i]: text for i, text in zip(batch, texts, strict=True)}
         outputs.update(fresh)
         if cache is not None:
@@ -94,6 +99,19 @@ def _generate(task: EvalTask, model: GPT, tokenizer: Tokenizer, prompts: list[st
     completions = generate(model, ids, sampling_for(task), eot_token=tokenizer.eot_token,
                            stop_strings=stop, decode=tokenizer.decode)  # fmt: skip
     return [cut_at_stop(tokenizer.decode(c.tokens), stop) for c in completions]
+
+
+def _measure(task: EvalTask, model: GPT, tokenizer: Tokenizer, row: Row, prompt: str) -> str:
+    """A likelihood task's measurement of one row, as JSON (so it is cached like text)."""
+    if task.kind == "perplexity":
+        window = model.config.block_size
+        nll, tokens = rolling_nll(model, tokenizer.encode(prompt), window,
+                                  task.stride or window // 2)  # fmt: skip
+        return json.dumps({"nll": nll, "tokens": tokens, "bytes": len(prompt.encode("utf-8"))})
+    assert task.continuation is not None, f"task {task.name}: loglikelihood needs continuation"
+    context, target = task.continuation(row)
+    nll, greedy = continuation_nll(model, tokenizer.encode(context), tokenizer.encode(target))
+    return json.dumps({"nll": nll, "greedy": greedy})
 
 
 def first_row_of(task: EvalTask) -> Row:

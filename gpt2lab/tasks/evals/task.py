@@ -63,7 +63,14 @@ class EvalTask:
     prompt: Callable[[Row, Sequence[Row]], str]  # (row, few-shot examples) -> prompt
     reference: Callable[[Row], str]
     score: Callable[[list[str], list[str], list[Row]], Scores]  # outputs, references, rows
+    # generate: the model continues `prompt(row)`; its text is scored.
+    # perplexity: the model reads `prompt(row)` whole; each row's output is its
+    #   {"nll", "tokens", "bytes"} (sliding window of `window` tokens, `stride` apart).
+    # loglikelihood: `continuation(row)` = (context, target); each row's output is
+    #   {"nll", "greedy"}: -log p(target | context), and whether greedy decoding gives it.
     kind: Literal["generate", "loglikelihood", "perplexity"] = "generate"
+    continuation: Callable[[Row], tuple[str, str]] | None = None
+    stride: int | None = None  # perplexity: default half the model's context
     few_shot: int = 0
     few_shot_seed: int = 1234
     generation: Generation = Generation()
