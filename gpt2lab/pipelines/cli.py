@@ -351,6 +351,9 @@ def evaluate(
     no_cache: Annotated[
         bool, typer.Option("--no-cache", help="Generate everything again.")
     ] = False,
+    source: Annotated[
+        str, typer.Option(help="local: shipped samples; hub: the full datasets (online).")
+    ] = "local",
 ) -> None:
     """Run eval tasks on a model; results beside the GPT-2 paper's, in MLflow."""
     from gpt2lab.pipelines.evaluate import EvaluateConfig, run_evaluate
@@ -359,7 +362,7 @@ def evaluate(
     try:
         names = [name.strip() for name in tasks.split(",") if name.strip()]
         config = EvaluateConfig(model=model, tasks=names, limit=limit, tokenizer=tokenizer,
-                                use_cache=not no_cache)  # fmt: skip
+                                use_cache=not no_cache, source=source)  # fmt: skip
         get_tasks(config.tasks)  # an unknown name: one line listing the known ones
         result = run_evaluate(config)
     except ValueError as err:

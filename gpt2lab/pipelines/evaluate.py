@@ -13,6 +13,7 @@ import json
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 import mlflow
 from prefect import flow, get_run_logger, task
@@ -33,6 +34,9 @@ class EvaluateConfig(BaseModel):
     tasks: list[str] = Field(min_length=1, description="eval task names (gpt2lab evals list)")
     tokenizer: str | None = Field(None, description="default: the model folder's own")
     limit: int | None = Field(None, ge=1, description="first N rows of each task")
+    source: Literal["local", "hub"] = Field(
+        "local", description="each task's shipped local data, or its Hugging Face dataset"
+    )
     batch_size: int = Field(8, ge=1, description="prompts generated together")
     use_cache: bool = Field(True, description="reuse outputs of earlier identical runs")
     out: Path | None = Field(None, description="results JSON (default: workspace/evals/)")
@@ -62,8 +66,8 @@ def run_eval_task(name: str, config: EvaluateConfig, fingerprint: str) -> TaskRe
     model, tokenizer = _loaded(config.model, config.tokenizer or config.model, fingerprint)
     cache = OutputCache(workspace_dir() / "eval_cache.db") if config.use_cache else None
     try:
-        return evaluate_task(eval_task, model, tokenizer, fingerprint, cache,
-                             limit=config.limit, batch_size=config.batch_size)  # fmt: skip
+        return evaluate_task(eval_task, model, tokenizer, fingerprint, cache, limit=config.limit,
+                             batch_size=config.batch_size, source=config.source)  # fmt: skip
     finally:
         if cache is not None:
             cache.close()

@@ -1,4 +1,5 @@
-"""Reading a task's rows: local JSON-lines or CSV files, checked field by field."""
+"""Reading a task's rows: local JSON-lines or CSV files (always), or the Hugging Face
+dataset they sample (when online and asked for), checked field by field."""
 
 from __future__ import annotations
 
@@ -6,9 +7,12 @@ import csv
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 from gpt2lab.model.errors import Gpt2labError
-from gpt2lab.tasks.evals.task import Row
+from gpt2lab.tasks.evals.task import EvalTask, Row
+
+Source = Literal["local", "hub"]
 
 
 class EvalDataError(Gpt2labError):
@@ -50,3 +54,46 @@ def _csv_rows(path: Path):
         reader = csv.DictReader(handle)
         for row in reader:
             yield reader.line_num, row
+
+
+def task_rows(task: EvalTask, source: Source = "local", limit: int | None = None) -> list[Row]:
+    """The rows a task scores: its local file, or its hub dataset's split."""
+    if source == "local":
+        return read_rows(task.data.local, task.fields, limit)
+    return _hub_rows(task, task.data.hub_split, limit)
+
+
+def few_shot_pool(task: EvalTask, source: Source = "local") -> list[Row]:
+    """The rows few-shot examples are drawn from (none for a zero-shot task)."""
+    if not task.few_shot:
+        return []
+    if source == "hub" and task.data.few_shot_hub_split:
+        return _hub_rows(task, task.data.few_shot_hub_split, None)
+    if task.data.few_shot_local is None:
+        raise EvalDataError(f"task {task.name}: few_shot={task.few_shot} but no few-shot data")
+    return read_rows(task.data.few_shot_local, task.fields)
+
+
+def _hub_rows(task: EvalTask, split: str, limit: int | None) -> list[Row]:
+    import datasets
+
+    where = f"{task.data.hub_id}/{task.data.hub_config or ''}:{split}"
+    if task.data.hub_id is None:
+        raise EvalDataError(f"task {task.name}: no hub dataset declared; use its local data")
+    try:
+        dataset = datasets.load_dataset(task.data.hub_id, task.data.hub_config, split=split)
+    except Exception as error:  # offline, unknown id, no such split: one line either way
+        raise EvalDataError(
+            f"task {task.name}: hub dataset {where} cannot be loaded "
+            f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); "
+            "use the local data (--source local) or go online"
+        ) from None
+    rows = [dict(row) for row in dataset]
+    if task.data.hub_rows is not None:
+        rows = task.data.hub_rows(rows)
+    rows = rows[:limit] if limit is not None else rows
+    for number, row in enumerate(rows, start=1):
+        for name in task.fields:
+            if not isinstance(row.get(name), str):
+                raise EvalDataError(f"{where}: row {number}: field {name!r} is missing or not text")
+    return rows

@@ -10,7 +10,7 @@ from typing import Any
 
 from gpt2lab.model import GPT, SamplingConfig, Tokenizer, generate
 from gpt2lab.model.sampling import cut_at_stop
-from gpt2lab.tasks.evals.data import read_rows
+from gpt2lab.tasks.evals.data import Source, few_shot_pool, task_rows
 from gpt2lab.tasks.evals.likelihood import continuation_nll, rolling_nll
 from gpt2lab.tasks.evals.output_cache import OutputCache, output_key
 from gpt2lab.tasks.evals.task import EvalTask, Row
@@ -51,11 +51,12 @@ def evaluate_task(
     *,
     limit: int | None = None,
     batch_size: int = 8,
+    source: Source = "local",
 ) -> TaskResult:
     """Score `model` (whose fingerprint is `checkpoint`) on `task`."""
     started = time.perf_counter()
-    rows = read_rows(task.data.local, task.fields, limit)
-    pool = read_rows(task.data.few_shot_local, task.fields) if task.few_shot else []
+    rows = task_rows(task, source, limit)
+    pool = few_shot_pool(task, source)
     prompts = [task.prompt(row, task.few_shot_examples(pool, i)) for i, row in enumerate(rows)]
     settings = asdict(task.generation)
     keys = [output_key(checkpoint, task.name, task.version, p, settings) for p in prompts]
@@ -112,8 +113,3 @@ def _measure(task: EvalTask, model: GPT, tokenizer: Tokenizer, row: Row, prompt:
     context, target = task.continuation(row)
     nll, greedy = continuation_nll(model, tokenizer.encode(context), tokenizer.encode(target))
     return json.dumps({"nll": nll, "greedy": greedy})
-
-
-def first_row_of(task: EvalTask) -> Row:
-    """One row of the task's local data (for showing what a prompt looks like)."""
-    return read_rows(task.data.local, task.fields, limit=1)[0]

@@ -29,6 +29,9 @@ class DataSource:
     hub_split: str = "test"
     few_shot_local: Path | None = None  # the pool few-shot examples are drawn from
     few_shot_hub_split: str | None = None
+    # The hub's rows, reshaped into the task's fields (e.g. WMT's {"translation": {...}}
+    # into {"en": ..., "fr": ...}, or WikiText's lines joined into one text).
+    hub_rows: Callable[[list[Row]], list[Row]] | None = None
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,8 @@ def _task(source: str, target: str, paper_bleu: float) -> EvalTask:
             hub_config="fr-en",
             few_shot_local=LOCAL / "wmt14-en-fr.few-shot.jsonl",
             few_shot_hub_split="validation",
-        ),  # fmt: skip
+            hub_rows=lambda rows: [row["translation"] for row in rows],  # {"en":..., "fr":...}
+        ),
         fields=("en", "fr"),
         prompt=pair_prompt(source, target),
         reference=lambda row: row[target],

@@ -80,3 +80,33 @@ def test_a_row_missing_a_field_is_named(tmp_path: Path):
     data.write_text('{"en": 3, "fr": "x"}\n')
     with pytest.raises(EvalDataError, match=r"field 'en' is int, not text"):
         read_rows(data, ("en", "fr"))
+
+
+def test_hub_rows_are_reshaped_into_the_task_fields(monkeypatch):
+    import datasets
+
+    from gpt2lab.tasks.evals.data import few_shot_pool, task_rows
+
+    asked = []
+
+    def fake_load_dataset(hub_id, config, split):
+        asked.append((hub_id, config, split))
+        pair = {"translation": {"en": f"Hello {split}.", "fr": f"Bonjour {split}."}}
+        return datasets.Dataset.from_list([pair] * 6)
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    (task,) = get_tasks(["wmt14-en-fr"])
+    assert task_rows(task, "hub", limit=2) == [{"en": "Hello test.", "fr": "Bonjour test."}] * 2
+    assert few_shot_pool(task, "hub")[0]["en"] == "Hello validation."
+    assert asked == [("wmt14", "fr-en", "test"), ("wmt14", "fr-en", "validation")]
+
+
+def test_a_hub_dataset_that_cannot_load_offline_says_so_in_one_line():
+    from gpt2lab.tasks.evals.data import task_rows
+
+    (task,) = get_tasks(["lambada"])  # tests run offline: nothing is cached either
+    with pytest.raises(
+        EvalDataError, match=r"hub dataset lambada/:test cannot be loaded .*--source local"
+    ) as error:
+        task_rows(task, "hub")
+    assert "\n" not in str(error.value)
