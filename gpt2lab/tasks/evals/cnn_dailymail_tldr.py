@@ -12,7 +12,7 @@ from __future__ import annotations
 import zlib
 from pathlib import Path
 
-from gpt2lab.tasks.evals.metrics import corpus_rouge, first_sentences, lede_3, random_3
+from gpt2lab.tasks.evals.metrics import corpus_rouge, first_sentences, lede_3, random_3, rouge1
 from gpt2lab.tasks.evals.task import DataSource, EvalTask, Generation, Row
 
 LOCAL = Path(__file__).with_name("local_data")
@@ -66,6 +66,7 @@ def _task(name: str, prompt, description: str) -> EvalTask:
         score=rouge_with_baselines,
         generation=Generation(max_new_tokens=100, top_k=2, temperature=1.0, seed=0),
         postprocess=summary,
+        example_score=rouge1,
         paper=PAPER if prompt is with_hint else {},
     )
 

@@ -34,6 +34,18 @@ def corpus_bleu(outputs: Sequence[str], references: Sequence[str]) -> tuple[floa
     return score.score, str(bleu.get_signature())
 
 
+def sentence_bleu(output: str, reference: str) -> float:
+    """One example's BLEU (smoothed, so a short output still gets a meaningful score):
+    for the per-example table only; the task's score is corpus BLEU."""
+    return BLEU(effective_order=True).sentence_score(output, [reference]).score
+
+
+def rouge1(output: str, reference: str) -> float:
+    """One example's ROUGE-1 F1 (stemmed), for the per-example table."""
+    scorer = rouge_scorer.RougeScorer(["rouge1"], use_stemmer=True)
+    return scorer.score(reference, output)["rouge1"].fmeasure
+
+
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 
 

@@ -77,10 +77,12 @@ def evaluate_task(
     final = [task.postprocess(text) for text in raw]
     references = [task.reference(row) for row in rows]
     scored = task.score(final, references, rows)
+    judge = task.example_score
     examples = [
-        {"prompt": p, "output": o, "reference": r, "raw_output": w}
+        {"prompt": p, "output": o, "reference": r, "raw_output": w,
+         "score": judge(o, r) if judge is not None else None}
         for p, o, r, w in zip(prompts, final, references, raw, strict=True)
-    ]
+    ]  # fmt: skip
     return TaskResult(
         task=task.name, version=task.version, description=task.description,
         scores={k: float(v) for k, v in scored.items() if not isinstance(v, str)},

@@ -78,6 +78,8 @@ class EvalTask:
     few_shot_seed: int = 1234
     generation: Generation = Generation()
     postprocess: Callable[[str], str] = identity
+    # One example's score, for the per-example table (e.g. sentence BLEU): (output, ref).
+    example_score: Callable[[str, str], float] | None = None
     # The GPT-2 paper's figure for its smallest model (117M, today's 124M), by metric name.
     paper: Mapping[str, float] = field(default_factory=dict)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gpt2lab.tasks.evals.metrics import corpus_bleu, sentences
+from gpt2lab.tasks.evals.metrics import corpus_bleu, sentence_bleu, sentences
 from gpt2lab.tasks.evals.task import DataSource, EvalTask, Generation, Row
 
 LOCAL = Path(__file__).with_name("local_data")
@@ -61,6 +61,7 @@ def _task(source: str, target: str, paper_bleu: float) -> EvalTask:
         few_shot=EXAMPLES,
         generation=Generation(max_new_tokens=64, top_k=1, stop=("\n",)),
         postprocess=first_sentence,
+        example_score=sentence_bleu,
         paper={"bleu": paper_bleu},
     )
 

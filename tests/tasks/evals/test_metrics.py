@@ -14,6 +14,8 @@ from gpt2lab.tasks.evals.metrics import (
     corpus_rouge,
     lede_3,
     random_3,
+    rouge1,
+    sentence_bleu,
     sentences,
 )
 
@@ -76,3 +78,10 @@ def test_lede_3_and_random_3_are_as_defined():
     chosen = [s for s in found if s in picked]
     assert len(chosen) == 3 and picked == " ".join(chosen)  # three, in article order
     assert {random_3(ARTICLE, seed=s) for s in range(20)} != {picked}  # and really random
+
+
+def test_per_example_scores_for_the_examples_table():
+    assert sentence_bleu(REFERENCES[0], REFERENCES[0]) == pytest.approx(100.0)
+    assert 0 < sentence_bleu(OUTPUTS[0], REFERENCES[0]) < 100
+    assert rouge1(REFERENCES[1], REFERENCES[1]) == pytest.approx(1.0)
+    assert rouge1("", REFERENCES[1]) == 0.0
