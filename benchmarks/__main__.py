@@ -12,6 +12,7 @@ import sys
 
 from benchmarks import (
     bench_dedup,
+    bench_evaluate,
     bench_generate,
     bench_tokenizer,
     bench_train_loop,
@@ -22,6 +23,8 @@ from benchmarks import (
 def main() -> int:
     bench_train_step.main()
     bench_generate.main()
+    # Generation on evaluation batches, and a cached repeat of an evaluation vs its first run.
+    evaluate = bench_evaluate.main([])
     status = bench_tokenizer.main([])
     bench_dedup.main([])
     # The whole training loop, data loading included; it encodes its own tokens folder.
@@ -34,7 +37,7 @@ def main() -> int:
     # caches at its temporary folder before `datasets` is first imported, which the
     # benchmarks above may already have done in this process.
     encode = subprocess.run([sys.executable, "-m", "benchmarks.bench_encode"], check=False)
-    return status or loop or corpus.returncode or encode.returncode
+    return status or evaluate or loop or corpus.returncode or encode.returncode
 
 
 if __name__ == "__main__":
