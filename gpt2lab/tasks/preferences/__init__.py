@@ -1,0 +1,1 @@
+"""The preference stage: human comparisons of model outputs, and what they say."""
