@@ -1,0 +1,166 @@
+"""Where comparisons live: batches, items, samples, annotators and votes, in a SQL database.
+
+SQLAlchemy maps these tables onto any database it speaks to: a SQLite file in the
+workspace by default, or a PostgreSQL server when many annotators vote at once (give a
+`postgresql+psycopg://...` URL). The same code runs on both.
+
+    Batch      one comparison job: which models, which settings
+    Sample     one model's continuation of one prompt, with its seed and settings
+    Item       one screen: a prompt and two samples, the side each is shown on fixed
+               once (randomised when the batch is made, then recorded)
+    Annotator  a person (or a simulated judge) invited to a batch, known by a token
+    Vote       an annotator's choice on an item: left, right, tie or both bad; one per
+               annotator and item, so submitting twice stores it once
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    select,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
+
+from gpt2lab.model.errors import Gpt2labError
+
+CHOICES = ("left", "right", "tie", "both_bad")
+
+
+class PreferenceError(Gpt2labError):
+    """A request the store refuses; the message says which and why."""
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Batch(Base):
+    __tablename__ = "batches"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    models: Mapped[list] = mapped_column(JSON)  # model names (paths or ids) compared
+    settings: Mapped[dict] = mapped_column(JSON)  # sampling settings, seeds
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    items: Mapped[list[Item]] = relationship(back_populates="batch")
+
+
+class Sample(Base):
+    __tablename__ = "samples"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("batches.id"))
+    prompt: Mapped[str] = mapped_column(Text)
+    model: Mapped[str] = mapped_column(String(500))
+    text: Mapped[str] = mapped_column(Text)  # untrusted: always escaped when shown
+    seed: Mapped[int]
+
+
+class Item(Base):
+    __tablename__ = "items"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("batches.id"))
+    prompt: Mapped[str] = mapped_column(Text)
+    left_id: Mapped[int] = mapped_column(ForeignKey("samples.id"))
+    right_id: Mapped[int] = mapped_column(ForeignKey("samples.id"))
+    gold_choice: Mapped[str | None] = mapped_column(String(10))  # known answer, if gold
+    repeat_of: Mapped[int | None] = mapped_column(ForeignKey("items.id"))  # self-agreement
+    batch: Mapped[Batch] = relationship(back_populates="items")
+    left: Mapped[Sample] = relationship(foreign_keys=[left_id])
+    right: Mapped[Sample] = relationship(foreign_keys=[right_id])
+
+
+class Annotator(Base):
+    __tablename__ = "annotators"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("batches.id"))
+    name: Mapped[str] = mapped_column(String(200))
+    # Only a hash of the invite token is stored: a leaked database does not leak access.
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    simulated: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Vote(Base):
+    __tablename__ = "votes"
+    __table_args__ = (UniqueConstraint("item_id", "annotator_id", name="one_vote_per_item"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id"))
+    annotator_id: Mapped[int] = mapped_column(ForeignKey("annotators.id"))
+    choice: Mapped[str] = mapped_column(String(10))
+    comment: Mapped[str] = mapped_column(Text, default="")
+    simulated: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+# ---------------------------------------------------------------------------------------
+
+
+def open_database(url: str) -> Engine:
+    """An engine for `url` with every table created (creating is a no-op when they exist)."""
+    engine = create_engine(url)
+    Base.metadata.create_all(engine)
+    return engine
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def invite(session: Session, batch: Batch, name: str, *, simulated: bool = False) -> str:
+    """Add an annotator to `batch`; returns their invite token (shown once, stored hashed)."""
+    token = secrets.token_urlsafe(24)
+    session.add(Annotator(batch_id=batch.id, name=name, token_hash=hash_token(token),
+                          simulated=simulated))  # fmt: skip
+    session.flush()
+    return token
+
+
+def annotator_for(session: Session, token: str) -> Annotator | None:
+    return session.scalar(select(Annotator).where(Annotator.token_hash == hash_token(token)))
+
+
+def record_vote(
+    session: Session, annotator: Annotator, item_id: int, choice: str, comment: str = ""
+) -> tuple[Vote, bool]:
+    """Store `annotator`'s vote on item `item_id`; returns (the vote, whether it is new).
+
+    A second submission of the same vote is harmless: the first one stands, whatever
+    the second says, so a double click or a retried request never counts twice.
+    """
+    if choice not in CHOICES:
+        raise PreferenceError(f"choice {choice!r} is not one of {', '.join(CHOICES)}")
+    item = session.get(Item, item_id)
+    if item is None or item.batch_id != annotator.batch_id:
+        raise PreferenceError(f"item {item_id} is not part of this annotator's batch")
+    existing = session.scalar(
+        select(Vote).where(Vote.item_id == item_id, Vote.annotator_id == annotator.id)
+    )
+    if existing is not None:
+        return existing, False
+    vote = Vote(item_id=item_id, annotator_id=annotator.id, choice=choice,
+                comment=comment[:2000], simulated=annotator.simulated)  # fmt: skip
+    try:
+        with session.begin_nested():  # a concurrent twin insert loses on the constraint
+            session.add(vote)
+    except IntegrityError:
+        existing = session.scalar(
+            select(Vote).where(Vote.item_id == item_id, Vote.annotator_id == annotator.id)
+        )
+        assert existing is not None
+        return existing, False
+    return vote, True
