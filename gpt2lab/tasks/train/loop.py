@@ -23,6 +23,7 @@ are restored.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import os
 import signal
@@ -233,14 +234,13 @@ def train(
     try:
         windows = RandomWindows(settings.tokens, context=context, batch_size=settings.micro_batch,
                                 seed=settings.seed, device=device)  # fmt: skip
-        validation = list(
-            sequential_windows(
-                settings.tokens, context=context, batch_size=settings.micro_batch, device=device
-            )
-        )
+        # The first `eval_batches` batches only, the same at every evaluation: the rest of
+        # the validation split is never read.
+        batches = sequential_windows(settings.tokens, context=context,
+                                     batch_size=settings.micro_batch, device=device)  # fmt: skip
+        validation = list(itertools.islice(batches, settings.eval_batches))
     except TokenShardsError as error:
         raise TrainingError(str(error)) from None
-    validation = validation[: settings.eval_batches]  # the same windows at every evaluation
 
     model.to(device)
     optimizer = make_optimizer(model, settings, device.type)
