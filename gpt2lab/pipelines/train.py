@@ -169,6 +169,16 @@ def train_flow(config: TrainConfig) -> TrainFlowResult:
     )  # fmt: skip
 
 
+def torchrun_command(
+    config_file: Path, run_dir: Path, devices: int, mlflow_run_id: str | None = None
+) -> list[str]:
+    """torchrun on this machine, starting `devices` processes of train_worker."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               "--nproc_per_node", str(devices), "-m", "gpt2lab.pipelines.train_worker",
+               str(config_file), str(run_dir)]  # fmt: skip
+    return command + (["--mlflow-run-id", mlflow_run_id] if mlflow_run_id else [])
+
+
 @task(name="train-on-processes")
 def train_on_processes(config: TrainConfig, tokens: Path, run_id: str) -> TrainResult:
     """Run the loop in `config.devices` processes under torchrun (DDP) and wait for them.
@@ -180,9 +190,7 @@ def train_on_processes(config: TrainConfig, tokens: Path, run_id: str) -> TrainR
     config_file = run_dir / "train-config.json"
     config_file.write_text(config.model_copy(update={"tokens": tokens}).model_dump_json())
     (run_dir / RESULT_FILE).unlink(missing_ok=True)
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               "--nproc_per_node", str(config.devices), "-m", "gpt2lab.pipelines.train_worker",
-               str(config_file), str(run_dir), "--mlflow-run-id", run_id]  # fmt: skip
+    command = torchrun_command(config_file, run_dir, config.devices, run_id)
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0 or not (run_dir / RESULT_FILE).is_file():
         errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 
 import pytest
 
-from gpt2lab.pipelines.train import RESULT_FILE, TrainConfig
+from gpt2lab.pipelines.train import RESULT_FILE, TrainConfig, torchrun_command
 from gpt2lab.tasks.train.loop import train
 
 # Float sums in another order (two half-batches averaged across processes, against one
@@ -24,17 +23,18 @@ def _config(tokens_dir, out) -> TrainConfig:
                        register_as=None)  # fmt: skip
 
 
+def _run_on_two_processes(config: TrainConfig, tmp_path) -> subprocess.CompletedProcess:
+    """The worker under torchrun, as the flow starts it, without MLflow."""
+    config_file = tmp_path / "config.json"
+    config_file.write_text(config.model_dump_json())
+    command = torchrun_command(config_file, config.run_dir(), devices=2)
+    return subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+
+
 def test_two_processes_match_one_with_the_same_global_batch(tokens_dir, tmp_path):
     single = train(_config(tokens_dir, None).loop_settings(), tmp_path / "single")
 
-    config = _config(tokens_dir, tmp_path / "ddp")
-    config_file = tmp_path / "config.json"
-    config_file.write_text(config.model_dump_json())
-    done = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         "-m", "gpt2lab.pipelines.train_worker", str(config_file), str(tmp_path / "ddp")],
-        capture_output=True, text=True, timeout=600, check=False,
-    )  # fmt: skip
+    done = _run_on_two_processes(_config(tokens_dir, tmp_path / "ddp"), tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     ddp = json.loads((tmp_path / "ddp" / RESULT_FILE).read_text())
 
@@ -50,13 +50,7 @@ def test_two_processes_match_one_with_the_same_global_batch(tokens_dir, tmp_path
 
 def test_a_batch_that_does_not_split_over_the_processes_is_refused(tokens_dir, tmp_path):
     config = _config(tokens_dir, tmp_path / "ddp").model_copy(update={"batch_tokens": 256})
-    config_file = tmp_path / "config.json"
-    config_file.write_text(config.model_dump_json())
-    done = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         "-m", "gpt2lab.pipelines.train_worker", str(config_file), str(tmp_path / "ddp")],
-        capture_output=True, text=True, timeout=600, check=False,
-    )  # fmt: skip
+    done = _run_on_two_processes(config, tmp_path)
     assert done.returncode != 0
     assert "batch_tokens (256) must be a multiple of micro_batch x context x processes" in (
         done.stderr
