@@ -39,7 +39,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.memory import peak_rss_kb
+from benchmarks.memory import peak_rss_kb, run_child
 
 TARGET_RATIO = 1.0
 MEMORY_TARGET = 1.5
@@ -306,19 +306,10 @@ def cpu_seconds() -> dict[tuple[str, int], float]:
 def measure_memory(urls: list[str], work: Path) -> dict:
     url_list = write_url_list(urls, work / f"memory-{len(urls)}.txt")
     out = work / f"memory-{len(urls)}"
-    completed = subprocess.run(
-        [sys.executable, "-m", "benchmarks.bench_corpus", "--memory-child", str(url_list),
-         str(out)],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    lines = [line for line in completed.stdout.splitlines() if line.startswith(_RESULT)]
-    if completed.returncode != 0 or not lines:
-        raise RuntimeError(
-            f"memory run with {len(urls)} pages failed ({completed.returncode}):\n"
-            f"{completed.stderr[-3000:]}"
-        )
+    report = run_child("benchmarks.bench_corpus", ["--memory-child", str(url_list), str(out)],
+                       _RESULT, f"memory run with {len(urls)} pages")  # fmt: skip
     shutil.rmtree(out, ignore_errors=True)
-    return json.loads(lines[-1].removeprefix(_RESULT))
+    return report
 
 
 # ---------------------------------------------------------------------------------------

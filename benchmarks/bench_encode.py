@@ -43,7 +43,6 @@ import os
 import resource
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -51,7 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.bench_tokenizer import GPT2_DIR, peer_encoding
-from benchmarks.memory import peak_rss_kb
+from benchmarks.memory import peak_rss_kb, run_child
 from benchmarks.varied_text import varied_documents
 
 SPEED_TARGET = 3.0  # ours / baseline
@@ -277,17 +276,10 @@ def memory_child(corpus: Path, out: Path) -> int:
 
 def measure_memory(corpus: Path, work: Path) -> dict[str, Any]:
     out = work / f"memory-{corpus.name}"
-    completed = subprocess.run(
-        [sys.executable, "-m", "benchmarks.bench_encode", "--memory-child", str(corpus), str(out)],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    lines = [line for line in completed.stdout.splitlines() if line.startswith(_RESULT)]
-    if completed.returncode != 0 or not lines:
-        raise RuntimeError(
-            f"memory run on {corpus} failed ({completed.returncode}):\n{completed.stderr[-3000:]}"
-        )
+    report = run_child("benchmarks.bench_encode", ["--memory-child", str(corpus), str(out)],
+                       _RESULT, f"memory run on {corpus}")  # fmt: skip
     shutil.rmtree(out, ignore_errors=True)
-    return json.loads(lines[-1].removeprefix(_RESULT))
+    return report
 
 
 # ---------------------------------------------------------------------------------------
