@@ -41,7 +41,10 @@ def _wait_for_step(child: subprocess.Popen, tmp_path: Path, step: int) -> None:
     progress = tmp_path / "progress"
     while time.monotonic() < deadline:
         assert child.poll() is None, child.stderr.read()
-        if progress.is_file() and progress.read_text() and int(progress.read_text()) >= step:
+        # Read once: the child rewrites the file each step, so it can be empty between
+        # two reads.
+        text = progress.read_text() if progress.is_file() else ""
+        if text.strip() and int(text) >= step:
             return
         time.sleep(0.01)
     raise AssertionError(f"the child did not reach step {step}")
