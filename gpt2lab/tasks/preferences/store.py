@@ -11,6 +11,8 @@ workspace by default, or a PostgreSQL server when many annotators vote at once (
     Annotator  a person (or a simulated judge) invited to a batch, known by a token
     Vote       an annotator's choice on an item: left, right, tie or both bad; one per
                annotator and item, so submitting twice stores it once
+    WebSecret  the key that signs the web page's session cookies, kept with the votes so
+               that a restarted server still knows its annotators
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     create_engine,
+    event,
     select,
 )
 from sqlalchemy.engine import Engine
@@ -58,6 +61,10 @@ class Batch(Base):
     models: Mapped[list] = mapped_column(JSON)  # model names (paths or ids) compared
     settings: Mapped[dict] = mapped_column(JSON)  # sampling settings, seeds
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    # When collection is over: this many human comparisons, or this moment. Stored with the
+    # batch (not in a running process) so that a restarted flow waits for the same end.
+    target_votes: Mapped[int | None]
+    deadline: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     items: Mapped[list[Item]] = relationship(back_populates="batch")
 
 
@@ -107,14 +114,59 @@ class Vote(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
 
 
+class WebSecret(Base):
+    __tablename__ = "web_secrets"
+    name: Mapped[str] = mapped_column(String(50), primary_key=True)
+    value: Mapped[str] = mapped_column(String(200))
+
+
 # ---------------------------------------------------------------------------------------
 
 
 def open_database(url: str) -> Engine:
     """An engine for `url` with every table created (creating is a no-op when they exist)."""
-    engine = create_engine(url)
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30})
+        _serialise_sqlite_writes(engine)
+    else:
+        engine = create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
     Base.metadata.create_all(engine)
     return engine
+
+
+def _serialise_sqlite_writes(engine: Engine) -> None:
+    """Let many web requests write to one SQLite file without "database is locked".
+
+    SQLite allows one writer at a time. A transaction that starts as a reader and later
+    writes can fail at once when another writer got in first, so every transaction here
+    takes the write lock when it begins (`BEGIN IMMEDIATE`) and waits up to 30 s for it;
+    write-ahead logging lets readers go on meanwhile. (PostgreSQL needs none of this.)
+    """
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:
+        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves, below
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def web_secret(session: Session, name: str = "session-cookies") -> str:
+    """A random secret kept in the database, made the first time it is asked for."""
+    secret = session.get(WebSecret, name)
+    if secret is None:
+        try:
+            with session.begin_nested():
+                secret = WebSecret(name=name, value=secrets.token_urlsafe(32))
+                session.add(secret)
+        except IntegrityError:  # another server process made it first
+            secret = session.get(WebSecret, name)
+    return secret.value
 
 
 def hash_token(token: str) -> str:

@@ -10,9 +10,16 @@ from sqlalchemy.orm import Session
 
 from gpt2lab.tasks.preferences.analysis import win_rate
 from gpt2lab.tasks.preferences.batches import (
+    GOLD_FOIL,
     BatchSpec,
+    annotation_order,
+    annotator_stats,
     batch_votes,
+    choice_counts,
+    count_comparisons,
     create_batch,
+    next_item,
+    preference_pairs,
     simulated_choices,
 )
 from gpt2lab.tasks.preferences.store import (
@@ -36,7 +43,8 @@ def fake_sampler(model: str, prompts: list[str], seed: int) -> list[str]:
 def test_a_batch_pairs_every_model_on_every_prompt_with_recorded_sides(tmp_path):
     engine = open_database(f"sqlite:///{tmp_path / 'p.db'}")
     with Session(engine) as session, session.begin():
-        spec = BatchSpec("b1", ["good", "bad", "ugly"], PROMPTS, seed=5, repeat_fraction=0.1)
+        spec = BatchSpec("b1", ["good", "bad", "ugly"], PROMPTS, seed=5, repeat_fraction=0.1,
+                         gold_fraction=0.0)  # fmt: skip
         batch = create_batch(session, spec, fake_sampler)
         items = session.scalars(select(Item).where(Item.batch_id == batch.id)).all()
         originals = [i for i in items if i.repeat_of is None]
@@ -55,7 +63,8 @@ def test_simulated_votes_never_mix_with_human_ones(tmp_path):
     engine = open_database(f"sqlite:///{tmp_path / 'p.db'}")
     with Session(engine) as session, session.begin():
         batch = create_batch(session, BatchSpec("b2", ["good", "bad"], PROMPTS, seed=1,
-                                                repeat_fraction=0.0), fake_sampler)  # fmt: skip
+                                                repeat_fraction=0.0, gold_fraction=0.0),
+                             fake_sampler)  # fmt: skip
         items = session.scalars(select(Item).where(Item.batch_id == batch.id)).all()
         judge = annotator_for(session, invite(session, batch, "judge", simulated=True))
         # The judge prefers less "surprise": here, simply the shorter text loses.
@@ -70,3 +79,66 @@ def test_simulated_votes_never_mix_with_human_ones(tmp_path):
         assert len(simulated) == 20 and len(people) == 1 and people[0].choice == "tie"
         assert win_rate(simulated, "good", "bad").rate == 1.0
         assert win_rate(people, "good", "bad").ties == 1
+
+
+def _voted_batch(tmp_path, name="b3"):
+    engine = open_database(f"sqlite:///{tmp_path / 'p.db'}")
+    session = Session(engine)
+    session.begin()
+    spec = BatchSpec(name, ["good", "bad"], PROMPTS, seed=2, repeat_fraction=0.2,
+                     gold_fraction=0.25)  # fmt: skip
+    return session, create_batch(session, spec, fake_sampler)
+
+
+def test_gold_items_pit_a_real_text_against_its_own_words_shuffled(tmp_path):
+    session, batch = _voted_batch(tmp_path)
+    gold = session.scalars(select(Item).where(Item.gold_choice.is_not(None))).all()
+    assert len(gold) == 5  # a quarter of the 20 comparison items
+    for item in gold:
+        real = item.left if item.gold_choice == "left" else item.right
+        foil = item.right if item.gold_choice == "left" else item.left
+        assert real.model in ("good", "bad") and foil.model == GOLD_FOIL
+        assert sorted(foil.text.split()) == sorted(real.text.split())
+        assert foil.text != real.text
+    assert Counter(i.gold_choice for i in gold).keys() <= {"left", "right"}
+
+
+def test_each_annotator_gets_a_shuffled_order_with_repeats_well_after_their_first(tmp_path):
+    session, batch = _voted_batch(tmp_path)
+    items = session.scalars(select(Item).where(Item.batch_id == batch.id)).all()
+    first, second = annotation_order(items, 1), annotation_order(items, 2)
+    assert sorted(i.id for i in first) == sorted(i.id for i in items)
+    assert [i.id for i in first] != [i.id for i in second]
+    assert [i.id for i in first] == [i.id for i in annotation_order(items, 1)]  # stable
+    position = {item.id: n for n, item in enumerate(first)}
+    for item in items:
+        if item.repeat_of is not None:
+            assert position[item.id] >= position[item.repeat_of] + 5 or position[item.id] == (
+                len(items) - 1
+            )
+
+
+def test_stats_and_pairs_judge_annotators_on_gold_and_repeats_and_models_on_the_rest(tmp_path):
+    session, batch = _voted_batch(tmp_path)
+    ana = annotator_for(session, invite(session, batch, "ana"))
+    # Ana always picks the longer text: she gets every gold item and every repeat right.
+    while True:
+        item, progress = next_item(session, ana)
+        if item is None:
+            break
+        longer = "left" if len(item.left.text) >= len(item.right.text) else "right"
+        if item.gold_choice is not None:
+            longer = item.gold_choice
+        record_vote(session, ana, item.id, longer)
+    assert progress.done == progress.total == 20 + 4 + 5
+    (stats,) = annotator_stats(session, batch)
+    assert (stats.votes, stats.gold_correct, stats.gold_seen) == (29, 5, 5)
+    assert (stats.repeats_agreeing, stats.repeats_seen) == (4, 4)
+    assert count_comparisons(session, batch) == 20
+    assert choice_counts(session, batch) == {"human comparison": 20, "human gold": 5,
+                                             "human repeat": 4}  # fmt: skip
+    pairs = preference_pairs(session, batch)
+    assert len(pairs) == 20
+    assert all(p["chosen_model"] == "good" and p["rejected_model"] == "bad" for p in pairs)
+    assert all(p["chosen"].startswith(p["prompt"]) and "fine" in p["chosen"] for p in pairs)
+    assert preference_pairs(session, batch, simulated=True) == []
