@@ -1,0 +1,119 @@
+"""Running the comparison page: in this process (`gpt2lab serve-comparisons`) or as a
+background process that outlives the flow that started it (the `preferences` flow).
+
+The page binds to 127.0.0.1 unless told otherwise: it is meant to sit behind a reverse
+proxy (with TLS) when annotators are elsewhere, never on an open port by accident.
+
+The admin token comes from `GPT2LAB_ADMIN_TOKEN`, or else from
+`<workspace>/preferences-admin-token`, a random one written there (readable by its owner
+only) the first time it is needed.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+import time
+
+import httpx
+
+from gpt2lab.pipelines.workspace import preferences_db_path, workspace_dir
+
+ADMIN_TOKEN_ENV = "GPT2LAB_ADMIN_TOKEN"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8765
+
+
+def default_database_url() -> str:
+    """`<workspace>/preferences.db` as an absolute SQLite URL (four slashes)."""
+    return f"sqlite:///{preferences_db_path().as_posix()}"
+
+
+def admin_token() -> str:
+    """The admin token (see the module doc), made and saved on first use."""
+    if os.environ.get(ADMIN_TOKEN_ENV):
+        return os.environ[ADMIN_TOKEN_ENV]
+    path = workspace_dir() / "preferences-admin-token"
+    if not path.exists():
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as out:
+            out.write(secrets.token_urlsafe(24) + "\n")
+    return path.read_text().strip()
+
+
+def serve(database_url: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
+    """Serve the page in this process until interrupted."""
+    import uvicorn
+
+    from gpt2lab.tasks.preferences.web import create_app
+
+    app = create_app(database_url, admin_token())
+    # Many annotators on SQLite: one process, threads for requests (SQLite serialises
+    # writes anyway); for more, run several processes on PostgreSQL behind a proxy.
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+
+
+def page_url(host: str, port: int) -> str:
+    return f"http://{host}:{port}"
+
+
+def page_is_up(url: str) -> bool:
+    """Whether the comparison page answers at `url` (and it is ours, not another server)."""
+    from gpt2lab.tasks.preferences.web import APP_NAME
+
+    try:
+        response = httpx.get(f"{url}/health", timeout=2.0, trust_env=False)
+        return response.status_code == 200 and response.json().get("app") == APP_NAME
+    except (httpx.HTTPError, ValueError):
+        return False
+
+
+def start_page(
+    database_url: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, timeout: float = 60.0
+) -> tuple[str, bool]:
+    """Start the page as a background process, or reuse the one already answering there.
+
+    Returns (its address, whether it was started now). The process is detached (its own
+    session), so it keeps serving after the flow that started it ends; its log goes to
+    `<workspace>/logs/comparison-page-<port>.log`.
+    """
+    url = page_url(host, port)
+    if page_is_up(url):
+        return url, False
+    log_path = workspace_dir() / "logs" / f"comparison-page-{port}.log"
+    log_path.parent.mkdir(exist_ok=True)
+    env = {**os.environ, ADMIN_TOKEN_ENV: admin_token()}  # not on the command line: ps shows it
+    command = [sys.executable, "-m", "gpt2lab.pipelines.comparison_server",
+               database_url, host, str(port)]  # fmt: skip
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                   stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if page_is_up(url):
+            return url, True
+        if process.poll() is not None:
+            tail = log_path.read_text(errors="replace").strip().splitlines()[-1:]
+            raise RuntimeError(f"the comparison page at {url} did not start: "
+                               f"{tail[0] if tail else 'no output'} (see {log_path})")  # fmt: skip
+        time.sleep(0.2)
+    process.terminate()
+    raise RuntimeError(f"the comparison page at {url} did not answer within {timeout:.0f} s")
+
+
+def invite_link(url: str, token: str) -> str:
+    return f"{url}/join/{token}"
+
+
+def _main(argv: list[str]) -> None:  # pragma: no cover - run by start_page in a new process
+    database_url, host, port = argv
+    serve(database_url, host, int(port))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    from gpt2lab.pipelines.workspace import configure_environment
+
+    configure_environment()
+    _main(sys.argv[1:])
