@@ -8,6 +8,7 @@ before Prefect or MLflow read it.
 from __future__ import annotations
 
 import codecs
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -378,6 +379,156 @@ def evaluate(
     console.print(table)
     console.print(f"results: {result.results_file}")
     console.print(f"MLflow run {result.mlflow_run_id} in experiment 'evaluate'")
+
+
+# --- preferences ------------------------------------------------------------------------
+
+ModelsArg = Annotated[
+    list[str], typer.Argument(help="Two or more models: checkpoint folders or hub ids.")
+]
+ModelsFlag = Annotated[
+    bool, typer.Option("--models", help="Optional marker before the models, for readability.")
+]
+PromptsOpt = Annotated[
+    Path | None,
+    typer.Option(help="Prompts: one per line, or .jsonl with 'prompt' (default: demo)."),
+]
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="TOML file with more PreferencesConfig fields."),
+]
+DatabaseOpt = Annotated[
+    str | None, typer.Option(help="SQLAlchemy URL (default: workspace/preferences.db).")
+]
+
+
+def _preferences_config(config: Path | None, overrides: dict):
+    from gpt2lab.pipelines.config_files import load_config
+    from gpt2lab.pipelines.preferences import PreferencesConfig
+
+    return load_config(PreferencesConfig, config, overrides)
+
+
+@app.command()
+def compare(
+    models: ModelsArg,
+    models_flag: ModelsFlag = False,
+    prompts: PromptsOpt = None,
+    n: Annotated[int | None, typer.Option("--n", help="Prompts to use (the first n).")] = None,
+    batch: Annotated[
+        str | None, typer.Option(help="Batch name (default: from the config).")
+    ] = None,
+    annotators: Annotated[int | None, typer.Option(help="Invite links to make.")] = None,
+    database: DatabaseOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Make a comparison batch (sample every model on every prompt) and print invite links.
+
+    Example: gpt2lab compare --models base/ tuned/ --prompts prompts.txt --n 200
+    """
+    from gpt2lab.pipelines.preferences import make_batch
+
+    del models_flag  # only there so that `--models A B` reads naturally
+    overrides = {"models": models, "prompts": prompts, "n": n, "batch": batch,
+                 "annotators": annotators, "database": database}  # fmt: skip
+    try:
+        settings = _preferences_config(config, overrides)
+        ready = make_batch.fn(settings)
+    except ValueError as err:
+        raise _fail(err) from None
+    console = _console()
+    if not ready.made_now:
+        console.print(f"batch {ready.name} already exists: reusing it (no new invites)")
+        return
+    console.print(f"batch {ready.name} made; invite links (each is a login, keep them private):")
+    for line in ready.invites_file.read_text().splitlines():
+        console.print("  " + line.replace("\t", "  "), highlight=False, soft_wrap=True)
+    console.print(f"saved in {ready.invites_file}; start the page with: gpt2lab serve-comparisons")
+
+
+@app.command("serve-comparisons")
+def serve_comparisons(
+    database: DatabaseOpt = None,
+    host: Annotated[str, typer.Option(help="Address to bind (loopback by default).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8765,
+) -> None:
+    """Run the comparison page (annotators vote at /join/<token>; admins at /admin)."""
+    from gpt2lab.pipelines.comparison_server import (
+        ADMIN_TOKEN_ENV,
+        admin_token,
+        default_database_url,
+        serve,
+    )
+    from gpt2lab.pipelines.workspace import workspace_dir
+
+    console = _console()
+    admin_token()  # made on first use, so that its file exists to point at
+    where = (
+        "$" + ADMIN_TOKEN_ENV
+        if os.environ.get(ADMIN_TOKEN_ENV)
+        else str(workspace_dir() / "preferences-admin-token")
+    )
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        console.print(f"[bold yellow]warning:[/] binding {host}: put TLS in front (a proxy)")
+    console.print(f"comparison page on http://{host}:{port}  (admin: /admin, token in {where})")
+    serve(database or default_database_url(), host, port)
+
+
+preferences_app = typer.Typer(help="Preference batches: collect and report.", no_args_is_help=True)
+app.add_typer(preferences_app, name="preferences")
+
+
+@preferences_app.command("run")
+def preferences_run(
+    models: ModelsArg,
+    models_flag: ModelsFlag = False,
+    prompts: PromptsOpt = None,
+    n: Annotated[int | None, typer.Option("--n", help="Prompts to use (the first n).")] = None,
+    judge: Annotated[
+        str | None, typer.Option(help="people (the web page) or simulated (a scripted judge).")
+    ] = None,
+    target_votes: Annotated[int | None, typer.Option(help="Stop at this many comparisons.")] = None,
+    deadline_hours: Annotated[float | None, typer.Option(help="Or after this long.")] = None,
+    database: DatabaseOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """The whole preferences flow: batch, page (or simulated judge), wait, analyse, log."""
+    from gpt2lab.pipelines.preferences import preferences_flow
+
+    del models_flag
+    overrides = {"models": models, "prompts": prompts, "n": n, "judge": judge,
+                 "target_votes": target_votes, "deadline_hours": deadline_hours,
+                 "database": database}  # fmt: skip
+    try:
+        result = preferences_flow(_preferences_config(config, overrides))
+    except ValueError as err:
+        raise _fail(err) from None
+    _print_preferences(result)
+
+
+@preferences_app.command("report")
+def preferences_report(
+    batch: Annotated[str, typer.Argument(help="The batch's name.")],
+    judge: Annotated[str, typer.Option(help="people or simulated (never mixed).")] = "people",
+    database: DatabaseOpt = None,
+) -> None:
+    """Analyse a batch's votes as they stand: win rates, checks, MLflow, dataset export."""
+    from gpt2lab.pipelines.preferences import preferences_report_flow
+
+    if judge not in ("people", "simulated"):
+        raise _fail(ValueError(f"--judge must be people or simulated, not {judge!r}"))
+    try:
+        result = preferences_report_flow(batch, judge, database)
+    except ValueError as err:
+        raise _fail(err) from None
+    _print_preferences(result)
+
+
+def _print_preferences(result) -> None:
+    console = _console()
+    console.print(Text((result.export / "summary.md").read_text()))
+    console.print(f"pairs (prompt/chosen/rejected) and votes: {result.export}")
+    console.print(f"MLflow run {result.mlflow_run_id} in experiment 'preferences'")
 
 
 @app.command()

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 
@@ -90,6 +92,7 @@ def start_page(
     with open(log_path, "ab") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
                                    stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    _pid_file(port).write_text(f"{process.pid}\n")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if page_is_up(url):
@@ -101,6 +104,39 @@ def start_page(
         time.sleep(0.2)
     process.terminate()
     raise RuntimeError(f"the comparison page at {url} did not answer within {timeout:.0f} s")
+
+
+def _pid_file(port: int) -> Path:
+    return workspace_dir() / "logs" / f"comparison-page-{port}.pid"
+
+
+def stop_page(port: int = DEFAULT_PORT, timeout: float = 10.0) -> bool:
+    """Stop the page that `start_page` started on `port`; False if none was running."""
+    path = _pid_file(port)
+    if not path.exists():
+        return False
+    pid = int(path.read_text())
+    path.unlink()
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False  # gone already
+    if b"gpt2lab.pipelines.comparison_server" not in cmdline:
+        return False  # the pid was reused by an unrelated process: leave it alone
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _running(pid):
+        time.sleep(0.1)
+    return True
+
+
+def _running(pid: int) -> bool:
+    """Whether `pid` is still running (an exited child that is not reaped yet is not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
 
 
 def invite_link(url: str, token: str) -> str:

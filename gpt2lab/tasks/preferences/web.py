@@ -160,7 +160,7 @@ class _Pages:
     def join(self, request: Request, token: str):
         with self._session() as session:
             annotator = annotator_for(session, token)
-            if annotator is None:
+            if annotator is None or annotator.simulated:
                 raise PageError(403, "This invite link is not valid (mistyped or withdrawn).")
             annotator_id = annotator.id
         request.session.update(annotator=annotator_id, csrf=secrets.token_urlsafe(24))
