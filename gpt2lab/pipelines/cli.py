@@ -572,6 +572,36 @@ def demo(
     )
 
 
+@app.command()
+def ui(
+    mlflow_port: Annotated[int, typer.Option(help="Port of the MLflow UI.")] = 5000,
+    prefect_port: Annotated[int, typer.Option(help="Port of the Prefect server.")] = 4200,
+) -> None:
+    """Start the MLflow UI (on the workspace's store) and a Prefect server, on 127.0.0.1."""
+    import time
+
+    from gpt2lab.pipelines.ui import start_ui, stop_ui
+
+    console = _console()
+    try:
+        services = start_ui(mlflow_port=mlflow_port, prefect_port=prefect_port)
+    except RuntimeError as err:
+        raise _fail(err) from None
+    for service in services:
+        note = "" if service.process else "  (already running)"
+        console.print(f"{service.name}: {service.url}{note}")
+    prefect_api = f"{services[-1].url}/api"
+    console.print(f"Flows use this Prefect server with PREFECT_API_URL={prefect_api}.")
+    console.print("Ctrl-C stops what was started here.")
+    try:
+        while all(s.process is None or s.process.poll() is None for s in services):
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop_ui(services)
+
+
 def main() -> None:  # pragma: no cover - console-script entry point
     app()
 

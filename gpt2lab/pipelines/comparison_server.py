@@ -14,13 +14,11 @@ from __future__ import annotations
 import os
 import secrets
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-import httpx
-
+from gpt2lab.pipelines.services import answers, spawn, wait_until_up
 from gpt2lab.pipelines.workspace import preferences_db_path, workspace_dir
 
 ADMIN_TOKEN_ENV = "GPT2LAB_ADMIN_TOKEN"
@@ -65,11 +63,7 @@ def page_is_up(url: str) -> bool:
     """Whether the comparison page answers at `url` (and it is ours, not another server)."""
     from gpt2lab.tasks.preferences.web import APP_NAME
 
-    try:
-        response = httpx.get(f"{url}/health", timeout=2.0, trust_env=False)
-        return response.status_code == 200 and response.json().get("app") == APP_NAME
-    except (httpx.HTTPError, ValueError):
-        return False
+    return answers(f"{url}/health", lambda r: r.is_success and r.json().get("app") == APP_NAME)
 
 
 def start_page(
@@ -85,25 +79,14 @@ def start_page(
     if page_is_up(url):
         return url, False
     log_path = workspace_dir() / "logs" / f"comparison-page-{port}.log"
-    log_path.parent.mkdir(exist_ok=True)
     env = {**os.environ, ADMIN_TOKEN_ENV: admin_token()}  # not on the command line: ps shows it
     command = [sys.executable, "-m", "gpt2lab.pipelines.comparison_server",
                database_url, host, str(port)]  # fmt: skip
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                   stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    process = spawn(command, log_path, env, detached=True)
     _pid_file(port).write_text(f"{process.pid}\n")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if page_is_up(url):
-            return url, True
-        if process.poll() is not None:
-            tail = log_path.read_text(errors="replace").strip().splitlines()[-1:]
-            raise RuntimeError(f"the comparison page at {url} did not start: "
-                               f"{tail[0] if tail else 'no output'} (see {log_path})")  # fmt: skip
-        time.sleep(0.2)
-    process.terminate()
-    raise RuntimeError(f"the comparison page at {url} did not answer within {timeout:.0f} s")
+    wait_until_up(f"the comparison page at {url}", lambda: page_is_up(url), process, log_path,
+                  timeout)  # fmt: skip
+    return url, True
 
 
 def _pid_file(port: int) -> Path:

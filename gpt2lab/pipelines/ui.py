@@ -1,0 +1,67 @@
+"""`gpt2lab ui`: the MLflow UI on the workspace's store and a Prefect server, both on
+127.0.0.1, for reviewing runs and scheduling flows."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+
+from gpt2lab.pipelines.services import answers, spawn, wait_until_up
+from gpt2lab.pipelines.workspace import mlartifacts_dir, mlflow_tracking_uri, workspace_dir
+
+
+@dataclass
+class Service:
+    name: str
+    url: str
+    process: subprocess.Popen | None  # None: it was already running, we only point at it
+
+
+def start_ui(host: str = "127.0.0.1", mlflow_port: int = 5000, prefect_port: int = 4200,
+             timeout: float = 120.0) -> list[Service]:  # fmt: skip
+    """Start (or find already running) the MLflow UI and a Prefect server."""
+    logs = workspace_dir() / "logs"
+    services = []
+    tracking = mlflow_tracking_uri()
+    if tracking.startswith(("http://", "https://")):
+        services.append(Service("MLflow", tracking, None))  # a tracking server you run
+    else:
+        mlflow_url = f"http://{host}:{mlflow_port}"
+        command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking,
+                   "--default-artifact-root", mlartifacts_dir().as_uri(), "--host", host,
+                   "--port", str(mlflow_port), "--workers", "1"]  # fmt: skip
+        services.append(_start("MLflow UI", mlflow_url, f"{mlflow_url}/health", command,
+                               logs / "mlflow-ui.log", timeout))  # fmt: skip
+    prefect_url = f"http://{host}:{prefect_port}"
+    command = [sys.executable, "-m", "prefect", "server", "start", "--host", host,
+               "--port", str(prefect_port)]  # fmt: skip
+    services.append(_start("Prefect server", prefect_url, f"{prefect_url}/api/health", command,
+                           logs / "prefect-server.log", timeout))  # fmt: skip
+    return services
+
+
+def _start(name: str, url: str, health: str, command: list[str], log, timeout: float) -> Service:
+    if answers(health):
+        return Service(name, url, None)
+    process = spawn(command, log, os.environ)
+    try:
+        wait_until_up(f"the {name} at {url}", lambda: answers(health), process, log, timeout)
+    except RuntimeError:
+        process.kill()
+        raise
+    return Service(name, url, process)
+
+
+def stop_ui(services: list[Service], timeout: float = 20.0) -> None:
+    """Stop the services this process started (not those it found running)."""
+    for service in services:
+        if service.process is not None and service.process.poll() is None:
+            service.process.terminate()
+    for service in services:
+        if service.process is not None:
+            try:
+                service.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                service.process.kill()

@@ -1,0 +1,35 @@
+"""`gpt2lab ui`: the MLflow UI and a Prefect server answer on loopback, then stop."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from gpt2lab.pipelines.services import answers
+from gpt2lab.pipelines.ui import start_ui, stop_ui
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_the_mlflow_ui_and_prefect_server_start_on_loopback_and_stop(workspace):
+    mlflow_port, prefect_port = free_port(), free_port()
+    services = start_ui(mlflow_port=mlflow_port, prefect_port=prefect_port)
+    try:
+        assert [s.name for s in services] == ["MLflow UI", "Prefect server"]
+        assert answers(f"http://127.0.0.1:{mlflow_port}/health")
+        assert answers(f"http://127.0.0.1:{prefect_port}/api/health")
+        # The UI reads the workspace's own store: the experiments MLflow made there.
+        listing = f"http://127.0.0.1:{mlflow_port}/api/2.0/mlflow/experiments/search?max_results=5"
+        assert answers(listing, lambda r: r.json()["experiments"][0]["name"] == "Default")
+        again = start_ui(mlflow_port=mlflow_port, prefect_port=prefect_port)
+        assert all(s.process is None for s in again)  # found running: reused, not doubled
+    finally:
+        stop_ui(services)
+    assert not answers(f"http://127.0.0.1:{mlflow_port}/health")
+    assert not answers(f"http://127.0.0.1:{prefect_port}/api/health")
