@@ -115,7 +115,9 @@ def annotation_order(items: Sequence[Item], annotator_id: int) -> list[Item]:
     (so that early fatigue does not always fall on the same items), and every repeat at
     least a few screens after its first showing, when the first answer is not in view."""
     rng = random.Random(annotator_id)
-    firsts = [item for item in items if item.repeat_of is None]
+    # Shuffle from a fixed order: the database may return rows in any order (PostgreSQL
+    # promises none without ORDER BY), and the same annotator must always get the same list.
+    firsts = sorted((item for item in items if item.repeat_of is None), key=lambda i: i.id)
     rng.shuffle(firsts)
     order = list(firsts)
     for repeat in sorted((i for i in items if i.repeat_of is not None), key=lambda i: i.id):

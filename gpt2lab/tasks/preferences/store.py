@@ -28,12 +28,13 @@ from sqlalchemy import (
     ForeignKey,
     String,
     Text,
+    TypeDecorator,
     UniqueConstraint,
     create_engine,
     event,
     select,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
@@ -50,6 +51,30 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+class UtcDateTime(TypeDecorator[datetime]):
+    """A moment in time, stored in UTC and read back as an aware UTC `datetime`, on every
+    database. Plain `DateTime(timezone=True)` differs between the two: SQLite drops the
+    offset (12:00+02:00 comes back as a naive 12:00, two hours off) and PostgreSQL answers
+    in the session's time zone; the admin page prints these moments as UTC. A naive value
+    is taken to be UTC already. (Same column type as before: no migration needed.)"""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        # Naive: say UTC, else PostgreSQL would read it in the session's time zone.
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:  # SQLite: stored in UTC by process_bind_param
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
 class Base(DeclarativeBase):
     pass
 
@@ -60,11 +85,11 @@ class Batch(Base):
     name: Mapped[str] = mapped_column(String(200), unique=True)
     models: Mapped[list] = mapped_column(JSON)  # model names (paths or ids) compared
     settings: Mapped[dict] = mapped_column(JSON)  # sampling settings, seeds
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=_now)
     # When collection is over: this many human comparisons, or this moment. Stored with the
     # batch (not in a running process) so that a restarted flow waits for the same end.
     target_votes: Mapped[int | None]
-    deadline: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    deadline: Mapped[datetime | None] = mapped_column(UtcDateTime)
     items: Mapped[list[Item]] = relationship(back_populates="batch")
 
 
@@ -111,7 +136,7 @@ class Vote(Base):
     choice: Mapped[str] = mapped_column(String(10))
     comment: Mapped[str] = mapped_column(Text, default="")
     simulated: Mapped[bool] = mapped_column(Boolean, default=False)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=_now)
 
 
 class WebSecret(Base):

@@ -1,14 +1,36 @@
-"""A small comparison batch in a SQLite file, shared by the store, page and load tests."""
+"""The databases the storage tests run on, and a small comparison batch shared by the
+store, page and load tests.
+
+Every test that takes `database_url` (or `comparisons`) runs twice: on a new SQLite file
+and on a real PostgreSQL server, the two databases the store is meant for. The server is
+named by `GPT2LAB_TEST_POSTGRES_URL` (`.ci/run` starts one on 127.0.0.1); each test
+session works in a schema of its own there, and each test starts with no tables. Where no
+server answers, the PostgreSQL runs skip with the reason; on CI (`CI` set) they fail
+instead, so a broken CI setup cannot pass by skipping.
+"""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+from sqlalchemy import create_engine
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import NullPool
 
+from gpt2lab.tasks.preferences import store
 from gpt2lab.tasks.preferences.batches import BatchSpec, create_batch
-from gpt2lab.tasks.preferences.store import invite, open_database
+from gpt2lab.tasks.preferences.store import Base, invite, open_database
+
+POSTGRES_URL_ENV = "GPT2LAB_TEST_POSTGRES_URL"
+DEFAULT_POSTGRES_URL = "postgresql+psycopg://gpt2lab:gpt2lab@127.0.0.1:5432/gpt2lab_test"
+LOOPBACK_HOSTS = {"127.0.0.1", "::1", "localhost"}
+# A server that is down refuses at once; a short timeout only bounds a host that is silent.
+CONNECT_TIMEOUT_S = 3
 
 ADMIN_TOKEN = "admin-token-for-tests-0123456789"
 HOSTILE = '<script>document.title="pwned"</script><b onmouseover="x()">bold</b>'
@@ -41,5 +63,91 @@ def make_comparisons(url: str, *, prompts: int = 6, annotators: tuple[str, ...] 
 
 
 @pytest.fixture
-def comparisons(tmp_path) -> Comparisons:
-    return make_comparisons(f"sqlite:///{(tmp_path / 'preferences.db').as_posix()}")
+def comparisons(database_url: str) -> Comparisons:
+    return make_comparisons(database_url)
+
+
+# ---------------------------------------------------------------------------------------
+# The databases
+
+
+def _on_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _why_unreachable(url: URL) -> str | None:
+    """Why no connection to `url` can be made (None when one can)."""
+    if url.host is not None and url.host not in LOOPBACK_HOSTS:  # None: a local socket
+        return f"host {url.host!r} is not this machine, and tests never leave it"
+    try:
+        engine = create_engine(url, poolclass=NullPool,
+                               connect_args={"connect_timeout": CONNECT_TIMEOUT_S})  # fmt: skip
+        with engine.connect():
+            pass
+        engine.dispose()
+    except (SQLAlchemyError, ImportError) as error:  # ImportError: no psycopg installed
+        cause = getattr(error, "orig", None) or error
+        return " ".join(str(cause).split())  # psycopg's message spans several lines
+    return None
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """The test server's URL, once it has answered, for a schema of this test session's own.
+
+    Checked once per session. The schema keeps two test runs at once (two people on one
+    machine, or pytest-xdist workers) from dropping each other's tables."""
+    url = make_url(os.environ.get(POSTGRES_URL_ENV, DEFAULT_POSTGRES_URL))
+    problem = _why_unreachable(url)
+    if problem is not None:
+        where = f"no PostgreSQL at {url.render_as_string(hide_password=True)}: {problem}"
+        if _on_ci():
+            pytest.fail(f"{where} (set {POSTGRES_URL_ENV}; .ci/run starts one)", pytrace=False)
+        pytest.skip(f"{where}; CI runs this")
+    schema = f"gpt2lab_tests_{os.getpid()}"
+    server = create_engine(url, poolclass=NullPool)
+    with server.begin() as connection:
+        connection.exec_driver_sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")  # pid reused
+        connection.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    # libpq's `options` sets the search path on every connection made with this URL.
+    yield url.update_query_dict({"options": f"-c search_path={schema}"}).render_as_string(
+        hide_password=False
+    )
+    with server.begin() as connection:
+        connection.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+    server.dispose()
+
+
+def _drop_store_tables(url: str) -> None:
+    """Empty the PostgreSQL schema: each test starts from no tables at all."""
+    engine = create_engine(url, poolclass=NullPool)
+    with engine.begin() as connection:
+        # A connection some test left inside a transaction would make DROP TABLE wait for
+        # ever; the lock timeout turns that into an error that names the statement.
+        connection.exec_driver_sql("SET LOCAL lock_timeout = '10s'")
+        Base.metadata.drop_all(connection)
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path, monkeypatch) -> Iterator[str]:
+    """An empty database for one test: a new SQLite file, or the PostgreSQL test server
+    with the store's tables dropped. Engines the store opened meanwhile are closed after
+    the test, so no connection outlives it (PostgreSQL would count them, and their locks
+    would hold up the next test's DROP TABLE)."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{(tmp_path / 'preferences.db').as_posix()}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+        _drop_store_tables(url)
+    engines: list[Engine] = []
+
+    def tracked_create_engine(*args, **kwargs) -> Engine:
+        engines.append(engine := create_engine(*args, **kwargs))
+        return engine
+
+    # `open_database` makes every engine the store, the page and the tests use.
+    monkeypatch.setattr(store, "create_engine", tracked_create_engine)
+    yield url
+    for engine in engines:
+        engine.dispose()

@@ -4,7 +4,9 @@ and simulated votes kept apart from human ones."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -23,6 +25,7 @@ from gpt2lab.tasks.preferences.batches import (
     simulated_choices,
 )
 from gpt2lab.tasks.preferences.store import (
+    Batch,
     Item,
     annotator_for,
     invite,
@@ -40,8 +43,8 @@ def fake_sampler(model: str, prompts: list[str], seed: int) -> list[str]:
     return [f"{p} {'a fine and complete answer' if model == 'good' else 'meh'}" for p in prompts]
 
 
-def test_a_batch_pairs_every_model_on_every_prompt_with_recorded_sides(tmp_path):
-    engine = open_database(f"sqlite:///{tmp_path / 'p.db'}")
+def test_a_batch_pairs_every_model_on_every_prompt_with_recorded_sides(database_url):
+    engine = open_database(database_url)
     with Session(engine) as session, session.begin():
         spec = BatchSpec("b1", ["good", "bad", "ugly"], PROMPTS, seed=5, repeat_fraction=0.1,
                          gold_fraction=0.0)  # fmt: skip
@@ -59,8 +62,8 @@ def test_a_batch_pairs_every_model_on_every_prompt_with_recorded_sides(tmp_path)
         assert (repeats[0].left_id, repeats[0].right_id) == (first.right_id, first.left_id)
 
 
-def test_simulated_votes_never_mix_with_human_ones(tmp_path):
-    engine = open_database(f"sqlite:///{tmp_path / 'p.db'}")
+def test_simulated_votes_never_mix_with_human_ones(database_url):
+    engine = open_database(database_url)
     with Session(engine) as session, session.begin():
         batch = create_batch(session, BatchSpec("b2", ["good", "bad"], PROMPTS, seed=1,
                                                 repeat_fraction=0.0, gold_fraction=0.0),
@@ -81,17 +84,18 @@ def test_simulated_votes_never_mix_with_human_ones(tmp_path):
         assert win_rate(people, "good", "bad").ties == 1
 
 
-def _voted_batch(tmp_path, name="b3"):
-    engine = open_database(f"sqlite:///{tmp_path / 'p.db'}")
-    session = Session(engine)
-    session.begin()
-    spec = BatchSpec(name, ["good", "bad"], PROMPTS, seed=2, repeat_fraction=0.2,
-                     gold_fraction=0.25)  # fmt: skip
-    return session, create_batch(session, spec, fake_sampler)
+@pytest.fixture
+def voted_batch(database_url) -> Iterator[tuple[Session, Batch]]:
+    """A batch with repeats and gold items, in a session the test goes on using (closed
+    after it: an open transaction would hold PostgreSQL's locks into the next test)."""
+    with Session(open_database(database_url)) as session:  # closing rolls back
+        spec = BatchSpec("b3", ["good", "bad"], PROMPTS, seed=2, repeat_fraction=0.2,
+                         gold_fraction=0.25)  # fmt: skip
+        yield session, create_batch(session, spec, fake_sampler)
 
 
-def test_gold_items_pit_a_real_text_against_its_own_words_shuffled(tmp_path):
-    session, batch = _voted_batch(tmp_path)
+def test_gold_items_pit_a_real_text_against_its_own_words_shuffled(voted_batch):
+    session, batch = voted_batch
     gold = session.scalars(select(Item).where(Item.gold_choice.is_not(None))).all()
     assert len(gold) == 5  # a quarter of the 20 comparison items
     for item in gold:
@@ -103,13 +107,16 @@ def test_gold_items_pit_a_real_text_against_its_own_words_shuffled(tmp_path):
     assert Counter(i.gold_choice for i in gold).keys() <= {"left", "right"}
 
 
-def test_each_annotator_gets_a_shuffled_order_with_repeats_well_after_their_first(tmp_path):
-    session, batch = _voted_batch(tmp_path)
+def test_each_annotator_gets_a_shuffled_order_with_repeats_well_after_their_first(voted_batch):
+    session, batch = voted_batch
     items = session.scalars(select(Item).where(Item.batch_id == batch.id)).all()
     first, second = annotation_order(items, 1), annotation_order(items, 2)
     assert sorted(i.id for i in first) == sorted(i.id for i in items)
     assert [i.id for i in first] != [i.id for i in second]
     assert [i.id for i in first] == [i.id for i in annotation_order(items, 1)]  # stable
+    # The order depends on the items alone, not on the order the database returned them in
+    # (PostgreSQL promises none without ORDER BY), so the next screen is always the same.
+    assert [i.id for i in first] == [i.id for i in annotation_order(items[::-1], 1)]
     position = {item.id: n for n, item in enumerate(first)}
     for item in items:
         if item.repeat_of is not None:
@@ -118,8 +125,8 @@ def test_each_annotator_gets_a_shuffled_order_with_repeats_well_after_their_firs
             )
 
 
-def test_stats_and_pairs_judge_annotators_on_gold_and_repeats_and_models_on_the_rest(tmp_path):
-    session, batch = _voted_batch(tmp_path)
+def test_stats_and_pairs_judge_annotators_on_gold_and_repeats_and_models_on_the_rest(voted_batch):
+    session, batch = voted_batch
     ana = annotator_for(session, invite(session, batch, "ana"))
     # Ana always picks the longer text: she gets every gold item and every repeat right.
     while True:

@@ -1,9 +1,14 @@
-"""The comparison store on SQLite: tokens, one vote per annotator and item, survival."""
+"""The comparison store, on SQLite and PostgreSQL: tokens, one vote per annotator and
+item (even when the same vote arrives twice at once), survival across restarts."""
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta, timezone
+
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select, update
 from sqlalchemy.orm import Session
 
 from gpt2lab.tasks.preferences.store import (
@@ -20,10 +25,7 @@ from gpt2lab.tasks.preferences.store import (
     record_vote,
 )
 
-
-@pytest.fixture
-def database(tmp_path):
-    return f"sqlite:///{(tmp_path / 'preferences.db').as_posix()}"
+from .conftest import make_comparisons
 
 
 def make_batch(session: Session, name: str = "base-vs-tuned") -> tuple[Batch, Item]:
@@ -40,8 +42,8 @@ def make_batch(session: Session, name: str = "base-vs-tuned") -> tuple[Batch, It
     return batch, item
 
 
-def test_a_vote_submitted_twice_is_stored_once_and_survives_a_restart(database):
-    engine = open_database(database)
+def test_a_vote_submitted_twice_is_stored_once_and_survives_a_restart(database_url):
+    engine = open_database(database_url)
     with Session(engine) as session, session.begin():
         batch, item = make_batch(session)
         token = invite(session, batch, "ana")
@@ -54,15 +56,15 @@ def test_a_vote_submitted_twice_is_stored_once_and_survives_a_restart(database):
         assert new is False and again.choice == "left"
     engine.dispose()
 
-    reopened = open_database(database)  # as after a server restart
+    reopened = open_database(database_url)  # as after a server restart
     with Session(reopened) as session:
         assert session.scalar(select(func.count()).select_from(Vote)) == 1
         item = session.get(Item, item_id)
         assert (item.left.model, item.right.model) == ("tuned", "base")
 
 
-def test_tokens_are_stored_hashed_and_wrong_ones_find_nobody(database):
-    engine = open_database(database)
+def test_tokens_are_stored_hashed_and_wrong_ones_find_nobody(database_url):
+    engine = open_database(database_url)
     with Session(engine) as session, session.begin():
         batch, _ = make_batch(session)
         token = invite(session, batch, "ben")
@@ -71,8 +73,8 @@ def test_tokens_are_stored_hashed_and_wrong_ones_find_nobody(database):
         assert annotator_for(session, token + "x") is None
 
 
-def test_votes_outside_the_batch_or_the_choices_are_refused(database):
-    engine = open_database(database)
+def test_votes_outside_the_batch_or_the_choices_are_refused(database_url):
+    engine = open_database(database_url)
     with Session(engine) as session, session.begin():
         batch, item = make_batch(session)
         other, other_item = make_batch(session, "other")
@@ -83,10 +85,73 @@ def test_votes_outside_the_batch_or_the_choices_are_refused(database):
             record_vote(session, annotator, other_item.id, "left")
 
 
-def test_simulated_votes_are_marked(database):
-    engine = open_database(database)
+def test_simulated_votes_are_marked(database_url):
+    engine = open_database(database_url)
     with Session(engine) as session, session.begin():
         batch, item = make_batch(session)
         judge = annotator_for(session, invite(session, batch, "judge", simulated=True))
         vote, _ = record_vote(session, judge, item.id, "tie")
         assert vote.simulated is True
+
+
+def test_moments_come_back_as_the_moment_stored_in_utc(database_url, monkeypatch):
+    """SQLite keeps no time zone and PostgreSQL answers in the session's own (New York's
+    here, through libpq's PGTZ); both must give back the moment stored, in UTC, which is
+    how the admin page shows deadlines and last votes."""
+    monkeypatch.setenv("PGTZ", "America/New_York")
+    deadline = datetime(2030, 5, 1, 12, 0, tzinfo=timezone(timedelta(hours=2)))
+    engine = open_database(database_url)
+    with Session(engine) as session, session.begin():
+        batch, item = make_batch(session)
+        batch.deadline = deadline
+        record_vote(session, annotator_for(session, invite(session, batch, "ana")), item.id, "tie")
+    with Session(engine) as session:
+        stored = session.scalars(select(Batch.deadline)).one()
+        assert stored == deadline and stored.tzinfo == UTC and stored.hour == 10
+        voted_at = session.scalars(select(Vote.created_at)).one()
+        assert voted_at.tzinfo == UTC and abs(datetime.now(UTC) - voted_at) < timedelta(hours=1)
+        # A naive moment is taken to be UTC, whatever the session's time zone.
+        session.execute(update(Batch).values(deadline=datetime(2030, 5, 1, 12, 0)))
+        assert session.scalars(select(Batch.deadline)).one() == datetime(2030, 5, 1, 12, tzinfo=UTC)
+
+
+def test_the_same_vote_from_two_threads_at_once_is_stored_once(database_url):
+    """A double click sends the same vote twice at once; each request has its own session.
+
+    On SQLite the write lock taken at BEGIN lets one transaction in at a time, so the
+    second finds the first's vote. On PostgreSQL both can find no vote and both INSERT:
+    each INSERT is held back here until the other thread reaches its own, so the unique
+    constraint and `record_vote`'s savepoint must settle it (the first commit wins)."""
+    setup = make_comparisons(database_url, annotators=("ana",))
+    engine = open_database(database_url)
+    with Session(engine) as session:
+        item_id = session.scalars(select(Item.id).order_by(Item.id)).first()
+    racing = database_url.startswith("postgresql")
+    both_inserting = threading.Barrier(2, timeout=10)
+    inserts = []
+    if racing:
+
+        @event.listens_for(engine, "before_cursor_execute")
+        def hold_insert(_conn, _cursor, statement, *_args) -> None:
+            if statement.startswith("INSERT INTO votes"):
+                inserts.append(statement)
+                both_inserting.wait()
+
+    both_started = threading.Barrier(2, timeout=10)
+
+    def submit(choice: str) -> tuple[str, bool]:
+        both_started.wait()
+        with Session(engine) as session, session.begin():
+            annotator = annotator_for(session, setup.tokens["ana"])
+            vote, new = record_vote(session, annotator, item_id, choice)
+            return vote.choice, new
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(submit, ["left", "right"]))
+    with Session(engine) as session:
+        stored = session.scalars(select(Vote.choice)).all()
+    assert len(stored) == 1
+    assert sorted(new for _, new in results) == [False, True]
+    assert {choice for choice, _ in results} == set(stored)  # both answer with the stored one
+    if racing:
+        assert len(inserts) == 2  # the race really happened: the constraint decided it

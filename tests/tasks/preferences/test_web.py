@@ -118,8 +118,8 @@ def test_a_bad_item_or_choice_gets_a_clear_4xx(comparisons, changes, status, mes
     assert count_votes(comparisons.url) == 0
 
 
-def test_an_item_of_another_batch_is_refused(tmp_path):
-    url = f"sqlite:///{(tmp_path / 'p.db').as_posix()}"
+def test_an_item_of_another_batch_is_refused(database_url):
+    url = database_url
     first = make_comparisons(url, name="first")
     make_comparisons(url, name="second")
     engine = open_database(url)
