@@ -61,7 +61,9 @@ class PreferencesConfig(BaseModel):
     models: list[str] = Field(min_length=2, description="checkpoint folders or hub ids")
     prompts: Path = Field(DEMO_PROMPTS, description="one prompt per line, or .jsonl 'prompt'")
     n: int = Field(200, ge=1, description="prompts to use (the file's first n)")
-    batch: str | None = Field(None, description="batch name (default: derived from this config)")
+    batch: str | None = Field(
+        None, min_length=1, max_length=200, description="batch name (default: from this config)"
+    )
     tokenizer: str | None = Field(None, description="tokenizer (default: each model's own)")
     seed: int = 0
     max_new_tokens: int = Field(48, ge=1)
@@ -105,7 +107,8 @@ class PreferencesConfig(BaseModel):
         shaping["prompts"] = hashlib.sha256(self.prompts.read_bytes()).hexdigest()
         shaping["checkpoints"] = [_fingerprint(m) for m in self.models]
         digest = hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()
-        return "-vs-".join(short_labels(self.models).values()).replace("/", "_") + f"-{digest[:8]}"
+        labels = "-vs-".join(short_labels(self.models).values()).replace("/", "_")
+        return f"{labels[:150]}-{digest[:8]}"  # the column holds 200 characters
 
 
 class BatchReady(BaseModel):

@@ -194,3 +194,22 @@ def test_the_admin_invites_an_annotator_whose_link_works(comparisons):
     assert "0 of 8 judged" in newcomer.get("/judge").text
     forged = admin.post("/admin/invite", data={"batch": comparisons.batch, "name": "x"})
     assert forged.status_code == 403
+    too_long = admin.post("/admin/invite", data={"batch": comparisons.batch, "name": "n" * 201,
+                                                 "csrf": csrf})  # fmt: skip
+    assert too_long.status_code == 422 and "1 to 200 characters" in too_long.text
+
+
+def test_nobody_can_sign_in_as_the_simulated_judge(comparisons):
+    from gpt2lab.tasks.preferences.judge import simulated_judge
+    from gpt2lab.tasks.preferences.store import Annotator, Batch, hash_token
+
+    engine = open_database(comparisons.url)
+    with Session(engine) as session, session.begin():
+        batch = session.scalar(select(Batch).where(Batch.name == comparisons.batch))
+        judge = simulated_judge(session, batch)
+        # Even with its token known (here: planted), the page refuses a simulated annotator.
+        session.get(Annotator, judge.id).token_hash = hash_token("planted-token")
+    engine.dispose()
+    client = client_for(comparisons.url)
+    assert client.get("/join/planted-token").status_code == 403
+    assert client.get("/judge").status_code == 401
