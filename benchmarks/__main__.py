@@ -1,8 +1,9 @@
 """`make bench`: every benchmark, each against its named peer in the same run.
 
 Run one alone with `python -m benchmarks.bench_train_step` (or bench_generate,
-bench_tokenizer, bench_dedup, bench_train_loop, bench_corpus, bench_encode). Figures are
-medians of alternating runs; on a busy machine they move, the ratios much less.
+bench_tokenizer, bench_dedup, bench_train_loop, bench_corpus, bench_encode,
+bench_comparison_page). Figures are medians of alternating runs; on a busy machine they
+move, the ratios much less.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import subprocess
 import sys
 
 from benchmarks import (
+    bench_comparison_page,
     bench_dedup,
     bench_evaluate,
     bench_generate,
@@ -37,7 +39,10 @@ def main() -> int:
     # caches at its temporary folder before `datasets` is first imported, which the
     # benchmarks above may already have done in this process.
     encode = subprocess.run([sys.executable, "-m", "benchmarks.bench_encode"], check=False)
-    return status or evaluate or loop or corpus.returncode or encode.returncode
+    # The comparison page under 50 clients voting at once; its servers run in their own
+    # processes on 127.0.0.1, its clients in threads here.
+    page = bench_comparison_page.main([])
+    return status or evaluate or loop or corpus.returncode or encode.returncode or page
 
 
 if __name__ == "__main__":
