@@ -295,8 +295,8 @@ class _Pages:
         self._require_admin(request)
         _check_csrf(request, csrf)
         name = name.strip()
-        if not name:
-            raise PageError(422, "Give the annotator a name (shown only to admins).")
+        if not name or len(name) > 200:
+            raise PageError(422, "Give the annotator a name of 1 to 200 characters.")
         with self._session() as session:
             found = session.scalar(select(Batch).where(Batch.name == batch))
             if found is None:
