@@ -21,9 +21,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import combinations
+from typing import Protocol
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session, aliased, joinedload
 
 from gpt2lab.tasks.preferences import analysis
 from gpt2lab.tasks.preferences.store import Annotator, Batch, Item, Sample, Vote
@@ -31,7 +32,14 @@ from gpt2lab.tasks.preferences.store import Annotator, Batch, Item, Sample, Vote
 # (model name, prompts, seed) -> one continuation per prompt
 Sampler = Callable[[str, list[str], int], list[str]]
 
-GOLD_FOIL = "gold:shuffled-words"  # the "model" name of a gold item's foil
+GOLD_FOIL = "gold:shuffled-words"
+
+
+class ItemLike(Protocol):
+    """What laying out an order needs of an item: an Item, or just its ids from a query."""
+
+    id: int
+    repeat_of: int | None  # the "model" name of a gold item's foil
 
 
 @dataclass(frozen=True)
@@ -110,7 +118,7 @@ def _add_gold_items(
 # Handing out items
 
 
-def annotation_order(items: Sequence[Item], annotator_id: int) -> list[Item]:
+def annotation_order(items: Sequence[ItemLike], annotator_id: int) -> list[ItemLike]:
     """The order one annotator sees the batch's items in: shuffled for each annotator
     (so that early fatigue does not always fall on the same items), and every repeat at
     least a few screens after its first showing, when the first answer is not in view."""
@@ -135,11 +143,19 @@ class Progress:
 
 def next_item(session: Session, annotator: Annotator) -> tuple[Item | None, Progress]:
     """The first item in the annotator's order they have not voted on (None when done)."""
-    items = session.scalars(select(Item).where(Item.batch_id == annotator.batch_id)).all()
+    # Only ids are needed to lay out the order; the one item shown is loaded after, with
+    # its two samples in the same query.
+    items = session.execute(
+        select(Item.id, Item.repeat_of).where(Item.batch_id == annotator.batch_id)
+    ).all()
     voted = set(session.scalars(select(Vote.item_id).where(Vote.annotator_id == annotator.id)))
     order = annotation_order(items, annotator.id)
     progress = Progress(done=len(voted), total=len(order))
-    return next((item for item in order if item.id not in voted), None), progress
+    next_id = next((item.id for item in order if item.id not in voted), None)
+    if next_id is None:
+        return None, progress
+    options = [joinedload(Item.left), joinedload(Item.right)]
+    return session.get(Item, next_id, options=options), progress
 
 
 # ---------------------------------------------------------------------------------------

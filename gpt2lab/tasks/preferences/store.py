@@ -34,7 +34,8 @@ from sqlalchemy import (
     event,
     select,
 )
-from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect, Engine, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
@@ -148,9 +149,17 @@ class WebSecret(Base):
 # ---------------------------------------------------------------------------------------
 
 
+# INSERT ... ON CONFLICT DO NOTHING is spelled the same on both databases we support.
+_INSERT_FOR = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
+
+
 def open_database(url: str) -> Engine:
-    """An engine for `url` with every table created (creating is a no-op when they exist)."""
-    if url.startswith("sqlite"):
+    """An engine for `url` with every table created (creating is a no-op when they exist).
+    SQLite and PostgreSQL are supported; other databases are refused here."""
+    dialect = make_url(url).get_backend_name()
+    if dialect not in _INSERT_FOR:
+        raise PreferenceError(f"database {dialect!r} is not supported: use sqlite or postgresql")
+    if dialect == "sqlite":
         engine = create_engine(url, connect_args={"timeout": 30})
         _serialise_sqlite_writes(engine)
     else:
@@ -224,20 +233,20 @@ def record_vote(
     item = session.get(Item, item_id)
     if item is None or item.batch_id != annotator.batch_id:
         raise PreferenceError(f"item {item_id} is not part of this annotator's batch")
+    # One statement: insert unless this annotator already voted on this item. The unique
+    # constraint decides, so two requests racing each other still store one vote.
+    insert = _INSERT_FOR[session.get_bind().dialect.name]
+    vote = session.scalar(
+        insert(Vote)
+        .values(item_id=item_id, annotator_id=annotator.id, choice=choice,
+                comment=comment[:2000], simulated=annotator.simulated, created_at=_now())
+        .on_conflict_do_nothing(index_elements=["item_id", "annotator_id"])
+        .returning(Vote)
+    )  # fmt: skip
+    if vote is not None:
+        return vote, True
     existing = session.scalar(
         select(Vote).where(Vote.item_id == item_id, Vote.annotator_id == annotator.id)
     )
-    if existing is not None:
-        return existing, False
-    vote = Vote(item_id=item_id, annotator_id=annotator.id, choice=choice,
-                comment=comment[:2000], simulated=annotator.simulated)  # fmt: skip
-    try:
-        with session.begin_nested():  # a concurrent twin insert loses on the constraint
-            session.add(vote)
-    except IntegrityError:
-        existing = session.scalar(
-            select(Vote).where(Vote.item_id == item_id, Vote.annotator_id == annotator.id)
-        )
-        assert existing is not None
-        return existing, False
-    return vote, True
+    assert existing is not None  # the conflicting vote is committed (or ours) by now
+    return existing, False

@@ -177,7 +177,9 @@ class _Pages:
         if lock is not None and not lock.acquire(timeout=SQLITE_WAIT_S):
             raise PageError(503, "The page is busy: wait a moment, then reload it.")
         try:
-            with Session(self.engine) as session, session.begin():
+            # Objects stay readable after the transaction (no reload on first access), so
+            # pages are rendered after the lock is released.
+            with Session(self.engine, expire_on_commit=False) as session, session.begin():
                 yield session
         finally:
             if lock is not None:
@@ -218,10 +220,10 @@ class _Pages:
         with self._session() as session:
             annotator = self._annotator(session, request)
             item, progress = next_item(session, annotator)
-            if item is None:
-                return self._render(request, "done.html", progress=progress)
-            return self._render(request, "judge.html", item=item, progress=progress,
-                                csrf=request.session["csrf"], labels=CHOICE_LABELS)  # fmt: skip
+        if item is None:
+            return self._render(request, "done.html", progress=progress)
+        return self._render(request, "judge.html", item=item, progress=progress,
+                            csrf=request.session["csrf"], labels=CHOICE_LABELS)  # fmt: skip
 
     def vote(
         self,
