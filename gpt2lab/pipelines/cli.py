@@ -391,7 +391,7 @@ ModelsFlag = Annotated[
 ]
 PromptsOpt = Annotated[
     Path | None,
-    typer.Option(help="Prompts: one per line, or .jsonl with 'prompt' (default: demo)."),
+    typer.Option(help="A file (a prompt per line, or .jsonl) or a saved dataset (default: demo)."),
 ]
 ConfigOpt = Annotated[
     Path | None,

@@ -59,7 +59,7 @@ class PreferencesConfig(BaseModel):
     """What to compare, how to sample it, who judges, and when collection ends."""
 
     models: list[str] = Field(min_length=2, description="checkpoint folders or hub ids")
-    prompts: Path = Field(DEMO_PROMPTS, description="one prompt per line, or .jsonl 'prompt'")
+    prompts: Path = Field(DEMO_PROMPTS, description="prompts file (.txt, .jsonl) or saved dataset")
     n: int = Field(200, ge=1, description="prompts to use (the file's first n)")
     batch: str | None = Field(
         None, min_length=1, max_length=200, description="batch name (default: from this config)"
@@ -104,7 +104,7 @@ class PreferencesConfig(BaseModel):
         shaping = self.model_dump(mode="json", include={
             "models", "n", "seed", "max_new_tokens", "temperature", "top_k", "top_p",
             "repeat_fraction", "gold_fraction", "tokenizer"})  # fmt: skip
-        shaping["prompts"] = hashlib.sha256(self.prompts.read_bytes()).hexdigest()
+        shaping["prompts"] = fingerprint_path(self.prompts)
         shaping["checkpoints"] = [_fingerprint(m) for m in self.models]
         digest = hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()
         labels = "-vs-".join(short_labels(self.models).values()).replace("/", "_")
@@ -140,6 +140,7 @@ def make_batch(config: PreferencesConfig) -> BatchReady:
     """Reuse the batch of this name, or sample the models and lay out a new one."""
     from gpt2lab.model import load_model, load_tokenizer
 
+    prompts = read_prompts(config.prompts, config.n)  # a bad file fails here, with its line
     name = config.batch_name()
     engine = open_database(config.database_url())
     with Session(engine) as session, session.begin():
@@ -151,7 +152,6 @@ def make_batch(config: PreferencesConfig) -> BatchReady:
                     "choose another --batch name"
                 )
             return BatchReady(name=name, made_now=False)
-    prompts = read_prompts(config.prompts, config.n)
     settings = config.continuation_settings()
 
     def sample(model: str, prompts: list[str], seed: int) -> list[str]:

@@ -1,9 +1,11 @@
 """Reading the prompts a comparison batch continues: a text file with one prompt per line,
-or JSON lines with a `prompt` field. Errors name the file and line."""
+JSON lines with a `prompt` field, or a Hugging Face dataset saved to disk (its `prompt`
+column, else its `text` column). Errors name the file and line (or row)."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from importlib.resources import files
 from pathlib import Path
 
@@ -15,19 +17,46 @@ DEMO_PROMPTS = Path(str(files("gpt2lab.tasks.preferences") / "data" / "prompts.t
 def read_prompts(path: Path, limit: int | None = None) -> list[str]:
     """The first `limit` prompts of `path` (all when None); blank lines are skipped and
     a prompt that appears twice is kept once (it would be compared twice otherwise)."""
-    if not path.is_file():
-        raise PreferenceError(f"prompts file {path}: no such file")
+    if path.is_dir():
+        candidates = _dataset_prompts(path)
+    elif path.is_file():
+        candidates = _file_prompts(path)
+    else:
+        raise PreferenceError(f"prompts file {path}: no such file or folder")
     prompts: dict[str, None] = {}  # ordered, without repeats
-    with path.open(encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            prompt = _prompt_of(path, line_number, line)
-            if prompt:
-                prompts.setdefault(prompt)
-            if limit is not None and len(prompts) >= limit:
-                break
+    for prompt in candidates:
+        if prompt:
+            prompts.setdefault(prompt)
+        if limit is not None and len(prompts) >= limit:
+            break
     if not prompts:
         raise PreferenceError(f"prompts file {path}: no prompt in it")
     return list(prompts)
+
+
+def _file_prompts(path: Path) -> Iterator[str]:
+    with path.open(encoding="utf-8") as handle:
+        for line_number, line in enumerate(handle, start=1):
+            yield _prompt_of(path, line_number, line)
+
+
+def _dataset_prompts(path: Path) -> Iterator[str]:
+    from datasets import Dataset, load_from_disk
+
+    try:
+        dataset = load_from_disk(str(path))
+    except (FileNotFoundError, ValueError) as error:
+        raise PreferenceError(f"prompts folder {path}: not a saved dataset ({error})") from None
+    if not isinstance(dataset, Dataset):
+        raise PreferenceError(f"prompts folder {path}: holds several splits; give one of them")
+    column = next((c for c in ("prompt", "text") if c in dataset.column_names), None)
+    if column is None:
+        raise PreferenceError(f"prompts folder {path}: no 'prompt' or 'text' column "
+                              f"(columns: {', '.join(dataset.column_names)})")  # fmt: skip
+    for row, value in enumerate(dataset[column], start=1):
+        if not isinstance(value, str):
+            raise PreferenceError(f"prompts folder {path}: row {row}: {column!r} is not text")
+        yield value.strip()
 
 
 def _prompt_of(path: Path, line_number: int, line: str) -> str:
