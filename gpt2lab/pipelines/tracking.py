@@ -28,6 +28,8 @@ import sys
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +49,7 @@ GIT_COMMIT_TAG = "gpt2lab.git_commit"
 VERSION_TAG = "gpt2lab.version"
 FLOW_RUN_ID_TAG = "prefect.flow_run_id"
 FLOW_NAME_TAG = "prefect.flow_name"
+STAGE_TAG = "gpt2lab.stage"
 
 # The package folder: its git commit is the code that produced a run.
 _PACKAGE_DIR = Path(__file__).resolve().parents[1]
@@ -90,6 +93,12 @@ def tracked_run(
     The run ends FINISHED, or FAILED if the block raises (KILLED on Ctrl-C).
     """
     mlflow.set_tracking_uri(mlflow_tracking_uri())
+    stage = _STAGE.get()
+    if stage is not None:  # inside an end-to-end run: see `stage_runs`
+        experiment = stage.experiment
+        if parent_run_id is None and not nested:  # the stage's own top-level run
+            parent_run_id = stage.parent_run_id
+            tags = {STAGE_TAG: stage.name, **dict(tags or {})}
     experiment_id = ensure_experiment(experiment)
     run_tags = {**lineage_tags(lineage or {}), **context_tags(), **dict(tags or {})}
     with mlflow.start_run(
@@ -110,6 +119,35 @@ def tracked_run(
                 run.info.run_id, params=[Param(key, value) for key, value in flat.items()]
             )
         yield run
+
+
+@dataclass(frozen=True)
+class Stage:
+    experiment: str
+    parent_run_id: str
+    name: str
+
+
+# The stage of an end-to-end run that this code runs in, if any. A context variable, not a
+# global: Prefect copies the context into the threads where tasks run, and two end-to-end
+# runs in one process (tests) do not see each other's.
+_STAGE: ContextVar[Stage | None] = ContextVar("gpt2lab_stage", default=None)
+
+
+@contextmanager
+def stage_runs(experiment: str, parent_run_id: str, name: str) -> Iterator[None]:
+    """Inside this block, the runs that a flow makes belong to an end-to-end run.
+
+    The flows (corpus, encode, train, ...) call `tracked_run` as they always do. Here, their
+    top-level run becomes a child of `parent_run_id`, tagged `gpt2lab.stage = name`, and
+    every run they make goes to `experiment`, so the MLflow UI shows the whole end-to-end
+    run as one tree. The flows need no parameter for it.
+    """
+    token = _STAGE.set(Stage(experiment, parent_run_id, name))
+    try:
+        yield
+    finally:
+        _STAGE.reset(token)
 
 
 def ensure_experiment(name: str) -> str:

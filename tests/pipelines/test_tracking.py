@@ -17,6 +17,7 @@ from gpt2lab.pipelines.tracking import (
     flatten_params,
     git_commit,
     log_metrics_batch,
+    stage_runs,
     tracked_run,
 )
 from gpt2lab.pipelines.workspace import mlflow_tracking_uri
@@ -110,6 +111,31 @@ def test_nested_runs_under_a_parent(workspace: Path) -> None:
     for run_id in (child_id, other_thread["id"]):
         assert client.get_run(run_id).data.tags["mlflow.parentRunId"] == parent_id
     assert "mlflow.parentRunId" not in client.get_run(parent_id).data.tags
+
+
+def test_a_flows_runs_join_the_end_to_end_run_of_its_stage(workspace: Path) -> None:
+    with tracked_run("end-to-end", "e2e") as parent:
+        parent_id = parent.info.run_id
+    with stage_runs("end-to-end", parent_id, "evaluate"):
+        # What the evaluate flow does, unchanged: a run, and runs nested under it.
+        with tracked_run("evaluate", "eval") as stage:
+            stage_id = stage.info.run_id
+        with tracked_run("evaluate", "one task", parent_run_id=stage_id) as task:
+            task_id = task.info.run_id
+    with tracked_run("evaluate", "on its own") as alone:
+        alone_id = alone.info.run_id
+
+    client = _client()
+    e2e = client.get_experiment_by_name("end-to-end").experiment_id
+    stage_run, task_run = client.get_run(stage_id), client.get_run(task_id)
+    assert stage_run.info.experiment_id == task_run.info.experiment_id == e2e
+    assert stage_run.data.tags["mlflow.parentRunId"] == parent_id
+    assert stage_run.data.tags["gpt2lab.stage"] == "evaluate"
+    assert task_run.data.tags["mlflow.parentRunId"] == stage_id
+    assert "gpt2lab.stage" not in task_run.data.tags
+    outside = client.get_run(alone_id)  # after the block: back to the flow's own experiment
+    assert outside.info.experiment_id == client.get_experiment_by_name("evaluate").experiment_id
+    assert "mlflow.parentRunId" not in outside.data.tags
 
 
 def test_a_failing_block_marks_the_run_failed(workspace: Path) -> None:
