@@ -572,6 +572,37 @@ def demo(
     )
 
 
+@app.command("run")
+def run_end_to_end(
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="TOML file of EndToEndConfig fields.")
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="Run name (and folder).")] = None,
+) -> None:
+    """The end-to-end flow: corpus, encode, pretrain, finetune, evaluate, preferences, report.
+
+    Stages whose settings and inputs are unchanged since they last finished are skipped.
+    """
+    from gpt2lab.pipelines.config_files import load_config
+    from gpt2lab.pipelines.end_to_end import EndToEndConfig, end_to_end_flow
+
+    try:
+        settings = load_config(EndToEndConfig, config, {"name": name})
+        result = end_to_end_flow(settings)
+    except (ValueError, RuntimeError) as err:
+        raise _fail(err) from None
+    _print_end_to_end(result)
+
+
+def _print_end_to_end(result) -> None:
+    console = _console()
+    for stage, status in result.stages.items():
+        console.print(f"  {stage:<12} {status}")
+    console.print(f"report: {result.report}")
+    console.print(f"MLflow run {result.mlflow_run_id} in experiment 'end-to-end'; "
+                  "see it with: gpt2lab ui")  # fmt: skip
+
+
 @app.command()
 def ui(
     mlflow_port: Annotated[int, typer.Option(help="Port of the MLflow UI.")] = 5000,

@@ -52,13 +52,16 @@ from gpt2lab.tasks.preferences.export import export_results
 from gpt2lab.tasks.preferences.judge import Surprise, judge_batch
 from gpt2lab.tasks.preferences.prompts import DEMO_PROMPTS, read_prompts
 from gpt2lab.tasks.preferences.store import Batch, PreferenceError, invite, open_database
-from gpt2lab.tasks.preferences.summary import Judge, short_labels, summarise
+from gpt2lab.tasks.preferences.summary import Judge, model_labels, summarise
 
 
 class PreferencesConfig(BaseModel):
     """What to compare, how to sample it, who judges, and when collection ends."""
 
     models: list[str] = Field(min_length=2, description="checkpoint folders or hub ids")
+    labels: list[str] | None = Field(
+        None, description="names shown for the models, e.g. base, tuned (default: from paths)"
+    )
     prompts: Path = Field(DEMO_PROMPTS, description="prompts file (.txt, .jsonl) or saved dataset")
     n: int = Field(200, ge=1, description="prompts to use (the file's first n)")
     batch: str | None = Field(
@@ -88,6 +91,9 @@ class PreferencesConfig(BaseModel):
     def _distinct_models(self) -> PreferencesConfig:
         if len(set(self.models)) != len(self.models):
             raise ValueError(f"models: compare different models, got {self.models}")
+        if self.labels is not None and (len(self.labels) != len(self.models)
+                                        or len(set(self.labels)) != len(self.labels)):  # fmt: skip
+            raise ValueError(f"labels: one distinct label per model, got {self.labels}")
         return self
 
     def database_url(self) -> str:
@@ -103,11 +109,11 @@ class PreferencesConfig(BaseModel):
             return self.batch
         shaping = self.model_dump(mode="json", include={
             "models", "n", "seed", "max_new_tokens", "temperature", "top_k", "top_p",
-            "repeat_fraction", "gold_fraction", "tokenizer"})  # fmt: skip
+            "repeat_fraction", "gold_fraction", "tokenizer", "labels"})  # fmt: skip
         shaping["prompts"] = fingerprint_path(self.prompts)
         shaping["checkpoints"] = [_fingerprint(m) for m in self.models]
         digest = hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()
-        labels = "-vs-".join(short_labels(self.models).values()).replace("/", "_")
+        labels = "-vs-".join(model_labels(self.models, self.labels).values()).replace("/", "_")
         return f"{labels[:150]}-{digest[:8]}"  # the column holds 200 characters
 
 
@@ -164,7 +170,8 @@ def make_batch(config: PreferencesConfig) -> BatchReady:
         spec = BatchSpec(name=name, models=config.models, prompts=prompts, seed=config.seed,
                          repeat_fraction=config.repeat_fraction,
                          gold_fraction=config.gold_fraction,
-                         settings={**settings.to_dict(), "prompts_file": str(config.prompts)},
+                         settings={**settings.to_dict(), "prompts_file": str(config.prompts),
+                                   "labels": config.labels},
                          target_votes=config.target_votes, deadline=deadline)  # fmt: skip
         batch = create_batch(session, spec, sample)
         if batch.target_votes is None:  # every comparison judged once

@@ -133,14 +133,12 @@ def lineage_section(report: RunReport) -> Section:
 
     keys = sorted(seen, key=order)
     rows = [[name, fingerprint, ", ".join(seen[(name, fingerprint)])] for name, fingerprint in keys]
-    names = [name for name, _ in keys]
-    differing = sorted({name for name in names if names.count(name) > 1})
+    # One name can have several fingerprints without anything being wrong: fine-tuning
+    # reads its own tokens, and a stage may fingerprint its input in its own way.
     warning = ""
-    if differing:
-        warning = ("Stages recorded different fingerprints for: " + ", ".join(differing)
-                   + ". They did not all read the same data.")  # fmt: skip
     notes = ["A fingerprint is a SHA-256 of the data's content: the same fingerprint means "
-             "the same bytes (see docs/workspace.md)."]  # fmt: skip
+             "the same bytes (see docs/workspace.md). Each row names the runs that recorded "
+             "it."]  # fmt: skip
     if not rows:
         notes.append("No lineage was recorded.")
     return Section(

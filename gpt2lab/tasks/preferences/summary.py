@@ -107,13 +107,22 @@ def summarise(session: Session, batch: Batch, judge: Judge = "people") -> BatchS
         intervals = analysis.bootstrap_intervals(votes)
     agreement, pairs = analysis.pairwise_agreement(votes)
     return BatchSummary(
-        batch=batch.name, judge=judge, models=models, labels=short_labels(models),
+        batch=batch.name, judge=judge, models=models,
+        labels=model_labels(models, batch.settings.get("labels")),
         votes=len(votes),
         win_rates=[analysis.win_rate(votes, a, b) for a, b in combinations(models, 2)],
         strengths=strengths, strength_intervals=intervals,
         position=analysis.position_bias(votes), agreement=agreement, agreement_pairs=pairs,
         annotators=annotator_stats(session, batch),
     )  # fmt: skip
+
+
+def model_labels(models: list[str], given: list[str] | None = None) -> dict[str, str]:
+    """The names shown for the models: those `given` with the batch (e.g. "base", "tuned"),
+    else short names made from their paths."""
+    if given and len(given) == len(models) and len(set(given)) == len(given):
+        return {m: re.sub(r"[^\w./ -]", "_", label) for m, label in zip(models, given, strict=True)}
+    return short_labels(models)
 
 
 def short_labels(models: list[str]) -> dict[str, str]:
