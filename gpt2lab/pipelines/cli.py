@@ -533,11 +533,35 @@ def _print_preferences(result) -> None:
 
 @app.command()
 def demo(
-    steps: Annotated[int, typer.Option(min=0, help="Optimizer steps on the demo text.")] = 300,
+    name: Annotated[str, typer.Option(help="Run name (and folder).")] = "demo",
+) -> None:
+    """The whole chain offline, in a few minutes: a local mini-web -> corpus -> BPE ->
+    pretrain -> fine-tune -> evaluate -> preferences (simulated judge) -> report."""
+    import time
+
+    from gpt2lab.pipelines.end_to_end import EndToEndConfig, end_to_end_flow
+
+    started = time.perf_counter()
+    try:
+        result = end_to_end_flow(EndToEndConfig(name=name))
+    except (ValueError, RuntimeError) as err:
+        raise _fail(err) from None
+    console = _console()
+    console.rule(f"gpt2lab demo: {time.perf_counter() - started:.0f} s")
+    _print_end_to_end(result)
+    checkpoint = result.outputs["finetune"]["checkpoint"]
+    console.print(f"Open {result.report} in a browser, or run `gpt2lab ui` and look at the "
+                  "'end-to-end' experiment. Sample the fine-tuned model with:\n"
+                  f"  gpt2lab generate --model {checkpoint} --prompt 'Day 3. Wind'")  # fmt: skip
+
+
+@app.command()
+def tour(
+    steps: Annotated[int, typer.Option(min=0, help="Optimizer steps on the tour's text.")] = 300,
     vocab_size: Annotated[int, typer.Option(min=257, help="BPE vocabulary size.")] = 512,
     seed: Annotated[int, typer.Option(help="Seed for initialisation and sampling.")] = 0,
 ) -> None:
-    """Offline tour of what exists: learn a BPE, fit a tiny GPT-2, sample from it."""
+    """A one-minute offline tour: learn a BPE, fit a tiny GPT-2, watch it predict."""
     console = _console()
     from gpt2lab.model import GPT, SamplingConfig, stream
     from gpt2lab.model.tokenizer import load_tokenizer
@@ -546,7 +570,7 @@ def demo(
     config = DemoConfig(steps=steps, vocab_size=vocab_size, seed=seed)
     result = demo_flow(config)
 
-    console.rule("gpt2lab demo")
+    console.rule("gpt2lab tour")
     console.print(f"tokenizer ({config.vocab_size} tokens): {result.tokenizer_dir}")
     console.print(f"model ({result.n_parameters:,} parameters): {result.model_dir}")
     if result.first_loss is not None:
@@ -566,7 +590,7 @@ def demo(
     )  # fmt: skip
     _print_with_probabilities(events, tok, config.prompts[0])
     console.print(
-        f"MLflow run {result.mlflow_run_id} in experiment 'demo'; try:\n"
+        f"MLflow run {result.mlflow_run_id} in experiment 'tour'; try:\n"
         f"  gpt2lab generate --model {result.model_dir} --prompt 'The model' --show-probs\n"
         f"  gpt2lab tokenize --tokenizer {result.model_dir} 'Byte pair encoding'"
     )

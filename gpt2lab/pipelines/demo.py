@@ -1,4 +1,4 @@
-"""The `demo` flow: an offline tour of what gpt2lab has, on text shipped with it.
+"""The `tour` flow (`gpt2lab tour`): a one-minute offline tour, on text shipped with gpt2lab.
 
 learn a BPE -> fit a tiny GPT-2 for a few hundred steps -> sample, all tracked in MLflow.
 """
@@ -23,7 +23,7 @@ from gpt2lab.tasks.demo import (
 
 
 class DemoConfig(BaseModel):
-    """Settings of the demo flow (every field is a CLI option of `gpt2lab demo`)."""
+    """Settings of the tour flow (every field is a CLI option of `gpt2lab tour`)."""
 
     vocab_size: int = Field(
         1024, ge=257, description="BPE vocabulary, bytes and <|endoftext|> included"
@@ -55,11 +55,11 @@ class DemoResult(BaseModel):
     mlflow_run_id: str
 
 
-@flow(name="demo", log_prints=True)
+@flow(name="tour", log_prints=True)
 def demo_flow(config: DemoConfig = DemoConfig()) -> DemoResult:
     text = demo_text()
     tokenizer = learn_tokenizer_task(
-        text, config.vocab_size, workspace_dir() / "demo" / "tokenizer"
+        text, config.vocab_size, workspace_dir() / "tour" / "tokenizer"
     )
     model_config = PRESETS[config.preset].replace(block_size=config.context)
     sampling = SamplingConfig(
@@ -68,9 +68,9 @@ def demo_flow(config: DemoConfig = DemoConfig()) -> DemoResult:
         top_k=config.top_k,
         seed=config.seed,
     )
-    with tracked_run("demo", lineage={"tokenizer": tokenizer.fingerprint}, params=config) as run:
+    with tracked_run("tour", lineage={"tokenizer": tokenizer.fingerprint}, params=config) as run:
         fitted = fit_tiny_model_task(
-            text, tokenizer.path, model_config, config.steps, checkpoints_dir() / "demo",
+            text, tokenizer.path, model_config, config.steps, checkpoints_dir() / "tour",
             seed=config.seed,
         )  # fmt: skip
         mlflow.set_tags(lineage_tags({"checkpoint": fitted.fingerprint}))

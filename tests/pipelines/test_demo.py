@@ -26,7 +26,7 @@ def test_demo_learns_fits_samples_and_tracks(workspace, prefect_harness):
     assert run.data.params["steps"] == "40"
     assert len(run.data.tags["gpt2lab.lineage.tokenizer"]) == 64
     assert len(run.data.tags["gpt2lab.lineage.checkpoint"]) == 64
-    assert run.data.tags["prefect.flow_name"] == "demo"
+    assert run.data.tags["prefect.flow_name"] == "tour"
     history = MlflowClient(mlflow_tracking_uri()).get_metric_history(run.info.run_id, "train/loss")
     assert len(history) == 40
 

@@ -67,3 +67,15 @@ def test_a_bad_section_is_refused_at_start_naming_the_field():
         EndToEndConfig(evaluate={"limit": 0})
     kept = EndToEndConfig(pretrain={"max_steps": 5}).pretrain
     assert kept["max_steps"] == 5 and kept["device"] == "cpu"  # the other defaults stay
+
+
+def test_gpt2lab_run_names_a_bad_field_of_its_config_file(tmp_path):
+    from typer.testing import CliRunner
+
+    from gpt2lab.pipelines.cli import app
+
+    config = tmp_path / "e2e.toml"
+    config.write_text('name = "x"\n[pretrain]\nmax_steps = -1\n')
+    result = CliRunner().invoke(app, ["run", "--config", str(config)])
+    assert result.exit_code == 2
+    assert "pretrain.max_steps: Input should be greater than or equal to 1" in result.output
