@@ -628,6 +628,32 @@ def _print_end_to_end(result) -> None:
 
 
 @app.command()
+def schedule(
+    cron: Annotated[str | None, typer.Option(help='Cron schedule, e.g. "0 3 * * *".')] = None,
+    interval: Annotated[float | None, typer.Option(help="Or: seconds between runs.")] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="TOML file of EndToEndConfig fields.")
+    ] = None,
+    deployment: Annotated[str, typer.Option(help="Deployment name.")] = "scheduled",
+    prefect_port: Annotated[int, typer.Option(help="Port of the Prefect server.")] = 4200,
+) -> None:
+    """Run the end-to-end flow on a schedule: a Prefect server on 127.0.0.1 plans the runs,
+    this process runs them (Ctrl-C stops it)."""
+    from gpt2lab.pipelines.config_files import load_config
+    from gpt2lab.pipelines.end_to_end import EndToEndConfig
+    from gpt2lab.pipelines.schedule import serve_end_to_end
+
+    try:
+        settings = load_config(EndToEndConfig, config, {})
+        serve_end_to_end(settings, deployment=deployment, cron=cron, interval=interval,
+                         port=prefect_port)  # fmt: skip
+    except (ValueError, RuntimeError) as err:
+        raise _fail(err) from None
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command()
 def ui(
     mlflow_port: Annotated[int, typer.Option(help="Port of the MLflow UI.")] = 5000,
     prefect_port: Annotated[int, typer.Option(help="Port of the Prefect server.")] = 4200,

@@ -16,8 +16,8 @@ stage that fails stops the flow with its name; a rerun skips what finished and g
 from there.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: a scheduled run validates the flow's
+# parameters from its type hints, and those must be real classes, not strings.
 import shutil
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -89,7 +89,7 @@ class EndToEndConfig(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _sections_are_valid(self) -> EndToEndConfig:
+    def _sections_are_valid(self) -> "EndToEndConfig":
         """Every section must make a valid config for its stage: checked now, not an hour in."""
         p = _PLACEHOLDER
         checks: dict[str, Callable[[], BaseModel]] = {

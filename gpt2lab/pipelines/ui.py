@@ -34,12 +34,19 @@ def start_ui(host: str = "127.0.0.1", mlflow_port: int = 5000, prefect_port: int
                    "--port", str(mlflow_port), "--workers", "1"]  # fmt: skip
         services.append(_start("MLflow UI", mlflow_url, f"{mlflow_url}/health", command,
                                logs / "mlflow-ui.log", timeout))  # fmt: skip
-    prefect_url = f"http://{host}:{prefect_port}"
-    command = [sys.executable, "-m", "prefect", "server", "start", "--host", host,
-               "--port", str(prefect_port)]  # fmt: skip
-    services.append(_start("Prefect server", prefect_url, f"{prefect_url}/api/health", command,
-                           logs / "prefect-server.log", timeout))  # fmt: skip
+    services.append(start_prefect_server(host, prefect_port, timeout))
     return services
+
+
+def start_prefect_server(host: str = "127.0.0.1", port: int = 4200,
+                         timeout: float = 120.0) -> Service:  # fmt: skip
+    """A Prefect server (with its UI) on `host:port`, or the one already answering there.
+    Its database is in PREFECT_HOME (the workspace's `prefect/` folder by default)."""
+    url = f"http://{host}:{port}"
+    command = [sys.executable, "-m", "prefect", "server", "start", "--host", host,
+               "--port", str(port)]  # fmt: skip
+    log = workspace_dir() / "logs" / "prefect-server.log"
+    return _start("Prefect server", url, f"{url}/api/health", command, log, timeout)
 
 
 def _start(name: str, url: str, health: str, command: list[str], log, timeout: float) -> Service:
