@@ -11,26 +11,18 @@ instead, so a broken CI setup cannot pass by skipping.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
 from sqlalchemy import create_engine
-from sqlalchemy.engine import URL, Engine, make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
 from gpt2lab.tasks.preferences import store
 from gpt2lab.tasks.preferences.batches import BatchSpec, create_batch
 from gpt2lab.tasks.preferences.store import Base, invite, open_database
-
-POSTGRES_URL_ENV = "GPT2LAB_TEST_POSTGRES_URL"
-DEFAULT_POSTGRES_URL = "postgresql+psycopg://gpt2lab:gpt2lab@127.0.0.1:5432/gpt2lab_test"
-LOOPBACK_HOSTS = {"127.0.0.1", "::1", "localhost"}
-# A server that is down refuses at once; a short timeout only bounds a host that is silent.
-CONNECT_TIMEOUT_S = 3
 
 ADMIN_TOKEN = "admin-token-for-tests-0123456789"
 HOSTILE = '<script>document.title="pwned"</script><b onmouseover="x()">bold</b>'
@@ -69,53 +61,6 @@ def comparisons(database_url: str) -> Comparisons:
 
 # ---------------------------------------------------------------------------------------
 # The databases
-
-
-def _on_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-
-
-def _why_unreachable(url: URL) -> str | None:
-    """Why no connection to `url` can be made (None when one can)."""
-    if url.host is not None and url.host not in LOOPBACK_HOSTS:  # None: a local socket
-        return f"host {url.host!r} is not this machine, and tests never leave it"
-    try:
-        engine = create_engine(url, poolclass=NullPool,
-                               connect_args={"connect_timeout": CONNECT_TIMEOUT_S})  # fmt: skip
-        with engine.connect():
-            pass
-        engine.dispose()
-    except (SQLAlchemyError, ImportError) as error:  # ImportError: no psycopg installed
-        cause = getattr(error, "orig", None) or error
-        return " ".join(str(cause).split())  # psycopg's message spans several lines
-    return None
-
-
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """The test server's URL, once it has answered, for a schema of this test session's own.
-
-    Checked once per session. The schema keeps two test runs at once (two people on one
-    machine, or pytest-xdist workers) from dropping each other's tables."""
-    url = make_url(os.environ.get(POSTGRES_URL_ENV, DEFAULT_POSTGRES_URL))
-    problem = _why_unreachable(url)
-    if problem is not None:
-        where = f"no PostgreSQL at {url.render_as_string(hide_password=True)}: {problem}"
-        if _on_ci():
-            pytest.fail(f"{where} (set {POSTGRES_URL_ENV}; .ci/run starts one)", pytrace=False)
-        pytest.skip(f"{where}; CI runs this")
-    schema = f"gpt2lab_tests_{os.getpid()}"
-    server = create_engine(url, poolclass=NullPool)
-    with server.begin() as connection:
-        connection.exec_driver_sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")  # pid reused
-        connection.exec_driver_sql(f"CREATE SCHEMA {schema}")
-    # libpq's `options` sets the search path on every connection made with this URL.
-    yield url.update_query_dict({"options": f"-c search_path={schema}"}).render_as_string(
-        hide_password=False
-    )
-    with server.begin() as connection:
-        connection.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
-    server.dispose()
 
 
 def _drop_store_tables(url: str) -> None:
