@@ -628,6 +628,37 @@ def _print_end_to_end(result) -> None:
 
 
 @app.command()
+def report(
+    run_ids: Annotated[list[str], typer.Argument(help="End-to-end MLflow run id(s).")],
+    out: Annotated[Path | None, typer.Option(help="Folder (default: workspace/reports/).")] = None,
+) -> None:
+    """Render an end-to-end run's report from MLflow, or several runs side by side."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    from gpt2lab.atomic_files import write_file_atomically
+    from gpt2lab.pipelines.workspace import mlflow_tracking_uri, workspace_dir
+    from gpt2lab.reports.run_report import compare, write_report
+
+    client = MlflowClient(tracking_uri=mlflow_tracking_uri())
+    folder = out or workspace_dir() / "reports" / "-".join(r[:8] for r in run_ids)
+    try:
+        if len(run_ids) == 1:
+            html, _ = write_report(run_ids[0], folder, client)
+        else:
+            page, markdown = compare(run_ids, client)
+            folder.mkdir(parents=True, exist_ok=True)
+            html = folder / "comparison.html"
+            write_file_atomically(html, page)
+            write_file_atomically(folder / "comparison.md", markdown)
+    except ValueError as err:  # a run that is not there, named with the store
+        raise _fail(err) from None
+    except MlflowException as err:
+        raise _fail(ValueError(f"MLflow: {err.message}")) from None
+    _console().print(f"report: {html} (and its .md beside it)")
+
+
+@app.command()
 def schedule(
     cron: Annotated[str | None, typer.Option(help='Cron schedule, e.g. "0 3 * * *".')] = None,
     interval: Annotated[float | None, typer.Option(help="Or: seconds between runs.")] = None,

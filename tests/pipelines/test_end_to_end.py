@@ -59,6 +59,19 @@ def test_stages_run_once_resume_after_a_failure_and_are_skipped_when_unchanged(
     assert again.stages == dict.fromkeys(STAGES, "cached")
     assert again.outputs["finetune"]["checkpoint"] == resumed.outputs["finetune"]["checkpoint"]
 
+    # gpt2lab report: the two runs side by side, rendered from MLflow.
+    from typer.testing import CliRunner
+
+    from gpt2lab.pipelines.cli import app
+
+    shown = CliRunner().invoke(app, ["report", resumed.mlflow_run_id, again.mlflow_run_id])
+    assert shown.exit_code == 0, shown.output
+    page = (workspace / "reports" / f"{resumed.mlflow_run_id[:8]}-{again.mlflow_run_id[:8]}"
+            / "comparison.html").read_text()  # fmt: skip
+    assert resumed.mlflow_run_id[:8] in page and again.mlflow_run_id[:8] in page
+    missing = CliRunner().invoke(app, ["report", "0" * 32])
+    assert missing.exit_code == 2 and f"no MLflow run '{'0' * 32}'" in missing.output
+
 
 def test_a_bad_section_is_refused_at_start_naming_the_field():
     with pytest.raises(ValueError, match=r"pretrain\.max_stepz: Extra inputs are not permitted"):
