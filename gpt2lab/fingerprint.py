@@ -171,3 +171,9 @@ def short(fingerprint: str, n: int = 12) -> str:
     if n < 1:
         raise ValueError(f"short fingerprint length must be at least 1, got {n}")
     return fingerprint[:n]
+
+
+def model_fingerprint(model: str) -> str:
+    """What caches and lineage know a model by: the SHA-256 of its files, or its hub id
+    when it is not a local folder."""
+    return fingerprint_path(model) if Path(model).exists() else f"hub:{model}"

@@ -20,7 +20,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel, Field
 
-from gpt2lab.fingerprint import fingerprint_path
+from gpt2lab.fingerprint import model_fingerprint
 from gpt2lab.model import GPT, Tokenizer, load_model, load_tokenizer
 from gpt2lab.pipelines.tracking import log_metrics_batch, tracked_run
 from gpt2lab.pipelines.workspace import workspace_dir
@@ -46,12 +46,6 @@ class EvaluateResult(BaseModel):
     results: list[dict]
     results_file: Path
     mlflow_run_id: str
-
-
-def model_fingerprint(model: str) -> str:
-    """What the output cache and lineage know the model by: the SHA-256 of its files, or
-    its hub id when it is not a local folder."""
-    return fingerprint_path(model) if Path(model).exists() else f"hub:{model}"
 
 
 @lru_cache(maxsize=2)

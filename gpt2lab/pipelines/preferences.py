@@ -29,7 +29,7 @@ from pydantic import BaseModel, Field, model_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gpt2lab.fingerprint import fingerprint_path
+from gpt2lab.fingerprint import fingerprint_path, model_fingerprint
 from gpt2lab.pipelines.comparison_server import (
     DEFAULT_HOST,
     DEFAULT_PORT,
@@ -111,7 +111,7 @@ class PreferencesConfig(BaseModel):
             "models", "n", "seed", "max_new_tokens", "temperature", "top_k", "top_p",
             "repeat_fraction", "gold_fraction", "tokenizer", "labels"})  # fmt: skip
         shaping["prompts"] = fingerprint_path(self.prompts)
-        shaping["checkpoints"] = [_fingerprint(m) for m in self.models]
+        shaping["checkpoints"] = [model_fingerprint(m) for m in self.models]
         digest = hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()
         labels = "-vs-".join(model_labels(self.models, self.labels).values()).replace("/", "_")
         return f"{labels[:150]}-{digest[:8]}"  # the column holds 200 characters
@@ -131,10 +131,6 @@ class PreferencesResult(BaseModel):
     summary: dict[str, float]
     export: Path
     mlflow_run_id: str
-
-
-def _fingerprint(model: str) -> str:
-    return fingerprint_path(model) if Path(model).exists() else f"hub:{model}"
 
 
 # ---------------------------------------------------------------------------------------
@@ -276,7 +272,7 @@ def report_batch(
         chart = win_rate_chart(rows, folder / "win_rates.png",
                                title=f"{batch_name}: {judge} judge")  # fmt: skip
 
-    lineage = {f"checkpoint.{label}": _fingerprint(model)
+    lineage = {f"checkpoint.{label}": model_fingerprint(model)
                for model, label in summary.labels.items()}  # fmt: skip
     sampling = {f"sampling.{key}": value for key, value in settings.items()}
     params = {"batch": batch_name, "judge": judge, "models": json.dumps(models),

@@ -4,7 +4,6 @@ page while the flow waits; the wait ends at the deadline stored with the batch."
 from __future__ import annotations
 
 import re
-import socket
 import threading
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ from gpt2lab.pipelines.preferences import (
     preferences_report_flow,
 )
 from gpt2lab.tasks.preferences.store import Batch, Vote, open_database
+from tests.loopback import free_port
 
 from .test_evaluate_flow import tiny_model
 
@@ -33,12 +33,6 @@ runner = CliRunner()
 def two_models(tmp_path, gpt2_vocab_dir) -> list[str]:
     return [str(tiny_model(tmp_path / name, gpt2_vocab_dir, seed)) for seed, name in
             enumerate(["base", "tuned"])]  # fmt: skip
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def stored_votes(url: str) -> int:

@@ -4,7 +4,6 @@ whose backend store is the PostgreSQL server that CI starts (not only a SQLite f
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -16,14 +15,9 @@ from sqlalchemy.pool import NullPool
 
 from gpt2lab.pipelines.end_to_end import STAGES, EndToEndConfig, end_to_end_flow
 from gpt2lab.pipelines.services import answers
+from tests.loopback import free_port
 
 from .test_end_to_end import SMALL
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture

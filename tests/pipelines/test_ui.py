@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 
 from gpt2lab.pipelines.services import answers
 from gpt2lab.pipelines.ui import start_ui, stop_ui
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from tests.loopback import free_port
 
 
 @pytest.mark.slow

@@ -34,6 +34,7 @@ import secrets
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from itertools import combinations
 from pathlib import Path
 from typing import Any
 
@@ -278,7 +279,7 @@ class _Pages:
                     "batch": batch, "counts": choice_counts(session, batch),
                     "annotators": annotator_stats(session, batch),
                     "win_rates": [analysis.win_rate(votes, a, b)
-                                  for a, b in _pairs(batch.models)],
+                                  for a, b in combinations(batch.models, 2)],
                 })  # fmt: skip
             session.expunge_all()
             return overview
@@ -330,10 +331,6 @@ def _check_csrf(request: Request, submitted: str) -> None:
         raise PageError(401, "You are not signed in: open your invite link first.")
     if not hmac.compare_digest(submitted.encode(), expected.encode()):
         raise PageError(403, "This form's session token does not match: reload the page.")
-
-
-def _pairs(models: list[str]) -> list[tuple[str, str]]:
-    return [(a, b) for n, a in enumerate(models) for b in models[n + 1 :]]
 
 
 def _csv(records: list[dict]) -> str:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -29,19 +28,12 @@ from pathlib import Path
 import httpx
 
 from gpt2lab.pipelines.comparison_server import ADMIN_TOKEN_ENV, page_is_up
+from tests.loopback import free_port
 
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 60.0  # a cold start on a busy 2-core machine takes a few seconds
 PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY",
                    "ALL_PROXY")  # fmt: skip
-
-
-def free_port() -> int:
-    """A port nobody listens on now. Another process could take it before the page binds
-    it; `running_page` then sees the page exit and tries again with a new port."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((HOST, 0))
-        return probe.getsockname()[1]
 
 
 def _server_environment(workdir: Path, extra: Mapping[str, str]) -> dict[str, str]:
