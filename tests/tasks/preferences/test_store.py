@@ -155,3 +155,8 @@ def test_the_same_vote_from_two_threads_at_once_is_stored_once(database_url):
     assert {choice for choice, _ in results} == set(stored)  # both answer with the stored one
     if racing:
         assert len(inserts) == 2  # the race really happened: the constraint decided it
+
+
+def test_a_database_other_than_sqlite_or_postgresql_is_refused_in_one_line():
+    with pytest.raises(PreferenceError, match="database 'mysql' is not supported: use sqlite"):
+        open_database("mysql+pymysql://user:secret@127.0.0.1/prefs")
