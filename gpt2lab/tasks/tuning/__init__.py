@@ -1,0 +1,1 @@
+"""Preference tuning: a reward model and DPO, trained on the comparisons people made."""
