@@ -532,6 +532,52 @@ def _print_preferences(result) -> None:
 
 
 @app.command()
+def tune(
+    from_batch: Annotated[
+        str, typer.Option("--from-batch", help="The comparison batch whose votes to learn from.")
+    ],
+    allow_simulated: Annotated[
+        bool,
+        typer.Option(help="Train on the simulated judge's votes when no person has voted."),
+    ] = False,
+    start_model: Annotated[
+        str | None, typer.Option(help="The model to tune (default: the batch's first model).")
+    ] = None,
+    compare_with: Annotated[
+        str | None,
+        typer.Option("--compare", help="Who judges tuned vs start: people or simulated."),
+    ] = None,
+    database: DatabaseOpt = None,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="TOML file of TuningConfig fields ([reward], [dpo])."),
+    ] = None,
+) -> None:
+    """Train a reward model and DPO on a batch's votes, then open tuned vs start for judging.
+
+    Example: gpt2lab tune --from-batch base-vs-finetuned-1a2b3c4d
+    """
+    from gpt2lab.pipelines.config_files import load_config
+    from gpt2lab.pipelines.tuning import TuningConfig, preference_tuning_flow
+
+    overrides = {"batch": from_batch, "allow_simulated": allow_simulated or None,
+                 "start_model": start_model, "compare": compare_with,
+                 "database": database}  # fmt: skip
+    try:
+        result = preference_tuning_flow(load_config(TuningConfig, config, overrides))
+    except ValueError as err:
+        raise _fail(err) from None
+    console = _console()
+    console.print(Text((result.folder / "summary.md").read_text()))
+    console.print(f"tuned model: {result.policy.path}")
+    console.print(f"reward model: {result.reward_model.path}")
+    if result.invites_file is not None:
+        console.print(f"invite links for batch {result.new_batch}: {result.invites_file}")
+        console.print("start the page with: gpt2lab serve-comparisons")
+    console.print(f"MLflow run {result.mlflow_run_id} in experiment 'preference-tuning'")
+
+
+@app.command()
 def demo(
     name: Annotated[str, typer.Option(help="Run name (and folder).")] = "demo",
 ) -> None:
