@@ -39,7 +39,7 @@ class RewardModel(nn.Module):
         self.backbone = backbone
         n_embd = backbone.config.n_embd
         self.head = nn.Linear(n_embd, 1)
-        # As in the original work: a small random head (std 1/sqrt(n_embd + 1)) and no
+        # As in the original work: a small random head (std 1/sqrt(n_embd + 1)) and a zero
         # bias, so untrained rewards start near zero and near equal.
         nn.init.normal_(self.head.weight, std=1 / math.sqrt(n_embd + 1))
         nn.init.zeros_(self.head.bias)
