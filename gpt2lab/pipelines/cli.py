@@ -558,13 +558,15 @@ def tune(
     Example: gpt2lab tune --from-batch base-vs-finetuned-1a2b3c4d
     """
     from gpt2lab.pipelines.config_files import load_config
-    from gpt2lab.pipelines.tuning import TuningConfig, preference_tuning_flow
+    from gpt2lab.pipelines.tuning import TuningConfig, check_votes, preference_tuning_flow
 
     overrides = {"batch": from_batch, "allow_simulated": allow_simulated or None,
                  "start_model": start_model, "compare": compare_with,
                  "database": database}  # fmt: skip
     try:
-        result = preference_tuning_flow(load_config(TuningConfig, config, overrides))
+        settings = load_config(TuningConfig, config, overrides)
+        check_votes(settings)  # bad votes: one line here, not a failed flow run's traceback
+        result = preference_tuning_flow(settings)
     except ValueError as err:
         raise _fail(err) from None
     console = _console()

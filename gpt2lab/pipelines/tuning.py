@@ -133,14 +133,17 @@ def run_name(config: TuningConfig, votes: BatchComparisons, start_model: str) ->
     return f"{config.batch[:100]}-tuned-{digest}".replace("/", "_")
 
 
-@task(name="load-comparisons")
-def load_comparisons(config: TuningConfig) -> dict:
-    """Check the batch's votes before any model is loaded; a summary for the log."""
+def check_votes(config: TuningConfig) -> dict:
+    """Check the batch's votes before any model is loaded; a summary for the log. (The
+    command line calls this before starting the flow, so that bad input is one line.)"""
     votes = _load(config)
     split = split_by_prompt(votes.comparisons, config.held_out_fraction, config.seed)
     return {"judge": votes.judge, "votes": votes.votes, "comparisons": len(votes.comparisons),
             "train": len(split.train), "held_out": len(split.held_out),
             "fingerprint": votes.fingerprint, "models": votes.models}  # fmt: skip
+
+
+load_comparisons = task(check_votes, name="load-comparisons")
 
 
 def _device(config: TuningConfig):
