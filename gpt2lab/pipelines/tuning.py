@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import mlflow
 from mlflow.tracking import MlflowClient
@@ -51,7 +52,7 @@ from gpt2lab.tasks.tuning.comparisons import (
     split_by_prompt,
 )
 from gpt2lab.tasks.tuning.dpo_training import DPOSettings
-from gpt2lab.tasks.tuning.reward_training import RewardSettings
+from gpt2lab.tasks.tuning.reward_training import OnMetrics, RewardSettings
 
 EXPERIMENT = "preference-tuning"
 
@@ -192,10 +193,12 @@ def _split(config: TuningConfig):
     return split_by_prompt(_load(config).comparisons, config.held_out_fraction, config.seed)
 
 
-def _trained(output: Path, what: str, parent_run_id: str, settings: BaseModel, train,
-             save) -> TrainedModel:  # fmt: skip
-    """Train and save one model in its own child run, or reuse the one already saved
-    (written atomically: if the folder is there, it is whole)."""
+def _trained(output: Path, what: str, parent_run_id: str, settings: BaseModel,
+             train: Callable[[OnMetrics], Any], save: Callable[[Any, Path], object]
+             ) -> TrainedModel:  # fmt: skip
+    """Train one model in its own child run (`train(on_metrics)` returns the result) and
+    save it (`save(result, output)`), or reuse the one already saved: models are written
+    atomically, so a folder that is there is whole."""
     logger = get_run_logger()
     summary = output.with_suffix(".json")
     if output.is_dir() and summary.is_file():
