@@ -52,7 +52,8 @@ from gpt2lab.tasks.tuning.comparisons import (
     split_by_prompt,
 )
 from gpt2lab.tasks.tuning.dpo_training import DPOSettings
-from gpt2lab.tasks.tuning.reward_training import OnMetrics, RewardSettings
+from gpt2lab.tasks.tuning.loop import OnMetrics, clear_progress
+from gpt2lab.tasks.tuning.reward_training import RewardSettings
 
 EXPERIMENT = "preference-tuning"
 
@@ -163,9 +164,9 @@ def train_reward_model_task(
 
     return _trained(
         folder / "reward-model", "reward-model", parent_run_id, config.reward,
-        lambda on_metrics: train_reward_model(
+        lambda on_metrics, progress: train_reward_model(
             load_model(start_model), load_tokenizer(start_model), _split(config),
-            config.reward, device=_device(config), on_metrics=on_metrics),
+            config.reward, device=_device(config), on_metrics=on_metrics, progress=progress),
         lambda result, path: save_reward_model(result.model, path, load_tokenizer(start_model)),
     )  # fmt: skip
 
@@ -181,9 +182,9 @@ def train_dpo_task(
                 "beta": config.dpo.beta}  # fmt: skip
     return _trained(
         folder / "policy", "dpo", parent_run_id, config.dpo,
-        lambda on_metrics: train_dpo(
+        lambda on_metrics, progress: train_dpo(
             load_model(start_model), load_tokenizer(start_model), _split(config), config.dpo,
-            device=_device(config), on_metrics=on_metrics),
+            device=_device(config), on_metrics=on_metrics, progress=progress),
         lambda result, path: save_checkpoint(result.policy.cpu(), path, metadata,
                                              tokenizer=load_tokenizer(start_model)),
     )  # fmt: skip
@@ -194,11 +195,12 @@ def _split(config: TuningConfig):
 
 
 def _trained(output: Path, what: str, parent_run_id: str, settings: BaseModel,
-             train: Callable[[OnMetrics], Any], save: Callable[[Any, Path], object]
+             train: Callable[[OnMetrics, Path], Any], save: Callable[[Any, Path], object]
              ) -> TrainedModel:  # fmt: skip
-    """Train one model in its own child run (`train(on_metrics)` returns the result) and
-    save it (`save(result, output)`), or reuse the one already saved: models are written
-    atomically, so a folder that is there is whole."""
+    """Train one model in its own child run (`train(on_metrics, progress)` returns the
+    result) and save it (`save(result, output)`), or reuse the one already saved: models
+    are written atomically, so a folder that is there is whole. Training saves progress
+    in `<output>.progress/` as it goes, so a run that was stopped goes on from there."""
     logger = get_run_logger()
     summary = output.with_suffix(".json")
     if output.is_dir() and summary.is_file():
@@ -216,9 +218,13 @@ def _trained(output: Path, what: str, parent_run_id: str, settings: BaseModel,
                 log_metrics_batch(run, points)
                 points.clear()
 
-        result = train(on_metrics)
+        progress = output.with_name(f"{output.name}.progress")
+        if progress.is_dir():
+            logger.info("%s: going on from the progress saved in %s", what, progress)
+        result = train(on_metrics, progress)
         log_metrics_batch(run, points)
         save(result, output)
+        clear_progress(progress)
     trained = TrainedModel(path=output, steps=result.steps, held_out=result.held_out,
                            cached=False, mlflow_run_id=run.info.run_id)  # fmt: skip
     write_file_atomically(summary, trained.model_dump_json(exclude={"cached"}, indent=2))

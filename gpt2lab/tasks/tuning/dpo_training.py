@@ -15,45 +15,31 @@ from __future__ import annotations
 
 import copy
 import math
-import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from gpt2lab.model import GPT, Tokenizer
 from gpt2lab.model.dpo import dpo_loss, sequence_kl, sequence_log_probs
 from gpt2lab.model.sampling import SamplingConfig, generate
 from gpt2lab.tasks.tuning.comparisons import Comparison, Split
-from gpt2lab.tasks.tuning.reward_training import Metrics, OnMetrics
-from gpt2lab.tasks.tuning.sequences import (
-    encode_pair,
-    pad_right,
-    shuffled_batches,
-    warmup_factor,
-)
+from gpt2lab.tasks.tuning.loop import LoopSettings, Metrics, OnMetrics, optimise
+from gpt2lab.tasks.tuning.sequences import encode_pair, pad_right, shuffled_batches
 
 Pair = tuple[str, str, str]  # prompt, chosen, rejected
 
 
-class DPOSettings(BaseModel):
+class DPOSettings(LoopSettings):
     """How the policy is tuned. beta 0.1 is the DPO paper's; the learning rate suits GPT-2
     small (a tiny model learns faster with a larger one)."""
 
-    model_config = ConfigDict(extra="forbid")
-
     beta: float = Field(0.1, gt=0, description="strength of the pull back to the reference")
-    epochs: int = Field(1, ge=1, description="passes over the training pairs")
-    batch_size: int = Field(8, ge=1, description="pairs per optimizer step")
     learning_rate: float = Field(1e-5, gt=0)
-    warmup_steps: int = Field(10, ge=0)
-    grad_clip: float = Field(1.0, ge=0, description="max gradient norm; 0 = no clipping")
-    eval_every: int = Field(50, ge=1, description="steps between held-out measurements")
-    max_tokens: int | None = Field(None, ge=2, description="per text; default: the context")
     kl_prompts: int = Field(32, ge=1, description="held-out prompts sampled to measure KL")
     kl_max_new_tokens: int = Field(32, ge=1, description="length of those samples")
-    seed: int = 0
 
 
 @dataclass
@@ -76,9 +62,11 @@ def train_dpo(
     *,
     device: torch.device = torch.device("cpu"),
     on_metrics: OnMetrics | None = None,
+    progress: Path | None = None,
 ) -> DPOResult:
     """Tune a copy of `start` on `split.train` with DPO, the reference being `start`
-    itself, frozen; measured on `split.held_out` every `eval_every` steps and at the end."""
+    itself, frozen; measured on `split.held_out` every `eval_every` steps and at the end.
+    With `progress`, a folder to save progress in and resume from."""
     torch.manual_seed(settings.seed)
     reference = copy.deepcopy(start).to(device).eval().requires_grad_(False)
     policy = copy.deepcopy(start).to(device)
@@ -91,9 +79,14 @@ def train_dpo(
     reference_train = _log_probs(reference, tokenizer, train, max_tokens, settings, device)
     reference_held_out = _log_probs(reference, tokenizer, held_out, max_tokens, settings, device)
     kl_prompts = list(dict.fromkeys(prompt for prompt, _, _ in held_out))[: settings.kl_prompts]
-    optimizer = torch.optim.AdamW(policy.parameters(), lr=settings.learning_rate, weight_decay=0.0)
-    rng = random.Random(settings.seed)
-    history: list[tuple[int, Metrics]] = []
+
+    def loss_of(indices: list[int]) -> tuple[torch.Tensor, Metrics]:
+        chosen, rejected = _policy_log_probs(policy, tokenizer, [train[i] for i in indices],
+                                             max_tokens, device)  # fmt: skip
+        ref = reference_train[indices]
+        out = dpo_loss(chosen, rejected, ref[:, 0], ref[:, 1], settings.beta)
+        return out.loss, {"train/margin": out.margins.mean().item(),
+                          "train/accuracy": (out.margins > 0).float().mean().item()}  # fmt: skip
 
     def measure() -> Metrics:
         metrics = _evaluate(policy, tokenizer, held_out, reference_held_out, max_tokens, settings,
@@ -101,37 +94,12 @@ def train_dpo(
         metrics["kl"] = mean_kl(policy, reference, tokenizer, kl_prompts, settings, device)
         return metrics
 
-    def report(step: int, metrics: Metrics) -> None:
-        history.append((step, metrics))
-        if on_metrics is not None:
-            on_metrics(step, metrics)
-
-    step, final = 0, {}
-    for epoch in range(settings.epochs):
-        for indices in shuffled_batches(len(train), settings.batch_size, rng):
-            for group in optimizer.param_groups:
-                group["lr"] = settings.learning_rate * warmup_factor(step, settings.warmup_steps)
-            chosen, rejected = _policy_log_probs(policy, tokenizer, [train[i] for i in indices],
-                                                 max_tokens, device)  # fmt: skip
-            ref = reference_train[indices]
-            out = dpo_loss(chosen, rejected, ref[:, 0], ref[:, 1], settings.beta)
-            optimizer.zero_grad(set_to_none=True)
-            out.loss.backward()
-            if settings.grad_clip:
-                torch.nn.utils.clip_grad_norm_(policy.parameters(), settings.grad_clip)
-            optimizer.step()
-            step += 1
-            metrics = {"train/loss": out.loss.item(), "train/margin": out.margins.mean().item(),
-                       "train/accuracy": (out.margins > 0).float().mean().item(),
-                       "epoch": epoch + 1}  # fmt: skip
-            if step % settings.eval_every == 0:
-                final = measure()
-                metrics |= {f"held_out/{k}": v for k, v in final.items()}
-            report(step, metrics)
-    if step % settings.eval_every or step == 0:
-        final = measure()
-        report(step, {f"held_out/{k}": v for k, v in final.items()})
-    return DPOResult(policy=policy, steps=step, held_out=final, history=history)
+    result = optimise(
+        policy, settings, loss_of=loss_of, measure=measure, on_metrics=on_metrics,
+        progress=progress,
+        minibatches=lambda rng: shuffled_batches(len(train), settings.batch_size, rng),
+    )  # fmt: skip
+    return DPOResult(policy, result.steps, result.held_out, result.history)
 
 
 def _policy_log_probs(

@@ -8,43 +8,28 @@ Ziegler et al. labellers agreed with each other 60-70% of the time on hard tasks
 
 from __future__ import annotations
 
+import copy
 import math
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from gpt2lab.model import GPT, Tokenizer
 from gpt2lab.model.reward import RewardModel, choice_loss, pairwise_accuracy
 from gpt2lab.tasks.tuning.comparisons import Comparison, Split
-from gpt2lab.tasks.tuning.sequences import (
-    encode_pair,
-    pad_right,
-    shuffled_batches,
-    warmup_factor,
-)
-
-Metrics = dict[str, float]
-OnMetrics = Callable[[int, Metrics], None]
+from gpt2lab.tasks.tuning.loop import LoopSettings, Metrics, OnMetrics, optimise
+from gpt2lab.tasks.tuning.sequences import encode_pair, pad_right, shuffled_batches
 
 
-class RewardSettings(BaseModel):
+class RewardSettings(LoopSettings):
     """How the reward model is trained. The defaults suit GPT-2 small on a few thousand
     comparisons; a tiny model on a few hundred wants a larger learning rate and more epochs."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    epochs: int = Field(1, ge=1, description="passes over the training comparisons")
-    batch_size: int = Field(8, ge=1, description="comparisons per optimizer step")
     learning_rate: float = Field(5e-5, gt=0)
-    warmup_steps: int = Field(10, ge=0)
-    weight_decay: float = Field(0.0, ge=0)
-    grad_clip: float = Field(1.0, ge=0, description="max gradient norm; 0 = no clipping")
-    eval_every: int = Field(50, ge=1, description="steps between held-out measurements")
-    max_tokens: int | None = Field(None, ge=2, description="per text; default: the context")
-    seed: int = 0
 
 
 @dataclass
@@ -63,58 +48,33 @@ def train_reward_model(
     *,
     device: torch.device = torch.device("cpu"),
     on_metrics: OnMetrics | None = None,
+    progress: Path | None = None,
 ) -> RewardResult:
     """A reward model whose backbone starts from `start` (a copy: `start` is not changed),
     trained on `split.train` and measured on `split.held_out` every `eval_every` steps
-    and at the end."""
-    import copy
-
+    and at the end. With `progress`, a folder to save progress in and resume from."""
     torch.manual_seed(settings.seed)
     model = RewardModel(copy.deepcopy(start)).to(device)
     # No dropout: the loss compares rewards of texts side by side, and dropout would add
     # noise to each of them independently.
     model.eval()
     max_tokens = settings.max_tokens or start.config.block_size
-    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate,
-                                  weight_decay=settings.weight_decay)  # fmt: skip
-    rng = random.Random(settings.seed)
     train = split.train
-    history: list[tuple[int, Metrics]] = []
+    sizes = [len(c.samples) for c in train]  # 2 or 4 samples: never in one minibatch
 
-    def report(step: int, metrics: Metrics) -> None:
-        history.append((step, metrics))
-        if on_metrics is not None:
-            on_metrics(step, metrics)
+    def loss_of(indices: list[int]) -> tuple[torch.Tensor, Metrics]:
+        rewards, best = _rewards(model, tokenizer, [train[i] for i in indices], max_tokens,
+                                 device)  # fmt: skip
+        right, total = pairwise_accuracy(rewards.detach(), best)
+        return choice_loss(rewards, best), {"train/accuracy": right / total}
 
-    step = 0
-    held_out: Metrics = {}
-    sizes = [len(c.samples) for c in train]
-    for epoch in range(settings.epochs):
-        for indices in shuffled_batches(len(train), settings.batch_size, rng, sizes):
-            batch = [train[i] for i in indices]
-            for group in optimizer.param_groups:
-                group["lr"] = settings.learning_rate * warmup_factor(step, settings.warmup_steps)
-            rewards, best = _rewards(model, tokenizer, batch, max_tokens, device)
-            loss = choice_loss(rewards, best)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if settings.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
-            optimizer.step()
-            step += 1
-            right, total = pairwise_accuracy(rewards.detach(), best)
-            metrics = {"train/loss": loss.item(), "train/accuracy": right / total,
-                       "epoch": epoch + 1}  # fmt: skip
-            if step % settings.eval_every == 0:
-                held_out = evaluate_reward_model(model, tokenizer, split.held_out, max_tokens,
-                                                 settings.batch_size, device)  # fmt: skip
-                metrics |= {f"held_out/{k}": v for k, v in held_out.items()}
-            report(step, metrics)
-    if step % settings.eval_every or step == 0:
-        held_out = evaluate_reward_model(model, tokenizer, split.held_out, max_tokens,
-                                         settings.batch_size, device)  # fmt: skip
-        report(step, {f"held_out/{k}": v for k, v in held_out.items()})
-    return RewardResult(model=model, steps=step, held_out=held_out, history=history)
+    result = optimise(
+        model, settings, on_metrics=on_metrics, progress=progress, loss_of=loss_of,
+        minibatches=lambda rng: shuffled_batches(len(train), settings.batch_size, rng, sizes),
+        measure=lambda: evaluate_reward_model(model, tokenizer, split.held_out, max_tokens,
+                                              settings.batch_size, device),
+    )  # fmt: skip
+    return RewardResult(model, result.steps, result.held_out, result.history)
 
 
 def _rewards(

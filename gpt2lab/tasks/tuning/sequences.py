@@ -70,9 +70,3 @@ def shuffled_batches(
                for start in range(0, len(members), batch_size)]  # fmt: skip
     rng.shuffle(batches)
     return batches
-
-
-def warmup_factor(step: int, warmup_steps: int) -> float:
-    """The learning rate's share at `step`: rising linearly over the first steps, while
-    AdamW's moment estimates are still empty, then constant (a fine-tuning schedule)."""
-    return min(1.0, (step + 1) / warmup_steps) if warmup_steps else 1.0
