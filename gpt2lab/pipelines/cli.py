@@ -440,6 +440,10 @@ def compare(
     if not ready.made_now:
         console.print(f"batch {ready.name} already exists: reusing it (no new invites)")
         return
+    if ready.invites_file is None:  # --annotators 0
+        console.print(f"batch {ready.name} made, with no invite links: invite annotators on "
+                      "the admin page (gpt2lab serve-comparisons, then /admin)")  # fmt: skip
+        return
     console.print(f"batch {ready.name} made; invite links (each is a login, keep them private):")
     for line in ready.invites_file.read_text().splitlines():
         console.print("  " + line.replace("\t", "  "), highlight=False, soft_wrap=True)

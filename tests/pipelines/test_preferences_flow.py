@@ -156,6 +156,10 @@ def test_compare_makes_a_batch_and_prints_invite_links(workspace, two_models, tm
     again = runner.invoke(app, args)
     assert "already exists" in again.output
 
+    no_invites = runner.invoke(app, [*args[:-1], "cli-batch-2", "--annotators", "0"])
+    assert no_invites.exit_code == 0, no_invites.output
+    assert "with no invite links" in no_invites.output and "/join/" not in no_invites.output
+
 
 def test_compare_names_a_bad_prompts_line(workspace, two_models, tmp_path):
     prompts = tmp_path / "prompts.jsonl"
