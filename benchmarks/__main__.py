@@ -1,7 +1,7 @@
 """`make bench`: every benchmark, each against its named peer in the same run.
 
 Run one alone with `python -m benchmarks.bench_train_step` (or bench_generate,
-bench_tokenizer, bench_dedup, bench_train_loop, bench_corpus, bench_encode,
+bench_tokenizer, bench_dedup, bench_dpo_step, bench_train_loop, bench_corpus, bench_encode,
 bench_comparison_page). Figures are medians of alternating runs; on a busy machine they
 move, the ratios much less.
 """
@@ -14,6 +14,7 @@ import sys
 from benchmarks import (
     bench_comparison_page,
     bench_dedup,
+    bench_dpo_step,
     bench_evaluate,
     bench_generate,
     bench_tokenizer,
@@ -24,6 +25,7 @@ from benchmarks import (
 
 def main() -> int:
     bench_train_step.main()
+    bench_dpo_step.main()
     bench_generate.main()
     # Generation on evaluation batches, and a cached repeat of an evaluation vs its first run.
     evaluate = bench_evaluate.main([])

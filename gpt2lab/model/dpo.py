@@ -28,19 +28,21 @@ import torch.nn.functional as F
 from gpt2lab.model.gpt import GPT
 
 
-def token_log_probs(model: GPT, idx: torch.Tensor) -> torch.Tensor:
-    """(B, T) ids -> (B, T - 1): log P(idx[:, t] | idx[:, :t]) for t = 1 .. T-1."""
-    logits, _ = model(idx[:, :-1])
-    log_probs = F.log_softmax(logits.float(), dim=-1)
-    return log_probs.gather(-1, idx[:, 1:].unsqueeze(-1)).squeeze(-1)
-
-
 def sequence_log_probs(
     model: GPT, idx: torch.Tensor, continuation_mask: torch.Tensor
 ) -> torch.Tensor:
     """(B,) log P(continuation | prompt): the sum over the continuation's tokens. (The
-    first token can never be a continuation token: it has nothing to be predicted from.)"""
-    return (token_log_probs(model, idx) * continuation_mask[:, 1:]).sum(-1)
+    first token can never be a continuation token: it has nothing to be predicted from.)
+
+    Only the positions that predict a continuation token go through the output layer:
+    with GPT-2's 50,257-word vocabulary that layer is most of the work, and the prompt
+    and the padding would only be multiplied by zero.
+    """
+    hidden, _ = model.hidden_states(idx[:, :-1])
+    wanted = continuation_mask[:, 1:].bool()  # position t predicts token t + 1
+    logits = model.lm_head(hidden[wanted]).float()  # (tokens wanted, vocabulary)
+    per_token = -F.cross_entropy(logits, idx[:, 1:][wanted], reduction="none")
+    return _sum_per_row(per_token, wanted)
 
 
 @dataclass
@@ -82,9 +84,16 @@ def sequence_kl(
     whole continuations, like the simpler log p(y) - log q(y), but it is never negative
     and varies much less from sample to sample.
     """
-    policy_logits, _ = policy(idx[:, :-1])
-    reference_logits, _ = reference(idx[:, :-1])
-    log_p = F.log_softmax(policy_logits.float(), dim=-1)
-    log_q = F.log_softmax(reference_logits.float(), dim=-1)
+    wanted = continuation_mask[:, 1:].bool()
+    policy_hidden, _ = policy.hidden_states(idx[:, :-1])
+    reference_hidden, _ = reference.hidden_states(idx[:, :-1])
+    log_p = F.log_softmax(policy.lm_head(policy_hidden[wanted]).float(), dim=-1)
+    log_q = F.log_softmax(reference.lm_head(reference_hidden[wanted]).float(), dim=-1)
     per_position = (log_p.exp() * (log_p - log_q)).sum(-1)
-    return (per_position * continuation_mask[:, 1:]).sum(-1)
+    return _sum_per_row(per_position, wanted)
+
+
+def _sum_per_row(values: torch.Tensor, wanted: torch.Tensor) -> torch.Tensor:
+    """Add up `values`, one per True of the (B, T) `wanted`, into one total per row."""
+    row = torch.arange(wanted.size(0), device=wanted.device).unsqueeze(1).expand_as(wanted)
+    return values.new_zeros(wanted.size(0)).index_add(0, row[wanted], values)
