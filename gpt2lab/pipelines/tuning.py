@@ -30,7 +30,11 @@ from typing import Any, Literal
 import mlflow
 from mlflow.tracking import MlflowClient
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    update_progress_artifact,
+)
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
@@ -52,7 +56,7 @@ from gpt2lab.tasks.tuning.comparisons import (
     split_by_prompt,
 )
 from gpt2lab.tasks.tuning.dpo_training import DPOSettings
-from gpt2lab.tasks.tuning.loop import OnMetrics, clear_progress
+from gpt2lab.tasks.tuning.loop import LoopSettings, OnMetrics, clear_progress
 from gpt2lab.tasks.tuning.reward_training import RewardSettings
 
 EXPERIMENT = "preference-tuning"
@@ -194,7 +198,7 @@ def _split(config: TuningConfig):
     return split_by_prompt(_load(config).comparisons, config.held_out_fraction, config.seed)
 
 
-def _trained(output: Path, what: str, parent_run_id: str, settings: BaseModel,
+def _trained(output: Path, what: str, parent_run_id: str, settings: LoopSettings,
              train: Callable[[OnMetrics, Path], Any], save: Callable[[Any, Path], object]
              ) -> TrainedModel:  # fmt: skip
     """Train one model in its own child run (`train(on_metrics, progress)` returns the
@@ -210,8 +214,12 @@ def _trained(output: Path, what: str, parent_run_id: str, settings: BaseModel,
                      params=settings) as run:  # fmt: skip
         points: list[tuple[str, float, int]] = []
 
+        bar = create_progress_artifact(0.0, description=f"{what}: share of training done")
+
         def on_metrics(step: int, metrics: dict[str, float]) -> None:
             points.extend((key, value, step) for key, value in metrics.items())
+            if "epoch" in metrics:
+                update_progress_artifact(bar, 100.0 * metrics["epoch"] / settings.epochs)
             if "held_out/accuracy" in metrics:
                 logger.info("%s step %d: %s", what, step, _short(metrics))
             if len(points) >= 500:

@@ -100,6 +100,8 @@ def test_tuning_on_human_votes_opens_a_judged_batch_with_lineage(batch, prefect_
     losses = client.get_metric_history(by_name["dpo"].info.run_id, "train/loss")
     assert len(losses) == result.policy.steps >= 3
     assert client.get_metric_history(by_name["dpo"].info.run_id, "held_out/kl")
+    epochs = client.get_metric_history(by_name["dpo"].info.run_id, "epoch")
+    assert epochs[0].value == 1 / len(losses) and epochs[-1].value == 1.0  # progress
 
     # The new batch: tuned vs start on the batch's prompts, judged (here, by the script).
     engine = open_database(batch.database_url())

@@ -105,6 +105,9 @@ def optimise(
         if on_metrics is not None:
             on_metrics(state.step, metrics)
 
+    # Epochs are reported as a fraction (1.5 = half-way through the second), as a
+    # progress measure; every epoch has the same number of minibatches.
+    steps_per_epoch = len(minibatches(random.Random(settings.seed)))
     held_out: Metrics = {}
     while state.epoch < settings.epochs:
         shuffle.setstate(state.epoch_shuffle)
@@ -120,7 +123,8 @@ def optimise(
             optimizer.step()
             state.step += 1
             state.done_in_epoch += 1
-            metrics = {"train/loss": loss.item(), **metrics, "epoch": state.epoch + 1}
+            metrics = {"train/loss": loss.item(), **metrics,
+                       "epoch": state.step / steps_per_epoch}  # fmt: skip
             if state.step % settings.eval_every == 0:
                 held_out = measure()
                 metrics |= {f"held_out/{k}": v for k, v in held_out.items()}
