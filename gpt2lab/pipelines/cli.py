@@ -444,10 +444,15 @@ def compare(
         console.print(f"batch {ready.name} made, with no invite links: invite annotators on "
                       "the admin page (gpt2lab serve-comparisons, then /admin)")  # fmt: skip
         return
-    console.print(f"batch {ready.name} made; invite links (each is a login, keep them private):")
-    for line in ready.invites_file.read_text().splitlines():
+    console.print(f"batch {ready.name} made", end="; ")
+    _print_invites(console, ready.invites_file)
+
+
+def _print_invites(console: Console, invites_file: Path) -> None:
+    console.print("invite links (each is a login, keep them private):")
+    for line in invites_file.read_text().splitlines():
         console.print("  " + line.replace("\t", "  "), highlight=False, soft_wrap=True)
-    console.print(f"saved in {ready.invites_file}; start the page with: gpt2lab serve-comparisons")
+    console.print(f"saved in {invites_file}; start the page with: gpt2lab serve-comparisons")
 
 
 @app.command("serve-comparisons")
@@ -578,8 +583,8 @@ def tune(
     console.print(f"tuned model: {result.policy.path}")
     console.print(f"reward model: {result.reward_model.path}")
     if result.invites_file is not None:
-        console.print(f"invite links for batch {result.new_batch}: {result.invites_file}")
-        console.print("start the page with: gpt2lab serve-comparisons")
+        console.print(f"new batch {result.new_batch}, tuned vs start", end="; ")
+        _print_invites(console, result.invites_file)
     console.print(f"MLflow run {result.mlflow_run_id} in experiment 'preference-tuning'")
 
 

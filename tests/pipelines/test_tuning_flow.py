@@ -4,6 +4,8 @@ from. Bad batches are refused by `gpt2lab tune` in one line."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
@@ -141,4 +143,5 @@ def test_tune_wants_the_switch_for_simulated_votes(batch, prefect_harness, tmp_p
     allowed = runner.invoke(app, [*args, "--allow-simulated", "--config", str(settings)])
     assert allowed.exit_code == 0, allowed.output
     assert "8 simulated comparisons" in allowed.output
-    assert "invite links for batch" in allowed.output
+    assert "tuned vs start; invite links" in allowed.output
+    assert len(re.findall(r"http://127\.0\.0\.1:8765/join/[\w-]+", allowed.output)) == 1
