@@ -21,7 +21,6 @@ votes, the start checkpoint), with a child run for each model trained.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -39,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from gpt2lab.atomic_files import write_file_atomically
-from gpt2lab.fingerprint import model_fingerprint
+from gpt2lab.fingerprint import fingerprint_config, model_fingerprint, short
 from gpt2lab.pipelines.comparison_server import default_database_url
 from gpt2lab.pipelines.preferences import (
     PreferencesConfig,
@@ -128,25 +127,38 @@ def _load(config: TuningConfig) -> BatchComparisons:
         engine.dispose()
 
 
-def run_name(config: TuningConfig, votes: BatchComparisons, start_model: str) -> str:
+def run_name(config: TuningConfig, votes_fingerprint: str, start_fingerprint: str) -> str:
     """The given name, or the batch's plus a digest of everything that shapes the result."""
     if config.name:
         return config.name
     shaping = config.model_dump(mode="json", include={"held_out_fraction", "seed", "reward",
                                                       "dpo", "start_model"})  # fmt: skip
-    shaping |= {"votes": votes.fingerprint, "start": model_fingerprint(start_model)}
-    digest = hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:8]
-    return f"{config.batch[:100]}-tuned-{digest}".replace("/", "_")
+    shaping |= {"votes": votes_fingerprint, "start": start_fingerprint}
+    return f"{config.batch[:100]}-tuned-{short(fingerprint_config(shaping), 8)}".replace("/", "_")
 
 
-def check_votes(config: TuningConfig) -> dict:
-    """Check the batch's votes before any model is loaded; a summary for the log. (The
-    command line calls this before starting the flow, so that bad input is one line.)"""
+class VotesSummary(BaseModel):
+    """What the flow needs to know of the votes, without their texts."""
+
+    judge: str  # whose votes: "people" or "simulated"
+    votes: int
+    comparisons: int
+    train: int  # comparisons trained on
+    held_out: int  # comparisons on held-out prompts
+    fingerprint: str
+    models: list[str]  # the batch's models
+    prompts: list[str]  # the batch's prompts: the new batch's too
+
+
+def check_votes(config: TuningConfig) -> VotesSummary:
+    """Check the batch's votes before any model is loaded. (The command line calls this
+    before starting the flow, so that bad input is one line.)"""
     votes = _load(config)
     split = split_by_prompt(votes.comparisons, config.held_out_fraction, config.seed)
-    return {"judge": votes.judge, "votes": votes.votes, "comparisons": len(votes.comparisons),
-            "train": len(split.train), "held_out": len(split.held_out),
-            "fingerprint": votes.fingerprint, "models": votes.models}  # fmt: skip
+    return VotesSummary(judge=votes.judge, votes=votes.votes,
+                        comparisons=len(votes.comparisons), train=len(split.train),
+                        held_out=len(split.held_out), fingerprint=votes.fingerprint,
+                        models=votes.models, prompts=votes.prompts)  # fmt: skip
 
 
 load_comparisons = task(check_votes, name="load-comparisons")
@@ -166,12 +178,13 @@ def train_reward_model_task(
     from gpt2lab.model.reward import save_reward_model
     from gpt2lab.tasks.tuning.reward_training import train_reward_model
 
+    tokenizer = load_tokenizer(start_model)
     return _trained(
         folder / "reward-model", "reward-model", parent_run_id, config.reward,
         lambda on_metrics, progress: train_reward_model(
-            load_model(start_model), load_tokenizer(start_model), _split(config),
-            config.reward, device=_device(config), on_metrics=on_metrics, progress=progress),
-        lambda result, path: save_reward_model(result.model, path, load_tokenizer(start_model)),
+            load_model(start_model), tokenizer, _split(config), config.reward,
+            device=_device(config), on_metrics=on_metrics, progress=progress),
+        lambda result, path: save_reward_model(result.model, path, tokenizer),
     )  # fmt: skip
 
 
@@ -184,13 +197,14 @@ def train_dpo_task(
 
     metadata = {"tuned_from": start_model, "batch": config.batch, "method": "dpo",
                 "beta": config.dpo.beta}  # fmt: skip
+    tokenizer = load_tokenizer(start_model)
     return _trained(
         folder / "policy", "dpo", parent_run_id, config.dpo,
         lambda on_metrics, progress: train_dpo(
-            load_model(start_model), load_tokenizer(start_model), _split(config), config.dpo,
+            load_model(start_model), tokenizer, _split(config), config.dpo,
             device=_device(config), on_metrics=on_metrics, progress=progress),
         lambda result, path: save_checkpoint(result.policy.cpu(), path, metadata,
-                                             tokenizer=load_tokenizer(start_model)),
+                                             tokenizer=tokenizer),
     )  # fmt: skip
 
 
@@ -280,21 +294,21 @@ def write_prompts(prompts: list[str], path: Path) -> Path:
 @flow(name="preference_tuning")
 def preference_tuning_flow(config: TuningConfig) -> TuningResult:
     logger = get_run_logger()
-    checked = load_comparisons(config)  # bad input fails here, before any model loads
-    start_model = config.start_model or checked["models"][0]
-    votes = _load(config)
-    name = run_name(config, votes, start_model)
+    votes = load_comparisons(config)  # bad input fails here, before any model loads
+    start_model = config.start_model or votes.models[0]
+    start_fingerprint = model_fingerprint(start_model)
+    name = run_name(config, votes.fingerprint, start_fingerprint)
     folder = workspace_dir() / "tuning" / name
     folder.mkdir(parents=True, exist_ok=True)
     logger.info("%s: %d %s comparisons (%d to train on, %d held out) from batch %s",
-                name, checked["comparisons"], checked["judge"], checked["train"],
-                checked["held_out"], config.batch)  # fmt: skip
+                name, votes.comparisons, votes.judge, votes.train, votes.held_out,
+                config.batch)  # fmt: skip
 
     lineage = {"batch": config.batch, "votes": votes.fingerprint,
-               "checkpoint.start": model_fingerprint(start_model)}  # fmt: skip
+               "checkpoint.start": start_fingerprint}  # fmt: skip
     tags = {"gpt2lab.batch": config.batch, "gpt2lab.judge": votes.judge}
-    counts = {"comparisons": checked["comparisons"], "train_comparisons": checked["train"],
-              "held_out_comparisons": checked["held_out"]}  # fmt: skip
+    counts = {"comparisons": votes.comparisons, "train_comparisons": votes.train,
+              "held_out_comparisons": votes.held_out}  # fmt: skip
     params = config.model_dump(mode="json") | {"start_model": start_model} | counts
     with tracked_run(EXPERIMENT, run_name=name, lineage=lineage, params=params,
                      tags=tags) as run:  # fmt: skip
@@ -322,7 +336,7 @@ def preference_tuning_flow(config: TuningConfig) -> TuningResult:
         simulate_votes(compare, ready.name)
         report = report_batch(compare.database_url(), ready.name, "simulated", "simulated")
         win_rate = report.summary.get("win_rate/tuned_vs_start")
-    summary = tuning_markdown(name, checked, reward_model, policy, sample_rewards, ready.name,
+    summary = tuning_markdown(name, votes, reward_model, policy, sample_rewards, ready.name,
                               config.compare, win_rate)  # fmt: skip
     client = MlflowClient(tracking_uri=mlflow_tracking_uri())
     client.set_tag(run_id, "gpt2lab.followup_batch", ready.name)
@@ -331,22 +345,22 @@ def preference_tuning_flow(config: TuningConfig) -> TuningResult:
     client.log_text(run_id, summary, "summary.md")
     write_file_atomically(folder / "summary.md", summary)
     create_markdown_artifact(summary, key="preference-tuning", description=name)
-    return TuningResult(name=name, folder=folder, comparisons=checked["comparisons"],
+    return TuningResult(name=name, folder=folder, comparisons=votes.comparisons,
                         reward_model=reward_model, policy=policy,
                         sample_rewards=sample_rewards, new_batch=ready.name,
                         invites_file=ready.invites_file, win_rate=win_rate,
                         mlflow_run_id=run_id)  # fmt: skip
 
 
-def tuning_markdown(name: str, checked: dict, reward_model: TrainedModel, policy: TrainedModel,
-                    sample_rewards: dict[str, float], new_batch: str, judge: str,
-                    win_rate: float | None) -> str:  # fmt: skip
+def tuning_markdown(name: str, votes: VotesSummary, reward_model: TrainedModel,
+                    policy: TrainedModel, sample_rewards: dict[str, float], new_batch: str,
+                    judge: str, win_rate: float | None) -> str:  # fmt: skip
     rm, dpo = reward_model.held_out, policy.held_out
     lines = [
         f"# Preference tuning: {name}",
         "",
-        f"{checked['comparisons']} {checked['judge']} comparisons: {checked['train']} to train "
-        f"on, {checked['held_out']} on held-out prompts.",
+        f"{votes.comparisons} {votes.judge} comparisons: {votes.train} to train on, "
+        f"{votes.held_out} on held-out prompts.",
         "",
         "| | held out |",
         "|---|---|",

@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -26,7 +26,7 @@ from gpt2lab.model import GPT, Tokenizer
 from gpt2lab.model.dpo import dpo_loss, sequence_kl, sequence_log_probs
 from gpt2lab.model.sampling import SamplingConfig, generate
 from gpt2lab.tasks.tuning.comparisons import Comparison, Split
-from gpt2lab.tasks.tuning.loop import LoopSettings, Metrics, OnMetrics, optimise
+from gpt2lab.tasks.tuning.loop import LoopResult, LoopSettings, Metrics, OnMetrics, optimise
 from gpt2lab.tasks.tuning.sequences import encode_pair, pad_right, shuffled_batches
 
 Pair = tuple[str, str, str]  # prompt, chosen, rejected
@@ -43,11 +43,8 @@ class DPOSettings(LoopSettings):
 
 
 @dataclass
-class DPOResult:
+class DPOResult(LoopResult):  # held_out: the final loss, margin, accuracy and KL
     policy: GPT
-    steps: int
-    held_out: Metrics  # the final policy's loss, margin, accuracy and KL on held-out prompts
-    history: list[tuple[int, Metrics]] = field(default_factory=list)
 
 
 def as_pairs(comparisons: Sequence[Comparison]) -> list[Pair]:
@@ -99,7 +96,7 @@ def train_dpo(
         progress=progress,
         minibatches=lambda rng: shuffled_batches(len(train), settings.batch_size, rng),
     )  # fmt: skip
-    return DPOResult(policy, result.steps, result.held_out, result.history)
+    return DPOResult(**vars(result), policy=policy)
 
 
 def _policy_log_probs(

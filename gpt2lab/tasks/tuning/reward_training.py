@@ -12,7 +12,7 @@ import copy
 import math
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -21,7 +21,7 @@ from pydantic import Field
 from gpt2lab.model import GPT, Tokenizer
 from gpt2lab.model.reward import RewardModel, choice_loss, pairwise_accuracy
 from gpt2lab.tasks.tuning.comparisons import Comparison, Split
-from gpt2lab.tasks.tuning.loop import LoopSettings, Metrics, OnMetrics, optimise
+from gpt2lab.tasks.tuning.loop import LoopResult, LoopSettings, Metrics, OnMetrics, optimise
 from gpt2lab.tasks.tuning.sequences import encode_pair, pad_right, shuffled_batches
 
 
@@ -33,11 +33,8 @@ class RewardSettings(LoopSettings):
 
 
 @dataclass
-class RewardResult:
+class RewardResult(LoopResult):  # held_out: the final loss, accuracy and pairs
     model: RewardModel
-    steps: int
-    held_out: Metrics  # loss, accuracy and pairs of the final model on the held-out prompts
-    history: list[tuple[int, Metrics]] = field(default_factory=list)  # every step's metrics
 
 
 def train_reward_model(
@@ -74,7 +71,7 @@ def train_reward_model(
         measure=lambda: evaluate_reward_model(model, tokenizer, split.held_out, max_tokens,
                                               settings.batch_size, device),
     )  # fmt: skip
-    return RewardResult(model, result.steps, result.held_out, result.history)
+    return RewardResult(**vars(result), model=model)
 
 
 def _rewards(
@@ -118,9 +115,10 @@ def score_texts(
     device = next(model.parameters()).device
     max_tokens = max_tokens or model.backbone.config.block_size
     scores: list[float] = []
+    model.eval()
     for start in range(0, len(texts), batch_size):
         rows = [encode_pair(tokenizer, prompt, text, max_tokens, end_with_eot=True)
                 for prompt, text in texts[start : start + batch_size]]  # fmt: skip
         sequences = pad_right(rows).to(device)
-        scores += model.eval()(sequences.idx, sequences.lengths).tolist()
+        scores += model(sequences.idx, sequences.lengths).tolist()
     return scores
