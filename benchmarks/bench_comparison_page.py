@@ -11,7 +11,7 @@ latency of a vote is then mostly the wait in line behind the other 49 clients' r
 p95 < 200 ms with no pause asks the server to finish a vote and a page in about 8 ms.
 
 Ours: the real page, started as the preference flow starts it
-(`python -m gpt2lab.pipelines.comparison_server <sqlite url> 127.0.0.1 <port>`), on a new
+(`python -m pipelines.comparison_server <sqlite url> 127.0.0.1 <port>`), on a new
 database each run.
 
 Peer (a floor, not a rival; the issue names none): a bare FastAPI app on the same uvicorn
@@ -47,8 +47,8 @@ import httpx
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from gpt2lab.tasks.preferences.batches import BatchSpec, create_batch
-from gpt2lab.tasks.preferences.store import Vote, invite, open_database
+from tasks.preferences.batches import BatchSpec, create_batch
+from tasks.preferences.store import Vote, invite, open_database
 from tests.tasks.preferences.page_server import (
     HOST,
     AnnotatorRun,

@@ -71,7 +71,7 @@ def isolate_environment(root: Path) -> None:
     # The flow's INFO lines (one per batch and per task) would bury the report; they are a
     # few dozen log records a run, too few to matter for the timing.
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    from gpt2lab.pipelines.workspace import configure_environment
+    from pipelines.workspace import configure_environment
 
     configure_environment()  # telemetry off, Prefect start-up timeout raised, ...
 
@@ -87,7 +87,7 @@ def serve(articles: int) -> int:
     In its own process so that the server's work (Python's http.server, one thread per
     connection) does not compete with the flow for the flow process's GIL, as a real web
     server would not. The flow's process still shares the 2 cores with it."""
-    from gpt2lab.tasks.corpus.miniweb import MiniWeb
+    from tasks.corpus.miniweb import MiniWeb
 
     with MiniWeb(articles=articles) as web:
         print(_RESULT + json.dumps({"base": web.base_url, "paths": web.articles}), flush=True)
@@ -148,7 +148,7 @@ def ceiling_run(pages: list[tuple[str, str]]) -> tuple[float, int]:
     many pages gave text."""
     import trafilatura
 
-    from gpt2lab.tasks.corpus.extract import ExtractSettings, trafilatura_options
+    from tasks.corpus.extract import ExtractSettings, trafilatura_options
 
     options = trafilatura_options(ExtractSettings())
     start = time.perf_counter()
@@ -161,7 +161,7 @@ def ceiling_run(pages: list[tuple[str, str]]) -> tuple[float, int]:
 
 
 def corpus_config(url_list: Path, out: Path):
-    from gpt2lab.pipelines.corpus import CorpusConfig
+    from pipelines.corpus import CorpusConfig
 
     return CorpusConfig(
         links=[url_list],
@@ -186,7 +186,7 @@ def corpus_config(url_list: Path, out: Path):
 def flow_run(url_list: Path, out: Path) -> dict:
     """Run the corpus flow once into `out`: its times, the funnel's counts, and the CPU
     seconds each kind of process (this one, extraction workers, servers) spent meanwhile."""
-    from gpt2lab.pipelines.corpus import run_corpus
+    from pipelines.corpus import run_corpus
 
     cpu_before = cpu_seconds()
     start_wall, start = time.time(), time.perf_counter()
@@ -241,7 +241,7 @@ def check_counts(counts: dict, pages: int) -> str:
 def memory_child(url_list: Path, out: Path) -> int:
     """`--memory-child URLS OUT`: run the flow once in this fresh process, then report the
     peak RSS of this process and of each of its child processes."""
-    from gpt2lab.tasks.corpus.extract import shutdown_pools
+    from tasks.corpus.extract import shutdown_pools
 
     started = time.perf_counter()
     run = flow_run(url_list, out)
@@ -336,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _benchmark(args: argparse.Namespace, root: Path) -> int:
-    from gpt2lab.tasks.corpus.extract import ExtractSettings
+    from tasks.corpus.extract import ExtractSettings
 
     n = args.pages
     sizes = (n, 4 * n)
@@ -412,7 +412,7 @@ def _benchmark(args: argparse.Namespace, root: Path) -> int:
     for kind in kinds:
         used = statistics.median(run["cpu_s"].get(kind, 0.0) for run in runs)
         print(f"    {used:5.2f}  {names[kind]}")
-    from gpt2lab.tasks.corpus.store import causes
+    from tasks.corpus.store import causes
 
     reasons = {cause.key: cause.count for cause in causes(counts)}
     print(f"  funnel: kept {counts.get('kept')}, dropped {counts.get('dropped')}, "

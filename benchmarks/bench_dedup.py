@@ -19,7 +19,7 @@ import statistics
 import time
 from collections import Counter
 
-from gpt2lab.tasks.corpus.dedup import DedupSettings, find_duplicates
+from tasks.corpus.dedup import DedupSettings, find_duplicates
 
 TARGET_RATIO = 4.5
 # Read as one string; hence the noqa.

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 
 from benchmarks.common import paired_medians, report, twin_models
-from gpt2lab.model.dpo import dpo_loss, sequence_log_probs
+from model.dpo import dpo_loss, sequence_log_probs
 
 PAIRS, PROMPT, CONTINUATION = 8, 32, 96
 SHAPE = dict(

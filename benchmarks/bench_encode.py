@@ -120,8 +120,8 @@ def corpus_texts(folder: Path) -> list[str]:
 def ours_run(corpus: Path, out: Path) -> dict[str, Any]:
     """open_corpus + encode_corpus into the new folder `out` (deleted afterwards): seconds,
     where they went, CPU seconds, and what was written."""
-    from gpt2lab.tasks.encode.corpus_source import open_corpus
-    from gpt2lab.tasks.encode.encode import EncodeSettings, TokenizerChoice, encode_corpus
+    from tasks.encode.corpus_source import open_corpus
+    from tasks.encode.encode import EncodeSettings, TokenizerChoice, encode_corpus
 
     cpu_before = cpu_seconds()
     start = time.perf_counter()
@@ -303,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _benchmark(args: argparse.Namespace, root: Path) -> int:
-    from gpt2lab.tasks.encode.encode import EncodeSettings
+    from tasks.encode.encode import EncodeSettings
 
     started = time.perf_counter()
     corpora = make_corpora(root / "corpora", args.mb, 1 if args.no_memory else 4)

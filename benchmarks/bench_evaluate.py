@@ -50,12 +50,12 @@ import torch
 
 from benchmarks.bench_tokenizer import GPT2_DIR
 from benchmarks.common import paired_medians, report, twin_models
-from gpt2lab.model import GPT, Tokenizer, generate, load_tokenizer
-from gpt2lab.tasks.evals.data import read_rows
-from gpt2lab.tasks.evals.output_cache import OutputCache
-from gpt2lab.tasks.evals.registry import get_tasks
-from gpt2lab.tasks.evals.runner import TaskResult, evaluate_task, sampling_for
-from gpt2lab.tasks.evals.task import EvalTask
+from model import GPT, Tokenizer, generate, load_tokenizer
+from tasks.evals.data import read_rows
+from tasks.evals.output_cache import OutputCache
+from tasks.evals.registry import get_tasks
+from tasks.evals.runner import TaskResult, evaluate_task, sampling_for
+from tasks.evals.task import EvalTask
 
 GENERATION_TARGET = 1.0  # ours / peer, new tokens/s
 CACHE_TARGET = 20.0  # first run / cached repeat, seconds

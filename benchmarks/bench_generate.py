@@ -10,7 +10,7 @@ import torch
 
 from benchmarks.bench_train_step import SHAPE
 from benchmarks.common import paired_medians, report, twin_models
-from gpt2lab.model import SamplingConfig, generate
+from model import SamplingConfig, generate
 
 BATCH, PROMPT, NEW = 8, 64, 128
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import tiktoken
 
 from benchmarks.varied_text import varied_documents
-from gpt2lab.model.tokenizer import load_tokenizer
+from model.tokenizer import load_tokenizer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 GPT2_DIR = REPO_ROOT.parent / "shared" / "gpt2"

@@ -110,8 +110,8 @@ def make_tokens(root: Path, megabytes: float) -> tuple[Path, int]:
     saved as a dataset; returns it and its train token count. Not timed."""
     import datasets
 
-    from gpt2lab.tasks.encode.corpus_source import open_corpus
-    from gpt2lab.tasks.encode.encode import EncodeSettings, TokenizerChoice, encode_corpus
+    from tasks.encode.corpus_source import open_corpus
+    from tasks.encode.encode import EncodeSettings, TokenizerChoice, encode_corpus
 
     docs = varied_documents(int(megabytes * MB), seed=0)
     corpus = root / "corpus"
@@ -132,8 +132,8 @@ def make_tokens(root: Path, megabytes: float) -> tuple[Path, int]:
 def ours_round(tokens: Path, run_dir: Path, steps: int, seed: int) -> dict[str, Any]:
     """One fresh `train()` of `steps` optimizer steps: the per-step tokens/s and losses it
     reported. The run folder (final checkpoints) is deleted afterwards."""
-    from gpt2lab.tasks.train.loop import Callbacks, train
-    from gpt2lab.tasks.train.settings import TrainSettings
+    from tasks.train.loop import Callbacks, train
+    from tasks.train.settings import TrainSettings
 
     settings = TrainSettings(
         tokens=tokens, model=PRESET, context=CONTEXT, micro_batch=MICRO_BATCH,
@@ -167,7 +167,7 @@ class PeerWindows:
     positions, then a start), so with the same seed both sides read the same tokens."""
 
     def __init__(self, tokens: Path, seed: int) -> None:
-        from gpt2lab.tasks.encode.token_shards import open_shards
+        from tasks.encode.token_shards import open_shards
 
         self.shards = [s for s in open_shards(tokens, "train") if len(s) > CONTEXT]
         starts = np.array([len(s) - CONTEXT for s in self.shards], dtype=np.float64)
@@ -220,7 +220,7 @@ def peer_round(tokens: Path, steps: int, seed: int) -> dict[str, Any]:
 
 def same_first_batch(tokens: Path, seed: int) -> bool:
     """Do the peer's sampler and our RandomWindows give the same first batch?"""
-    from gpt2lab.tasks.encode.loader import RandomWindows
+    from tasks.encode.loader import RandomWindows
 
     ours = RandomWindows(tokens, context=CONTEXT, batch_size=MICRO_BATCH, seed=seed).batch()
     peer = PeerWindows(tokens, seed).batch()

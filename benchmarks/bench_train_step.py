@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from benchmarks.common import paired_medians, report, twin_models
-from gpt2lab.model.loss import IGNORE_INDEX
+from model.loss import IGNORE_INDEX
 
 BATCH, CONTEXT = 8, 256
 SHAPE = dict(

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import torch
 
-from gpt2lab.model import GPT
+from model import GPT
 
 
 def paired_medians(

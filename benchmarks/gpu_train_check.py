@@ -72,7 +72,7 @@ def write_random_tokens(
     """A tokens folder of uniformly random GPT-2 ids, written as the encode flow writes
     one (ShardWriter, tokens.json last), with a tokenizer in tokenizer/. Returns which
     tokenizer went there."""
-    from gpt2lab.tasks.encode.token_shards import (
+    from tasks.encode.token_shards import (
         META_FILE,
         TOKENIZER_DIR,
         ShardWriter,
@@ -116,7 +116,7 @@ def _tokenizer_into(folder: Path, gpt2_dir: Path) -> str:
         for name in TOKENIZER_FILES:
             shutil.copyfile(gpt2_dir / name, folder / name)
         return f"GPT-2's, from {gpt2_dir}"
-    from gpt2lab.model.tokenizer.train import MIN_VOCAB_SIZE, train_bpe
+    from model.tokenizer.train import MIN_VOCAB_SIZE, train_bpe
 
     train_bpe(["a stand-in tokenizer: bytes only"], MIN_VOCAB_SIZE, folder)
     return f"a stand-in byte-level BPE ({gpt2_dir} has no {' / '.join(TOKENIZER_FILES)})"
@@ -130,8 +130,8 @@ def run_train(settings: Any, run_dir: Path, stop_after_checkpoint: int | None = 
     """train() into `run_dir`: per-step losses, tokens/s and MFU by step number; with
     `stop_after_checkpoint`, a KeyboardInterrupt is raised as soon as that step's
     checkpoint is on disk (as a crash or a kill right after it would leave the run)."""
-    from gpt2lab.tasks.train.checkpoints import BEST
-    from gpt2lab.tasks.train.loop import Callbacks, train
+    from tasks.train.checkpoints import BEST
+    from tasks.train.loop import Callbacks, train
 
     steps: dict[int, dict[str, float]] = {}
 
@@ -154,7 +154,7 @@ def run_train(settings: Any, run_dir: Path, stop_after_checkpoint: int | None = 
 
 
 def throughput(args: argparse.Namespace, tokens: Path, root: Path) -> tuple[bool, list[str]]:
-    from gpt2lab.tasks.train.settings import TrainSettings
+    from tasks.train.settings import TrainSettings
 
     settings = TrainSettings(
         tokens=tokens, model="gpt2", context=1024, micro_batch=args.micro_batch,
@@ -195,7 +195,7 @@ def throughput(args: argparse.Namespace, tokens: Path, root: Path) -> tuple[bool
 
 
 def resume(args: argparse.Namespace, tokens: Path, root: Path) -> list[str]:
-    from gpt2lab.tasks.train.settings import TrainSettings
+    from tasks.train.settings import TrainSettings
 
     def settings(checkpoint_interval: int) -> TrainSettings:
         # Only checkpoint_interval differs between the runs, and a resumed run may change it.

@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from gpt2lab.model import (
+from model import (
     GPT,
     CheckpointError,
     GPTConfig,
@@ -87,7 +87,7 @@ def test_a_failed_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     def broken_save(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr("gpt2lab.model.checkpoint.save_file", broken_save)
+    monkeypatch.setattr("model.checkpoint.save_file", broken_save)
     with pytest.raises(OSError, match="disk full"):
         save_checkpoint(GPT(SMALL), folder, metadata={"step": 2})
     assert json.loads((folder / "gpt2lab.json").read_text())["metadata"] == {"step": 1}
@@ -179,7 +179,7 @@ def test_missing_path_is_named():
 def test_checkpoints_can_carry_their_tokenizer(tmp_path, gpt2_vocab_dir, hf_folder):
     from transformers import GPT2TokenizerFast
 
-    from gpt2lab.model import load_tokenizer
+    from model import load_tokenizer
 
     tokenizer = load_tokenizer(gpt2_vocab_dir)
     model = GPT.from_pretrained(hf_folder)

@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gpt2lab.model import GPT, PRESETS, GPTConfig
-from gpt2lab.model.loss import IGNORE_INDEX, chunked_cross_entropy
+from model import GPT, PRESETS, GPTConfig
+from model.loss import IGNORE_INDEX, chunked_cross_entropy
 
 SMALL = GPTConfig(vocab_size=500, block_size=64, n_layer=2, n_head=4, n_embd=32)
 

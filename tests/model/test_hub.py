@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from gpt2lab.model import GPT, load_tokenizer
+from model import GPT, load_tokenizer
 
 
 @pytest.fixture

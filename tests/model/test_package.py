@@ -1,11 +1,11 @@
-"""gpt2lab.model's public names, imported lazily."""
+"""model's public names, imported lazily."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 
-import gpt2lab.model as model
+import model as model
 
 
 def test_every_public_name_resolves():
@@ -17,20 +17,20 @@ def test_every_public_name_resolves():
 def test_tokenizer_and_corpus_filters_do_not_import_torch():
     # Corpus workers need the tokenizer's split pattern, not PyTorch (about 200 MB each).
     code = (
-        "import sys, gpt2lab.model.tokenizer, gpt2lab.tasks.corpus.filters\n"
+        "import sys, model.tokenizer, tasks.corpus.filters\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_no_public_name_is_hidden_by_a_submodule():
-    # Importing gpt2lab.model.X sets the package attribute X to the module, which would
+    # Importing model.X sets the package attribute X to the module, which would
     # hide a lazily imported name X; so no submodule may share a public name.
     code = (
-        "import pkgutil, gpt2lab.model as m\n"
+        "import pkgutil, model as m\n"
         "subs = {i.name for i in pkgutil.iter_modules(m.__path__)}\n"
         "assert not subs & set(m.__all__), subs & set(m.__all__)\n"
-        "for s in subs: __import__('gpt2lab.model.' + s)\n"
+        "for s in subs: __import__('model.' + s)\n"
         "assert all(not isinstance(getattr(m, n), type(m)) for n in m.__all__)\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

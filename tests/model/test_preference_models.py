@@ -10,9 +10,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gpt2lab.model import GPT, CheckpointError, GPTConfig, load_tokenizer, save_checkpoint
-from gpt2lab.model.dpo import dpo_loss, sequence_kl, sequence_log_probs
-from gpt2lab.model.reward import (
+from model import GPT, CheckpointError, GPTConfig, load_tokenizer, save_checkpoint
+from model.dpo import dpo_loss, sequence_kl, sequence_log_probs
+from model.reward import (
     HEAD_FILE,
     RewardModel,
     choice_loss,
@@ -20,7 +20,7 @@ from gpt2lab.model.reward import (
     pairwise_accuracy,
     save_reward_model,
 )
-from gpt2lab.tasks.tuning.sequences import pad_right
+from tasks.tuning.sequences import pad_right
 
 VOCAB = 97
 TINY = GPTConfig.preset("tiny", vocab_size=VOCAB, block_size=32)

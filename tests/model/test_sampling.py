@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gpt2lab.model import GPT, GPTConfig, SamplingConfig, generate, stream
-from gpt2lab.model.sampling import cut_at_stop, next_token_distribution
+from model import GPT, GPTConfig, SamplingConfig, generate, stream
+from model.sampling import cut_at_stop, next_token_distribution
 
 GREEDY = SamplingConfig(max_new_tokens=24, temperature=0)
 PROMPTS = [[464, 2068, 7586, 21831, 18045, 625, 262, 16931, 3290], [40, 1101], [15496, 11, 995]]

@@ -16,8 +16,8 @@ import pytest
 from tokenizers import ByteLevelBPETokenizer
 
 from benchmarks.varied_text import varied_documents, varied_text
-from gpt2lab.model.tokenizer import ReferenceBPE, Tokenizer, TokenizerError, load_tokenizer
-from gpt2lab.model.tokenizer.byte_map import bytes_to_unicode
+from model.tokenizer import ReferenceBPE, Tokenizer, TokenizerError, load_tokenizer
+from model.tokenizer.byte_map import bytes_to_unicode
 
 ONE_MB = 1_000_000
 

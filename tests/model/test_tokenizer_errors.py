@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from gpt2lab.model.errors import Gpt2labError
-from gpt2lab.model.tokenizer import ReferenceBPE, TokenizerError, load_tokenizer
+from model.errors import Gpt2labError
+from model.tokenizer import ReferenceBPE, TokenizerError, load_tokenizer
 
 
 def test_tokenizer_errors_are_user_errors() -> None:

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from benchmarks.varied_text import varied_documents
-from gpt2lab.model.tokenizer import ReferenceBPE, Tokenizer, load_tokenizer, train_bpe
-from gpt2lab.model.tokenizer.byte_map import bytes_to_unicode
-from gpt2lab.model.tokenizer.train import _first_merge_per_token
+from model.tokenizer import ReferenceBPE, Tokenizer, load_tokenizer, train_bpe
+from model.tokenizer.byte_map import bytes_to_unicode
+from model.tokenizer.train import _first_merge_per_token
 
 VOCAB_SIZE = 600
 UNSEEN = "Ünïcödé 𝔘𝔫𝔦 ∮ E⋅da = Q, ハロー 🦄🧑🏾‍🚀 ⁂ \u2028 Ωμέγα ⅷ 1234567890123 <|endoftext|>"

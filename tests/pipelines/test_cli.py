@@ -7,8 +7,8 @@ import shutil
 import pytest
 from typer.testing import CliRunner
 
-from gpt2lab.model import GPT, GPTConfig, save_checkpoint
-from gpt2lab.pipelines.cli import app
+from model import GPT, GPTConfig, save_checkpoint
+from pipelines.cli import app
 
 runner = CliRunner()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import BaseModel, Field
 
-from gpt2lab.pipelines.config_files import ConfigError, load_config
+from pipelines.config_files import ConfigError, load_config
 
 
 class Inner(BaseModel):

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from gpt2lab.pipelines.corpus import CorpusConfig, corpus_flow, run_corpus
-from gpt2lab.tasks.corpus.miniweb import MiniWeb, submission_lines, write_submissions_dump
-from gpt2lab.tasks.corpus.store import CorpusStore
+from pipelines.corpus import CorpusConfig, corpus_flow, run_corpus
+from tasks.corpus.miniweb import MiniWeb, submission_lines, write_submissions_dump
+from tasks.corpus.store import CorpusStore
 from tests.tasks.corpus.netns import loopback_only
 
 # Test-sized politeness: our own loopback server, short timeouts, quick retries.
@@ -57,7 +57,7 @@ def test_corpus_flow_on_the_mini_web(workspace, tmp_path):
     import datasets
     from mlflow.tracking import MlflowClient
 
-    from gpt2lab.pipelines.workspace import mlflow_tracking_uri
+    from pipelines.workspace import mlflow_tracking_uri
 
     with _mini_web() as web:
         dump = write_submissions_dump(tmp_path / "dump.jsonl.gz", web)
@@ -150,7 +150,7 @@ def test_a_killed_run_resumes_without_fetching_anything_twice(workspace, tmp_pat
             + "".join(f"{key} = {json.dumps(value)}\n" for key, value in FAST_FETCH.items())
         )
         out = tmp_path / "out"
-        command = [sys.executable, "-m", "gpt2lab.pipelines.cli", "corpus",
+        command = [sys.executable, "-m", "pipelines.cli", "corpus",
                    "--links", str(dump), "--out", str(out), "--config", str(preset)]  # fmt: skip
 
         first = subprocess.Popen(command, env=env, start_new_session=True,
@@ -185,7 +185,7 @@ def test_a_killed_run_resumes_without_fetching_anything_twice(workspace, tmp_pat
 def test_bad_corpus_options_are_one_line_errors(tmp_path):
     from typer.testing import CliRunner
 
-    from gpt2lab.pipelines.cli import app
+    from pipelines.cli import app
 
     runner = CliRunner()
     result = runner.invoke(app, ["corpus", "--links", str(tmp_path / "none.jsonl"),
@@ -205,6 +205,6 @@ def test_bad_corpus_options_are_one_line_errors(tmp_path):
 def _quiet_extraction_pools():
     """Stop extraction workers after each test so none outlives it."""
     yield
-    from gpt2lab.tasks.corpus.extract import shutdown_pools
+    from tasks.corpus.extract import shutdown_pools
 
     shutdown_pools()

@@ -6,9 +6,9 @@ import pydantic
 import pytest
 from mlflow.tracking import MlflowClient
 
-from gpt2lab.model import GPT, load_tokenizer
-from gpt2lab.pipelines.demo import DemoConfig, demo_flow
-from gpt2lab.pipelines.workspace import mlflow_tracking_uri
+from model import GPT, load_tokenizer
+from pipelines.demo import DemoConfig, demo_flow
+from pipelines.workspace import mlflow_tracking_uri
 
 
 def test_demo_learns_fits_samples_and_tracks(workspace, prefect_harness):

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from gpt2lab.pipelines.cli import app
-from gpt2lab.pipelines.encode import EncodeConfig, run_encode
-from gpt2lab.tasks.encode.token_shards import read_meta
+from pipelines.cli import app
+from pipelines.encode import EncodeConfig, run_encode
+from tasks.encode.token_shards import read_meta
 from tests.tasks.encode.conftest import save_dataset
 
 runner = CliRunner()
@@ -30,7 +30,7 @@ def corpus(tmp_path: Path) -> Path:
 def _mlflow_run(run_id: str):
     from mlflow.tracking import MlflowClient
 
-    from gpt2lab.pipelines.workspace import mlflow_tracking_uri
+    from pipelines.workspace import mlflow_tracking_uri
 
     client = MlflowClient(tracking_uri=mlflow_tracking_uri())
     return client, client.get_run(run_id)

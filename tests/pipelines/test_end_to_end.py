@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from mlflow.tracking import MlflowClient
 
-from gpt2lab.pipelines.end_to_end import STAGES, EndToEndConfig, end_to_end_flow
+from pipelines.end_to_end import STAGES, EndToEndConfig, end_to_end_flow
 
 SMALL = {
     "miniweb_articles": 30,
@@ -62,7 +62,7 @@ def test_stages_run_once_resume_after_a_failure_and_are_skipped_when_unchanged(
     # gpt2lab report: the two runs side by side, rendered from MLflow.
     from typer.testing import CliRunner
 
-    from gpt2lab.pipelines.cli import app
+    from pipelines.cli import app
 
     shown = CliRunner().invoke(app, ["report", resumed.mlflow_run_id, again.mlflow_run_id])
     assert shown.exit_code == 0, shown.output
@@ -85,7 +85,7 @@ def test_a_bad_section_is_refused_at_start_naming_the_field():
 def test_gpt2lab_run_names_a_bad_field_of_its_config_file(tmp_path):
     from typer.testing import CliRunner
 
-    from gpt2lab.pipelines.cli import app
+    from pipelines.cli import app
 
     config = tmp_path / "e2e.toml"
     config.write_text('name = "x"\n[pretrain]\nmax_steps = -1\n')

@@ -9,9 +9,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from gpt2lab.model import GPT, GPTConfig, load_tokenizer, save_checkpoint
-from gpt2lab.pipelines.cli import app
-from gpt2lab.pipelines.evaluate import EvaluateConfig, run_evaluate
+from model import GPT, GPTConfig, load_tokenizer, save_checkpoint
+from pipelines.cli import app
+from pipelines.evaluate import EvaluateConfig, run_evaluate
 
 runner = CliRunner()
 
@@ -29,7 +29,7 @@ def test_evaluate_logs_parent_and_task_runs_and_caches_outputs(
 ):
     from mlflow.tracking import MlflowClient
 
-    from gpt2lab.pipelines.workspace import mlflow_tracking_uri
+    from pipelines.workspace import mlflow_tracking_uri
 
     model = tiny_model(tmp_path / "model", gpt2_vocab_dir, seed=0)
     config = EvaluateConfig(model=str(model), tasks=["wmt14-en-fr", "cnn-dailymail-tldr"],
@@ -81,7 +81,7 @@ def test_evals_list_shows_the_tasks_and_paper_figures():
 
 @pytest.mark.parametrize("empty", [""])
 def test_empty_generations_are_scored(empty):
-    from gpt2lab.tasks.evals.registry import get_tasks
+    from tasks.evals.registry import get_tasks
 
     (task,) = get_tasks(["wmt14-en-fr"])
     assert task.score([empty], ["Bonjour."], [{}])["bleu"] == 0.0

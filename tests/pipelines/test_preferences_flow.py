@@ -14,14 +14,14 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
-from gpt2lab.pipelines.cli import app
-from gpt2lab.pipelines.comparison_server import page_is_up, stop_page
-from gpt2lab.pipelines.preferences import (
+from pipelines.cli import app
+from pipelines.comparison_server import page_is_up, stop_page
+from pipelines.preferences import (
     PreferencesConfig,
     preferences_flow,
     preferences_report_flow,
 )
-from gpt2lab.tasks.preferences.store import Batch, Vote, open_database
+from tasks.preferences.store import Batch, Vote, open_database
 from tests.loopback import free_port
 
 from .test_evaluate_flow import tiny_model

@@ -13,8 +13,8 @@ from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
-from gpt2lab.pipelines.end_to_end import STAGES, EndToEndConfig, end_to_end_flow
-from gpt2lab.pipelines.services import answers
+from pipelines.end_to_end import STAGES, EndToEndConfig, end_to_end_flow
+from pipelines.services import answers
 from tests.loopback import free_port
 
 from .test_end_to_end import SMALL

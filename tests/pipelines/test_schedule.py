@@ -55,7 +55,7 @@ def test_a_scheduled_end_to_end_run_is_created_and_completes(workspace, tmp_path
            "PREFECT_RUNNER_POLL_FREQUENCY": "2"}  # fmt: skip
     env.pop("PREFECT_TEST_MODE", None)
     log = tmp_path / "schedule.log"
-    command = [sys.executable, "-m", "gpt2lab.pipelines.cli", "schedule", "--interval", "20",
+    command = [sys.executable, "-m", "pipelines.cli", "schedule", "--interval", "20",
                "--config", str(config), "--deployment", "nightly",
                "--prefect-port", str(port)]  # fmt: skip
     with open(log, "wb") as out:

@@ -11,8 +11,8 @@ import pydantic
 import pytest
 from mlflow.tracking import MlflowClient
 
-from gpt2lab.pipelines import tracking
-from gpt2lab.pipelines.tracking import (
+from pipelines import tracking
+from pipelines.tracking import (
     ensure_experiment,
     flatten_params,
     git_commit,
@@ -20,7 +20,7 @@ from gpt2lab.pipelines.tracking import (
     stage_runs,
     tracked_run,
 )
-from gpt2lab.pipelines.workspace import mlflow_tracking_uri
+from pipelines.workspace import mlflow_tracking_uri
 
 LINEAGE = {"corpus": "c" * 64, "tokenizer": "t" * 64}
 

@@ -9,8 +9,8 @@ from mlflow.tracking import MlflowClient
 from prefect import flow, task
 from prefect.context import get_run_context
 
-from gpt2lab.pipelines.tracking import tracked_run
-from gpt2lab.pipelines.workspace import mlflow_tracking_uri
+from pipelines.tracking import tracked_run
+from pipelines.workspace import mlflow_tracking_uri
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 

@@ -7,8 +7,8 @@ import subprocess
 
 import pytest
 
-from gpt2lab.pipelines.train import RESULT_FILE, TrainConfig, torchrun_command
-from gpt2lab.tasks.train.loop import train
+from pipelines.train import RESULT_FILE, TrainConfig, torchrun_command
+from tasks.train.loop import train
 
 # Float sums in another order (two half-batches averaged across processes, against one
 # batch accumulated in one) differ in the last bits; over 12 steps that stays far below
@@ -63,8 +63,8 @@ def test_the_flow_trains_on_two_processes_and_rank_0_logs(
 ):
     from mlflow.tracking import MlflowClient
 
-    from gpt2lab.pipelines.train import run_train
-    from gpt2lab.pipelines.workspace import mlflow_tracking_uri
+    from pipelines.train import run_train
+    from pipelines.workspace import mlflow_tracking_uri
 
     config = _config(tokens_dir, tmp_path / "run").model_copy(
         update={"devices": 2, "max_steps": 6, "log_every": 2, "register_as": "ddp-test"}

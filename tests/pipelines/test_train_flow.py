@@ -10,10 +10,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from gpt2lab.model import GPT, SamplingConfig, generate, load_tokenizer
-from gpt2lab.pipelines.cli import app
-from gpt2lab.pipelines.train import TrainConfig, run_train
-from gpt2lab.tasks.encode.loader import sequential_windows
+from model import GPT, SamplingConfig, generate, load_tokenizer
+from pipelines.cli import app
+from pipelines.train import TrainConfig, run_train
+from tasks.encode.loader import sequential_windows
 
 runner = CliRunner()
 MARKERS = ("ahoy", "matey", "arr")
@@ -63,7 +63,7 @@ def test_pretrain_then_finetune_towards_a_style(workspace, prefect_harness, toke
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from gpt2lab.pipelines.workspace import mlflow_tracking_uri
+    from pipelines.workspace import mlflow_tracking_uri
 
     pretrain = TrainConfig(tokens=tokens_dir, name="pre", model="tiny", context=64, micro_batch=8,
                            batch_tokens=1024, max_steps=150, warmup_steps=15, learning_rate=1e-2,
@@ -117,7 +117,7 @@ def test_train_command_reports_bad_settings_in_one_line(tokens_dir, tmp_path):
 
 @pytest.mark.parametrize("bad", ['{"text": 3}', "not json"])
 def test_finetune_data_errors_name_the_line(tmp_path, bad):
-    from gpt2lab.tasks.train.text_data import read_documents
+    from tasks.train.text_data import read_documents
 
     data = tmp_path / "data.jsonl"
     data.write_text('{"text": "fine"}\n' + bad + "\n")
@@ -128,7 +128,7 @@ def test_finetune_data_errors_name_the_line(tmp_path, bad):
 def test_finetune_command_reads_a_jsonl_file(workspace, prefect_harness, tokens_dir, tmp_path):
     import json
 
-    from gpt2lab.model import GPTConfig, export_hf_folder
+    from model import GPTConfig, export_hf_folder
 
     torch.manual_seed(0)
     model = GPT(GPTConfig.preset("tiny", vocab_size=512))

@@ -13,12 +13,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
-from gpt2lab.model import load_model
-from gpt2lab.model.reward import load_reward_model
-from gpt2lab.pipelines.cli import app
-from gpt2lab.pipelines.preferences import PreferencesConfig, make_batch, simulate_votes
-from gpt2lab.pipelines.tuning import TuningConfig, preference_tuning_flow
-from gpt2lab.tasks.preferences.store import (
+from model import load_model
+from model.reward import load_reward_model
+from pipelines.cli import app
+from pipelines.preferences import PreferencesConfig, make_batch, simulate_votes
+from pipelines.tuning import TuningConfig, preference_tuning_flow
+from tasks.preferences.store import (
     Batch,
     Item,
     annotator_for,
@@ -26,8 +26,8 @@ from gpt2lab.tasks.preferences.store import (
     open_database,
     record_vote,
 )
-from gpt2lab.tasks.tuning.dpo_training import DPOSettings
-from gpt2lab.tasks.tuning.reward_training import RewardSettings
+from tasks.tuning.dpo_training import DPOSettings
+from tasks.tuning.reward_training import RewardSettings
 
 from .test_evaluate_flow import tiny_model
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gpt2lab.pipelines.services import answers
-from gpt2lab.pipelines.ui import start_ui, stop_ui
+from pipelines.services import answers
+from pipelines.ui import start_ui, stop_ui
 from tests.loopback import free_port
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gpt2lab.pipelines import workspace as ws
+from pipelines import workspace as ws
 
 # When other tests have imported prefect already, configure_environment() rightly warns that
 # setting PREFECT_HOME is too late; that warning has its own test below (pytest.warns and

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from PIL import Image
 
-from gpt2lab.reports.corpus_charts import funnel_chart, length_histogram
+from reports.corpus_charts import funnel_chart, length_histogram
 
 
 def _png_has_ink(path) -> bool:

@@ -17,17 +17,17 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
-from gpt2lab.pipelines.tracking import log_metrics_batch, stage_runs, tracked_run
-from gpt2lab.reports.run_data import NOT_RUN, STAGES, RunReport, StageRun
-from gpt2lab.reports.run_report import (
+from pipelines.tracking import log_metrics_batch, stage_runs, tracked_run
+from reports.run_data import NOT_RUN, STAGES, RunReport, StageRun
+from reports.run_report import (
     collect,
     compare,
     render_html,
     render_markdown,
     write_report,
 )
-from gpt2lab.tasks.preferences.analysis import PositionBias, WinRate
-from gpt2lab.tasks.preferences.summary import BatchSummary, short_labels
+from tasks.preferences.analysis import PositionBias, WinRate
+from tasks.preferences.summary import BatchSummary, short_labels
 
 HOSTILE = "<script>alert(1)</script>"
 ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"

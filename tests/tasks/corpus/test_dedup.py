@@ -6,14 +6,14 @@ import re
 
 import pytest
 
-from gpt2lab.tasks.corpus.dedup import (
+from tasks.corpus.dedup import (
     Deduplicator,
     DedupSettings,
     content_hash,
     find_duplicates,
     normalize_for_hash,
 )
-from gpt2lab.tasks.corpus.records import Verdict
+from tasks.corpus.records import Verdict
 
 ARTICLE = """\
 The city council voted on Tuesday to turn the old railway depot into a public library, \

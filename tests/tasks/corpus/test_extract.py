@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from gpt2lab.tasks.corpus.extract import (
+from tasks.corpus.extract import (
     ExtractionPool,
     ExtractSettings,
     decode_html,
@@ -19,7 +19,7 @@ from gpt2lab.tasks.corpus.extract import (
     extract_pages,
     shutdown_pools,
 )
-from gpt2lab.tasks.corpus.records import Document, Page, Verdict
+from tasks.corpus.records import Document, Page, Verdict
 
 ARTICLE = [
     "The city council voted on Tuesday to turn the old railway depot into a public library, "
@@ -333,8 +333,8 @@ def test_filters_can_run_inside_the_extraction_workers():
     """extract_pages(..., filters) drops documents with the filter's verdict, in the worker."""
     import random
 
-    from gpt2lab.tasks.corpus.filters import FilterSettings
-    from gpt2lab.tasks.corpus.miniweb import GERMAN, Article, build_articles, render_page
+    from tasks.corpus.filters import FilterSettings
+    from tasks.corpus.miniweb import GERMAN, Article, build_articles, render_page
 
     english = build_articles(2, seed=0)[0]
     german = Article("/de.html", "Das Leben im Dorf", "Hans Muster", "2019-01-01", tuple(GERMAN))

@@ -20,8 +20,8 @@ from urllib.parse import urlsplit
 import pytest
 from pydantic import ValidationError
 
-from gpt2lab.tasks.corpus import fetch
-from gpt2lab.tasks.corpus.fetch import (
+from tasks.corpus import fetch
+from tasks.corpus.fetch import (
     FetchSettings,
     address_refused,
     fetch_batch,
@@ -29,8 +29,8 @@ from gpt2lab.tasks.corpus.fetch import (
     looks_binary,
     parse_retry_after,
 )
-from gpt2lab.tasks.corpus.miniweb import METADATA_TARGET, PRIVATE_TARGET, MiniWeb
-from gpt2lab.tasks.corpus.records import Link, Page
+from tasks.corpus.miniweb import METADATA_TARGET, PRIVATE_TARGET, MiniWeb
+from tasks.corpus.records import Link, Page
 from tests.tasks.corpus.netns import loopback_only
 
 

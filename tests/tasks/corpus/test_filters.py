@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gpt2lab.tasks.corpus.filters import (
+from tasks.corpus.filters import (
     Decision,
     FilterChain,
     FilterSettings,
@@ -15,7 +15,7 @@ from gpt2lab.tasks.corpus.filters import (
     _words,
     apply_filters,
 )
-from gpt2lab.tasks.corpus.records import Document, Verdict
+from tasks.corpus.records import Document, Verdict
 
 GOOD = """\
 The city council voted on Tuesday to turn the old railway depot into a public library, \

@@ -11,7 +11,7 @@ import pydantic
 import pytest
 import zstandard
 
-from gpt2lab.tasks.corpus.links import (
+from tasks.corpus.links import (
     LinkDecision,
     LinkInputError,
     LinkRules,
@@ -19,7 +19,7 @@ from gpt2lab.tasks.corpus.links import (
     iter_link_decisions,
     normalize_url,
 )
-from gpt2lab.tasks.corpus.records import Link, Verdict
+from tasks.corpus.records import Link, Verdict
 
 
 def submission(url: object = "https://example.com/a", **fields: object) -> dict:

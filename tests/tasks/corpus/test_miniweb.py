@@ -20,7 +20,7 @@ import httpx
 import pytest
 import zstandard
 
-from gpt2lab.tasks.corpus.miniweb import (
+from tasks.corpus.miniweb import (
     MiniWeb,
     build_articles,
     paragraph_pool,
@@ -286,7 +286,7 @@ def test_dump_points_at_every_page_and_holds_every_kind_of_bad_line():
 
 def test_command_line_serves_until_interrupted(tmp_path):
     dump = tmp_path / "links.jsonl.zst"
-    command = [sys.executable, "-m", "gpt2lab.tasks.corpus.miniweb", "--port", "0"]
+    command = [sys.executable, "-m", "tasks.corpus.miniweb", "--port", "0"]
     process = subprocess.Popen(
         [*command, "--articles", "3", "--dump", str(dump)],
         cwd=ROOT,

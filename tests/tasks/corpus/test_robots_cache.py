@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from gpt2lab.tasks.corpus.fetch import fetch_batch, fetch_robots, origin_of
-from gpt2lab.tasks.corpus.links import LinkRules, iter_link_decisions
-from gpt2lab.tasks.corpus.miniweb import MiniWeb
-from gpt2lab.tasks.corpus.store import CorpusStore
+from tasks.corpus.fetch import fetch_batch, fetch_robots, origin_of
+from tasks.corpus.links import LinkRules, iter_link_decisions
+from tasks.corpus.miniweb import MiniWeb
+from tasks.corpus.store import CorpusStore
 from tests.tasks.corpus.test_fetch import links, reason, settings
 
 
@@ -32,8 +32,8 @@ def _share_robots(web: MiniWeb, tmp_path) -> None:
 
 
 def test_a_cached_failure_is_kept_too(tmp_path):
-    from gpt2lab.tasks.corpus.fetch import Outcome
-    from gpt2lab.tasks.corpus.records import Verdict
+    from tasks.corpus.fetch import Outcome
+    from tasks.corpus.records import Verdict
 
     with CorpusStore(tmp_path / "out") as store:
         failure = Verdict("fetch", "http_503", "Service Unavailable")

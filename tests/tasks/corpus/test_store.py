@@ -16,9 +16,9 @@ from pathlib import Path
 import datasets
 import pytest
 
-from gpt2lab.tasks.corpus.links import LinkDecision, iter_link_decisions
-from gpt2lab.tasks.corpus.records import Document, Page, Verdict
-from gpt2lab.tasks.corpus.store import CorpusStore, StoreError, causes, content_hash
+from tasks.corpus.links import LinkDecision, iter_link_decisions
+from tasks.corpus.records import Document, Page, Verdict
+from tasks.corpus.store import CorpusStore, StoreError, causes, content_hash
 
 NOW = "2024-05-01T12:00:00+00:00"
 COLUMNS = ["url", "title", "text", "karma", "subreddit", "fetched_at", "content_hash"]
@@ -190,8 +190,8 @@ def test_a_bad_record_rolls_back_its_whole_call(store: CorpusStore) -> None:
 
 KILL_SCRIPT = """
 import sys
-from gpt2lab.tasks.corpus.records import Page
-from gpt2lab.tasks.corpus.store import CorpusStore
+from tasks.corpus.records import Page
+from tasks.corpus.store import CorpusStore
 
 store = CorpusStore(sys.argv[1])
 for idx, link in store.pending_links(limit=10_000):
@@ -386,8 +386,8 @@ def test_pickled_store_reopens_its_file(store: CorpusStore) -> None:
 
 
 def test_unfinished_ids_are_pending_and_fetched_links(tmp_path):
-    from gpt2lab.tasks.corpus.links import LinkRules, iter_link_decisions
-    from gpt2lab.tasks.corpus.records import Page
+    from tasks.corpus.links import LinkRules, iter_link_decisions
+    from tasks.corpus.records import Page
 
     urls = tmp_path / "links.txt"
     urls.write_text("".join(f"https://example.org/{i}\n" for i in range(4)))

@@ -8,16 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gpt2lab.model.tokenizer import load_tokenizer
-from gpt2lab.tasks.encode import encode as encode_module
-from gpt2lab.tasks.encode.corpus_source import CorpusSourceError, open_corpus
-from gpt2lab.tasks.encode.encode import (
+from model.tokenizer import load_tokenizer
+from tasks.encode import encode as encode_module
+from tasks.encode.corpus_source import CorpusSourceError, open_corpus
+from tasks.encode.encode import (
     EncodeSettings,
     TokenizerChoice,
     ValidationSplit,
     encode_corpus,
 )
-from gpt2lab.tasks.encode.token_shards import (
+from tasks.encode.token_shards import (
     TokenShardsError,
     open_shards,
     read_meta,
@@ -170,7 +170,7 @@ def test_uint16_is_refused_for_a_vocabulary_it_cannot_hold(corpus_dir, tmp_path)
 
 
 def test_a_large_vocabulary_gets_uint32(corpus_dir, gpt2, tmp_path):
-    from gpt2lab.tasks.encode.token_shards import choose_dtype
+    from tasks.encode.token_shards import choose_dtype
 
     assert choose_dtype(65_536) == "uint16"  # ids 0..65535
     assert choose_dtype(65_537) == "uint32"
@@ -239,8 +239,8 @@ def test_a_damaged_corpus_summary_is_named(corpus_dir):
 
 _ENCODE_IN_A_CHILD = """
 import sys
-from gpt2lab.tasks.encode.corpus_source import open_corpus
-from gpt2lab.tasks.encode.encode import EncodeSettings, TokenizerChoice, encode_corpus
+from tasks.encode.corpus_source import open_corpus
+from tasks.encode.encode import EncodeSettings, TokenizerChoice, encode_corpus
 corpus, out, vocab = sys.argv[1:]
 settings = EncodeSettings(shard_mb=0.02, val_fraction=0.2, threads=1, batch_documents=4)
 encode_corpus(open_corpus(corpus), out, TokenizerChoice(tokenizer=vocab), settings)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from gpt2lab.tasks.encode.loader import RandomWindows, sequential_windows
-from gpt2lab.tasks.encode.token_shards import (
+from tasks.encode.loader import RandomWindows, sequential_windows
+from tasks.encode.token_shards import (
     ShardWriter,
     TokenShardsError,
     TokenShardsMeta,

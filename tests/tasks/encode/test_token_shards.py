@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from gpt2lab.tasks.encode.token_shards import (
+from tasks.encode.token_shards import (
     ShardWriter,
     TokenShardsError,
     read_meta,

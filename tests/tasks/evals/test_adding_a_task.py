@@ -7,9 +7,9 @@ from pathlib import Path
 
 import torch
 
-from gpt2lab.model import GPT, GPTConfig, load_tokenizer
-from gpt2lab.tasks.evals import registry
-from gpt2lab.tasks.evals.runner import evaluate_task
+from model import GPT, GPTConfig, load_tokenizer
+from tasks.evals import registry
+from tasks.evals.runner import evaluate_task
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "adding-an-eval-task.md"
 

@@ -8,11 +8,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gpt2lab.model import GPT, GPTConfig, SamplingConfig, generate, load_tokenizer
-from gpt2lab.tasks.evals.likelihood import continuation_nll, rolling_nll
-from gpt2lab.tasks.evals.output_cache import OutputCache
-from gpt2lab.tasks.evals.registry import get_tasks
-from gpt2lab.tasks.evals.runner import evaluate_task
+from model import GPT, GPTConfig, SamplingConfig, generate, load_tokenizer
+from tasks.evals.likelihood import continuation_nll, rolling_nll
+from tasks.evals.output_cache import OutputCache
+from tasks.evals.registry import get_tasks
+from tasks.evals.runner import evaluate_task
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from rouge_score import rouge_scorer
 
-from gpt2lab.tasks.evals.metrics import (
+from tasks.evals.metrics import (
     corpus_bleu,
     corpus_rouge,
     lede_3,

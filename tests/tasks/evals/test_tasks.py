@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from gpt2lab.tasks.evals.data import EvalDataError, read_rows
-from gpt2lab.tasks.evals.registry import UnknownTaskError, all_tasks, get_tasks
+from tasks.evals.data import EvalDataError, read_rows
+from tasks.evals.registry import UnknownTaskError, all_tasks, get_tasks
 
 
 def test_the_built_in_tasks_are_discovered():
@@ -85,7 +85,7 @@ def test_a_row_missing_a_field_is_named(tmp_path: Path):
 def test_hub_rows_are_reshaped_into_the_task_fields(monkeypatch):
     import datasets
 
-    from gpt2lab.tasks.evals.data import few_shot_pool, task_rows
+    from tasks.evals.data import few_shot_pool, task_rows
 
     asked = []
 
@@ -102,7 +102,7 @@ def test_hub_rows_are_reshaped_into_the_task_fields(monkeypatch):
 
 
 def test_a_hub_dataset_that_cannot_load_offline_says_so_in_one_line():
-    from gpt2lab.tasks.evals.data import task_rows
+    from tasks.evals.data import task_rows
 
     (task,) = get_tasks(["lambada"])  # tests run offline: nothing is cached either
     with pytest.raises(

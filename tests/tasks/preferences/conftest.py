@@ -20,9 +20,9 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
-from gpt2lab.tasks.preferences import store
-from gpt2lab.tasks.preferences.batches import BatchSpec, create_batch
-from gpt2lab.tasks.preferences.store import Base, invite, open_database
+from tasks.preferences import store
+from tasks.preferences.batches import BatchSpec, create_batch
+from tasks.preferences.store import Base, invite, open_database
 
 ADMIN_TOKEN = "admin-token-for-tests-0123456789"
 HOSTILE = '<script>document.title="pwned"</script><b onmouseover="x()">bold</b>'

@@ -1,6 +1,6 @@
 """The real comparison page in a child process, and clients that vote through it.
 
-`running_page` starts `python -m gpt2lab.pipelines.comparison_server` exactly as the
+`running_page` starts `python -m pipelines.comparison_server` exactly as the
 preference flow does (uvicorn, one process, its own database connections), so the browser
 test and the load test see what an annotator sees, not FastAPI's in-process TestClient.
 `vote_through_page` plays annotators: join with the invite link, then vote on every item
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import httpx
 
-from gpt2lab.pipelines.comparison_server import ADMIN_TOKEN_ENV, page_is_up
+from pipelines.comparison_server import ADMIN_TOKEN_ENV, page_is_up
 from tests.loopback import free_port
 
 HOST = "127.0.0.1"
@@ -113,11 +113,11 @@ def running_server(
 @contextmanager
 def running_page(database_url: str, workdir: Path, admin_token: str) -> Iterator[str]:
     """The comparison page for `database_url`, started as the preference flow starts it
-    (`python -m gpt2lab.pipelines.comparison_server <url> <host> <port>`, the admin token
+    (`python -m pipelines.comparison_server <url> <host> <port>`, the admin token
     in the environment, not on the command line); yields its base URL."""
 
     def command(port: int) -> list[str]:
-        return [sys.executable, "-m", "gpt2lab.pipelines.comparison_server", database_url,
+        return [sys.executable, "-m", "pipelines.comparison_server", database_url,
                 HOST, str(port)]  # fmt: skip
 
     with running_server(command, workdir, env={ADMIN_TOKEN_ENV: admin_token}) as url:

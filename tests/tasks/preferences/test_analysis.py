@@ -7,7 +7,7 @@ import math
 import pytest
 from scipy.stats import binomtest
 
-from gpt2lab.tasks.preferences.analysis import (
+from tasks.preferences.analysis import (
     Vote,
     bootstrap_intervals,
     bradley_terry,

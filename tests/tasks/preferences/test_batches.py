@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gpt2lab.tasks.preferences.analysis import win_rate
-from gpt2lab.tasks.preferences.batches import (
+from tasks.preferences.analysis import win_rate
+from tasks.preferences.batches import (
     GOLD_FOIL,
     BatchSpec,
     annotation_order,
@@ -24,7 +24,7 @@ from gpt2lab.tasks.preferences.batches import (
     preference_pairs,
     simulated_choices,
 )
-from gpt2lab.tasks.preferences.store import (
+from tasks.preferences.store import (
     Batch,
     Item,
     annotator_for,

@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gpt2lab.tasks.preferences.store import Vote, open_database
+from tasks.preferences.store import Vote, open_database
 
 from .conftest import ADMIN_TOKEN, make_comparisons
 from .page_server import running_page

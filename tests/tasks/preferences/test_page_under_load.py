@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from gpt2lab.tasks.preferences.store import Annotator, Vote, open_database
+from tasks.preferences.store import Annotator, Vote, open_database
 
 from .conftest import ADMIN_TOKEN, make_comparisons
 from .page_server import latency_summary, running_page, vote_through_page

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from datasets import Dataset, DatasetDict
 
-from gpt2lab.tasks.preferences.prompts import DEMO_PROMPTS, read_prompts
-from gpt2lab.tasks.preferences.store import PreferenceError
+from tasks.preferences.prompts import DEMO_PROMPTS, read_prompts
+from tasks.preferences.store import PreferenceError
 
 
 def test_text_lines_are_prompts_without_blanks_or_repeats(tmp_path):

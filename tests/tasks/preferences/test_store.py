@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import event, func, select, update
 from sqlalchemy.orm import Session
 
-from gpt2lab.tasks.preferences.store import (
+from tasks.preferences.store import (
     Annotator,
     Batch,
     Item,

@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from gpt2lab.tasks.preferences.store import Item, Vote, open_database
-from gpt2lab.tasks.preferences.web import create_app
+from tasks.preferences.store import Item, Vote, open_database
+from tasks.preferences.web import create_app
 
 from .conftest import ADMIN_TOKEN, HOSTILE, make_comparisons
 
@@ -200,8 +200,8 @@ def test_the_admin_invites_an_annotator_whose_link_works(comparisons):
 
 
 def test_nobody_can_sign_in_as_the_simulated_judge(comparisons):
-    from gpt2lab.tasks.preferences.judge import simulated_judge
-    from gpt2lab.tasks.preferences.store import Annotator, Batch, hash_token
+    from tasks.preferences.judge import simulated_judge
+    from tasks.preferences.store import Annotator, Batch, hash_token
 
     engine = open_database(comparisons.url)
     with Session(engine) as session, session.begin():

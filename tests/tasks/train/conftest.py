@@ -7,8 +7,8 @@ from pathlib import Path
 import datasets
 import pytest
 
-from gpt2lab.tasks.encode.corpus_source import open_corpus
-from gpt2lab.tasks.encode.encode import EncodeSettings, TokenizerChoice, encode_corpus
+from tasks.encode.corpus_source import open_corpus
+from tasks.encode.encode import EncodeSettings, TokenizerChoice, encode_corpus
 
 VOCAB = 512
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from gpt2lab.model import GPT
-from gpt2lab.tasks.train.checkpoints import BEST, STATE_FILE, TrainingError, latest_checkpoint
-from gpt2lab.tasks.train.loop import Callbacks, train
-from gpt2lab.tasks.train.schedule import learning_rate
-from gpt2lab.tasks.train.settings import TrainSettings
+from model import GPT
+from tasks.train.checkpoints import BEST, STATE_FILE, TrainingError, latest_checkpoint
+from tasks.train.loop import Callbacks, train
+from tasks.train.schedule import learning_rate
+from tasks.train.settings import TrainSettings
 from tests.tasks.train.conftest import VOCAB
 
 
@@ -127,7 +127,7 @@ def test_resuming_with_other_settings_is_refused(tokens_dir, tmp_path):
 
 
 def test_fine_tuning_starts_from_a_hugging_face_folder(tokens_dir, tmp_path):
-    from gpt2lab.model import GPTConfig, export_hf_folder
+    from model import GPTConfig, export_hf_folder
 
     torch.manual_seed(0)
     start = GPT(GPTConfig.preset("tiny", vocab_size=VOCAB))

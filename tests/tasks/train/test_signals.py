@@ -9,14 +9,14 @@ import sys
 import time
 from pathlib import Path
 
-from gpt2lab.tasks.train.checkpoints import STATE_FILE, latest_checkpoint
-from gpt2lab.tasks.train.loop import train
+from tasks.train.checkpoints import STATE_FILE, latest_checkpoint
+from tasks.train.loop import train
 from tests.tasks.train.test_loop import settings
 
 _TRAIN_IN_A_CHILD = """
 import sys
 from pathlib import Path
-from gpt2lab.tasks.train.loop import Callbacks, train
+from tasks.train.loop import Callbacks, train
 from tests.tasks.train.test_loop import settings
 tokens, run, progress, interval = sys.argv[1:]
 report = lambda step, metrics: Path(progress).write_text(str(step))

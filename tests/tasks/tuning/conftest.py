@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from gpt2lab.model import GPT, GPTConfig, Tokenizer, generate, load_model, load_tokenizer
-from gpt2lab.model.sampling import SamplingConfig
-from gpt2lab.tasks.demo import fit_tiny_model, learn_tokenizer, style_set_text
-from gpt2lab.tasks.tuning.comparisons import Comparison
+from model import GPT, GPTConfig, Tokenizer, generate, load_model, load_tokenizer
+from model.sampling import SamplingConfig
+from tasks.demo import fit_tiny_model, learn_tokenizer, style_set_text
+from tasks.tuning.comparisons import Comparison
 
 MARKER = "whale"
 PROMPTS = [f"Day {n}. Wind from the" for n in range(401, 521)]

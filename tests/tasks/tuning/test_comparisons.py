@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gpt2lab.tasks.preferences.judge import simulated_judge
-from gpt2lab.tasks.preferences.store import (
+from tasks.preferences.judge import simulated_judge
+from tasks.preferences.store import (
     Batch,
     Item,
     PreferenceError,
@@ -20,7 +20,7 @@ from gpt2lab.tasks.preferences.store import (
     open_database,
     record_vote,
 )
-from gpt2lab.tasks.tuning.comparisons import (
+from tasks.tuning.comparisons import (
     Comparison,
     comparisons_from_batch,
     read_comparisons,

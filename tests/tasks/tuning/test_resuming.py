@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gpt2lab.tasks.tuning.comparisons import split_by_prompt
-from gpt2lab.tasks.tuning.dpo_training import DPOSettings, train_dpo
-from gpt2lab.tasks.tuning.loop import ProgressError
-from gpt2lab.tasks.tuning.reward_training import RewardSettings, train_reward_model
+from tasks.tuning.comparisons import split_by_prompt
+from tasks.tuning.dpo_training import DPOSettings, train_dpo
+from tasks.tuning.loop import ProgressError
+from tasks.tuning.reward_training import RewardSettings, train_reward_model
 from tests.tasks.tuning.conftest import marker_comparisons
 
 

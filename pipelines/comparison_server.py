@@ -1,0 +1,138 @@
+"""Running the comparison page: in this process (`gpt2lab serve-comparisons`) or as a
+background process that outlives the flow that started it (the `preferences` flow).
+
+The page binds to 127.0.0.1 unless told otherwise: it is meant to sit behind a reverse
+proxy (with TLS) when annotators are elsewhere, never on an open port by accident.
+
+The admin token comes from `GPT2LAB_ADMIN_TOKEN`, or else from
+`<workspace>/preferences-admin-token`, a random one written there (readable by its owner
+only) the first time it is needed.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import sys
+import time
+from pathlib import Path
+
+from pipelines.services import answers, spawn, wait_until_up
+from pipelines.workspace import preferences_db_path, workspace_dir
+
+ADMIN_TOKEN_ENV = "GPT2LAB_ADMIN_TOKEN"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8765
+
+
+def default_database_url() -> str:
+    """`<workspace>/preferences.db` as an absolute SQLite URL (four slashes)."""
+    return f"sqlite:///{preferences_db_path().as_posix()}"
+
+
+def admin_token() -> str:
+    """The admin token (see the module doc), made and saved on first use."""
+    if os.environ.get(ADMIN_TOKEN_ENV):
+        return os.environ[ADMIN_TOKEN_ENV]
+    path = workspace_dir() / "preferences-admin-token"
+    if not path.exists():
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as out:
+            out.write(secrets.token_urlsafe(24) + "\n")
+    return path.read_text().strip()
+
+
+def serve(database_url: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
+    """Serve the page in this process until interrupted."""
+    import uvicorn
+
+    from tasks.preferences.web import create_app
+
+    app = create_app(database_url, admin_token())
+    # Many annotators on SQLite: one process, threads for requests (SQLite serialises
+    # writes anyway); for more, run several processes on PostgreSQL behind a proxy.
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+
+
+def page_url(host: str, port: int) -> str:
+    return f"http://{host}:{port}"
+
+
+def page_is_up(url: str) -> bool:
+    """Whether the comparison page answers at `url` (and it is ours, not another server)."""
+    from tasks.preferences.web import APP_NAME
+
+    return answers(f"{url}/health", lambda r: r.is_success and r.json().get("app") == APP_NAME)
+
+
+def start_page(
+    database_url: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, timeout: float = 60.0
+) -> tuple[str, bool]:
+    """Start the page as a background process, or reuse the one already answering there.
+
+    Returns (its address, whether it was started now). The process is detached (its own
+    session), so it keeps serving after the flow that started it ends; its log goes to
+    `<workspace>/logs/comparison-page-<port>.log`.
+    """
+    url = page_url(host, port)
+    if page_is_up(url):
+        return url, False
+    log_path = workspace_dir() / "logs" / f"comparison-page-{port}.log"
+    env = {**os.environ, ADMIN_TOKEN_ENV: admin_token()}  # not on the command line: ps shows it
+    command = [sys.executable, "-m", "pipelines.comparison_server",
+               database_url, host, str(port)]  # fmt: skip
+    process = spawn(command, log_path, env, detached=True)
+    _pid_file(port).write_text(f"{process.pid}\n")
+    wait_until_up(f"the comparison page at {url}", lambda: page_is_up(url), process, log_path,
+                  timeout)  # fmt: skip
+    return url, True
+
+
+def _pid_file(port: int) -> Path:
+    return workspace_dir() / "logs" / f"comparison-page-{port}.pid"
+
+
+def stop_page(port: int = DEFAULT_PORT, timeout: float = 10.0) -> bool:
+    """Stop the page that `start_page` started on `port`; False if none was running."""
+    path = _pid_file(port)
+    if not path.exists():
+        return False
+    pid = int(path.read_text())
+    path.unlink()
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False  # gone already
+    if b"pipelines.comparison_server" not in cmdline:
+        return False  # the pid was reused by an unrelated process: leave it alone
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _running(pid):
+        time.sleep(0.1)
+    return True
+
+
+def _running(pid: int) -> bool:
+    """Whether `pid` is still running (an exited child that is not reaped yet is not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def invite_link(url: str, token: str) -> str:
+    return f"{url}/join/{token}"
+
+
+def _main(argv: list[str]) -> None:  # pragma: no cover - run by start_page in a new process
+    database_url, host, port = argv
+    serve(database_url, host, int(port))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    from pipelines.workspace import configure_environment
+
+    configure_environment()
+    _main(sys.argv[1:])

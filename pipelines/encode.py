@@ -1,0 +1,152 @@
+"""The `encode` flow: a corpus dataset in, token shards out, ready for training.
+
+    check corpus -> plan + tokenizer (load or train) -> encode each part -> tokens.json
+
+Started again on the same output folder with the same config, it skips the parts
+already written. Token counts, compression, speed and the tokenizer go to MLflow.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from pydantic import BaseModel, Field, model_validator
+
+from model.tokenizer import Tokenizer
+from model.tokenizer.byte_map import visible
+from pipelines.tracking import log_metrics_batch, tracked_run
+from tasks.encode.corpus_source import CorpusSource, open_corpus
+from tasks.encode.encode import (
+    EncodePlan,
+    EncodeSettings,
+    TokenizerChoice,
+    encode_part,
+    finish,
+    finished_part,
+    start_encoding,
+    tokenizer_in,
+)
+from tasks.encode.token_shards import META_FILE, TOKENIZER_DIR, TokenShardsMeta
+
+FIRST_MERGES_LOGGED = 100
+
+
+class EncodeConfig(TokenizerChoice, EncodeSettings):
+    """Settings of the encode flow (the CLI's options and `--config` TOML tables)."""
+
+    corpus: Path = Field(description="corpus folder (from `gpt2lab corpus`) or saved dataset")
+    out: Path = Field(description="tokens folder to write (or to finish)")
+
+    @model_validator(mode="after")
+    def _vocab_size_with_training(self) -> EncodeConfig:
+        if self.train_tokenizer and self.vocab_size is None:
+            raise ValueError("train_tokenizer needs vocab_size")
+        if self.vocab_size is not None and not self.train_tokenizer:
+            raise ValueError("vocab_size is only for train_tokenizer (a loaded tokenizer has one)")
+        return self
+
+    def choice(self) -> TokenizerChoice:
+        return TokenizerChoice(**self.model_dump(include=set(TokenizerChoice.model_fields)))
+
+    def settings(self) -> EncodeSettings:
+        return EncodeSettings(**self.model_dump(include=set(EncodeSettings.model_fields)))
+
+
+class EncodeResult(BaseModel):
+    tokens_dir: Path
+    fingerprint: str
+    tokens: dict[str, int]
+    documents: dict[str, int]
+    shards: int
+    parts_encoded: int  # by this run (the others were already done)
+    mlflow_run_id: str
+
+
+open_corpus_task = task(open_corpus, name="open-corpus")
+start_encoding_task = task(start_encoding, name="plan-and-tokenizer")
+encode_part_task = task(encode_part, name="encode-part", task_run_name="part {index}")
+finish_task = task(finish, name="write-metadata")
+
+
+@flow(name="encode", log_prints=True)
+def encode_flow(config: EncodeConfig) -> EncodeResult:
+    logger = get_run_logger()
+    source: CorpusSource = open_corpus_task(config.corpus)
+    plan: EncodePlan = start_encoding_task(source, config.out, config.choice(), config.settings())
+    total = len(plan.parts)
+    logger.info("%s: %d documents in %d parts -> %s (%s)", source.path, source.documents,
+                total, config.out, plan.dtype)  # fmt: skip
+    progress = create_progress_artifact(0.0, description=f"encoding {source.path}")
+    encoded_mb, encoding_seconds, parts_encoded = 0.0, 0.0, 0
+    for index in range(total):
+        if finished_part(config.out, plan, index) is not None:
+            logger.info("part %d/%d: already written", index + 1, total)
+        else:
+            record = encode_part_task(source, config.out, plan, index, config.settings())
+            text_mb = sum(shard.text_bytes for shard in record.shards) / 1e6
+            encoded_mb += text_mb
+            encoding_seconds += record.seconds
+            parts_encoded += 1
+            speed = text_mb / max(record.seconds, 1e-9)
+            logger.info("part %d/%d: %.1f MB of text in %.1f s (%.1f MB/s)",
+                        index + 1, total, text_mb, record.seconds, speed)  # fmt: skip
+        update_progress_artifact(progress, 100.0 * (index + 1) / total)
+    meta: TokenShardsMeta = finish_task(config.out, plan, source)
+    logger.info("tokens: %s; fingerprint %s", meta.tokens, meta.fingerprint[:16])
+    throughput = encoded_mb / encoding_seconds if encoding_seconds else None
+    run_id = log_encode_run(config, meta, tokenizer_in(config.out), throughput)
+    return EncodeResult(
+        tokens_dir=config.out, fingerprint=meta.fingerprint, tokens=meta.tokens,
+        documents=meta.documents, shards=len(meta.shards), parts_encoded=parts_encoded,
+        mlflow_run_id=run_id,
+    )  # fmt: skip
+
+
+def log_encode_run(
+    config: EncodeConfig, meta: TokenShardsMeta, tokenizer: Tokenizer, throughput: float | None
+) -> str:
+    """One MLflow run: token counts per split, compression, speed, the tokenizer's files,
+    and for a trained BPE its first merges. Returns the run id."""
+    lineage = {"corpus": meta.corpus["fingerprint"], "tokenizer": meta.tokenizer["fingerprint"],
+               "tokens": meta.fingerprint}  # fmt: skip
+    params = config.model_dump(mode="json", exclude={"corpus", "out"})
+    with tracked_run("encode", lineage=lineage, params=params) as run:
+        metrics: dict[str, float] = {"shards": len(meta.shards)}
+        for split in meta.tokens:
+            metrics[f"tokens/{split}"] = meta.tokens[split]
+            metrics[f"documents/{split}"] = meta.documents[split]
+            metrics[f"text_mb/{split}"] = meta.text_bytes[split] / 1e6
+        # Compression: UTF-8 bytes per BPE token, the end-of-text separators left out.
+        # About 4.5 for GPT-2's tokenizer on English web text; a small vocabulary gives less.
+        text_tokens = sum(meta.tokens.values()) - sum(meta.documents.values())
+        if text_tokens:
+            metrics["bytes_per_token"] = sum(meta.text_bytes.values()) / text_tokens
+        if throughput is not None:
+            metrics["throughput_mb_per_s"] = throughput
+        log_metrics_batch(run, metrics)
+        mlflow.log_artifacts(str(config.out / TOKENIZER_DIR), TOKENIZER_DIR)
+        mlflow.log_artifact(str(config.out / META_FILE))
+        if config.train_tokenizer:
+            mlflow.log_table(first_merges_table(tokenizer), "first_merges.json")
+        return run.info.run_id
+
+
+def first_merges_table(tokenizer: Tokenizer, limit: int = FIRST_MERGES_LOGGED) -> dict[str, list]:
+    """The first merges a BPE learnt, readable: spaces shown as ␣, newlines as ⏎. A
+    teaching view: they are the most frequent pairs of its corpus (" t"+"he", "i"+"n")."""
+
+    merges = tokenizer.merges(limit)
+    return {
+        "rank": list(range(1, len(merges) + 1)),
+        "left": [visible(left) for left, _ in merges],
+        "right": [visible(right) for _, right in merges],
+        "token": [visible(left + right) for left, right in merges],
+    }
+
+
+def run_encode(config: EncodeConfig) -> EncodeResult:
+    """Run the flow (the CLI's entry point)."""
+    return encode_flow(config)

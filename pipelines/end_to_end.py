@@ -1,0 +1,370 @@
+"""The end-to-end flow: links -> corpus -> encode -> pretrain -> fine-tune -> evaluate ->
+preferences, one parent flow with each stage the flow of the same name.
+
+    corpus       links (or the bundled mini-web) -> a clean, deduplicated dataset
+    encode       a BPE trained on that corpus -> token shards
+    pretrain     a small GPT-2 from scratch on the shards
+    finetune     the pretrained model on a style set (a text file)
+    evaluate     the fine-tuned model on the eval tasks' local data
+    preferences  pretrained vs fine-tuned, judged (by default) by the simulated judge
+
+MLflow: one parent run in the `end-to-end` experiment, and under it the runs each stage's
+flow makes, tagged `gpt2lab.stage` (see `tracking.stage_runs`). A stage whose settings
+and inputs are unchanged since it last finished is skipped: it gets a child run tagged
+`gpt2lab.cached` that points at the run that did the work (`gpt2lab.cached_from`). A
+stage that fails stops the flow with its name; a rerun skips what finished and goes on
+from there.
+"""
+
+# No `from __future__ import annotations` here: a scheduled run validates the flow's
+# parameters from its type hints, and those must be real classes, not strings.
+import shutil
+from collections.abc import Callable
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger
+from pydantic import (
+    BaseModel,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from pipelines.corpus import CorpusConfig, corpus_flow
+from pipelines.encode import EncodeConfig, encode_flow
+from pipelines.evaluate import EvaluateConfig, evaluate_flow
+from pipelines.preferences import PreferencesConfig, preferences_flow
+from pipelines.stage_cache import StageCache, StageRecord, stage_key
+from pipelines.tracking import STAGE_TAG, lineage_tags, stage_runs, tracked_run
+from pipelines.train import TrainConfig, train_flow
+from pipelines.workspace import workspace_dir
+from tasks.demo import style_set_text
+from tasks.encode.token_shards import read_meta
+from tasks.fingerprint import fingerprint_path
+
+EXPERIMENT = "end-to-end"
+STAGES = ("corpus", "encode", "pretrain", "finetune", "evaluate", "preferences")
+_PLACEHOLDER = Path("/placeholder")  # stands in for paths the flow fills in, when validating
+
+
+# Each stage's section starts from these; a config file or option changes single fields
+# (a TOML `[pretrain]` table with `max_steps = 1000` keeps the rest). Sized for a laptop CPU.
+SECTION_DEFAULTS: dict[str, dict[str, Any]] = {
+    "corpus": {},
+    # val_fraction: a corpus of a hundred pages needs a larger share than GPT-2's 0.5%.
+    "encode": {"train_tokenizer": True, "vocab_size": 2048, "val_fraction": 0.1},
+    "pretrain": {"model": "tiny", "context": 128, "max_steps": 300, "eval_interval": 100,
+                 "checkpoint_interval": 100, "device": "cpu", "register_as": None},
+    "finetune": {"context": 128, "max_steps": 100, "learning_rate": 1e-3, "eval_interval": 50,
+                 "checkpoint_interval": 50, "device": "cpu", "register_as": None},
+    "evaluate": {"tasks": ["wikitext2-perplexity", "lambada", "wmt14-en-fr"], "limit": 8},
+    "preferences": {"judge": "simulated", "n": 12, "max_new_tokens": 32, "annotators": 0},
+}  # fmt: skip
+
+
+class EndToEndConfig(BaseModel):
+    """One config for the whole chain: each stage's section holds that stage's own config
+    fields (see its flow), except the paths between stages, which this flow fills in."""
+
+    name: str = Field("e2e", min_length=1, description="run name; its folder in the workspace")
+    links: list[Path] = Field([], description="link dumps or URL lists; none: the mini-web")
+    miniweb_articles: int = Field(120, ge=2, description="pages of the bundled mini-web")
+    finetune_data: Path | None = Field(None, description="style set; none: the bundled one")
+    corpus: dict[str, Any] = SECTION_DEFAULTS["corpus"]
+    encode: dict[str, Any] = SECTION_DEFAULTS["encode"]
+    pretrain: dict[str, Any] = SECTION_DEFAULTS["pretrain"]
+    finetune: dict[str, Any] = SECTION_DEFAULTS["finetune"]
+    evaluate: dict[str, Any] = SECTION_DEFAULTS["evaluate"]
+    preferences: dict[str, Any] = SECTION_DEFAULTS["preferences"]
+
+    @field_validator(*SECTION_DEFAULTS, mode="before")
+    @classmethod
+    def _on_top_of_defaults(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, dict):
+            return {**SECTION_DEFAULTS[info.field_name], **value}
+        return value
+
+    @model_validator(mode="after")
+    def _sections_are_valid(self) -> "EndToEndConfig":
+        """Every section must make a valid config for its stage: checked now, not an hour in."""
+        p = _PLACEHOLDER
+        checks: dict[str, Callable[[], BaseModel]] = {
+            "corpus": lambda: _corpus_config(self, [p], p),
+            "encode": lambda: _encode_config(self, p, p),
+            "pretrain": lambda: _train_config(self, "pretrain", p, None, p),
+            "finetune": lambda: _train_config(self, "finetune", p, str(p), p),
+            "evaluate": lambda: _evaluate_config(self, str(p)),
+            "preferences": lambda: _preferences_config(self, [str(p), str(p / "b")]),
+        }  # fmt: skip
+        for section, check in checks.items():
+            try:
+                check()
+            except ValidationError as error:
+                first = error.errors()[0]
+                where = ".".join(str(part) for part in first["loc"])
+                raise ValueError(f"{section}.{where}: {first['msg']}") from None
+        return self
+
+    def run_dir(self) -> Path:
+        return workspace_dir() / "end-to-end" / self.name
+
+
+class EndToEndResult(BaseModel):
+    run_dir: Path
+    mlflow_run_id: str
+    stages: dict[str, str]  # stage -> "ran" or "cached"
+    outputs: dict[str, dict[str, Any]]
+    report: Path  # report.html; report.md beside it
+
+
+# ---------------------------------------------------------------------------------------
+# Each stage's config, from its section plus the paths this flow fills in
+
+
+def _corpus_config(config: EndToEndConfig, links: list[Path], out: Path) -> CorpusConfig:
+    values = {"links": links, "out": out, **config.corpus}
+    if not config.links:  # the mini-web is on 127.0.0.1: allow exactly that
+        fetch = {"allowed_networks": ["127.0.0.1/32"], **values.get("fetch", {})}
+        values["fetch"] = fetch
+    return CorpusConfig(**values)
+
+
+def _encode_config(config: EndToEndConfig, corpus: Path, out: Path) -> EncodeConfig:
+    return EncodeConfig(**{**config.encode, "corpus": corpus, "out": out})
+
+
+def _train_config(config: EndToEndConfig, stage: str, tokens: Path, init_from: str | None,
+                  out: Path) -> TrainConfig:  # fmt: skip
+    section = config.pretrain if stage == "pretrain" else config.finetune
+    values = {"name": f"{config.name}-{stage}", **section, "tokens": tokens, "out": out}
+    if init_from is not None:
+        values["init_from"] = init_from
+    return TrainConfig(**values)
+
+
+def _evaluate_config(config: EndToEndConfig, model: str) -> EvaluateConfig:
+    out = config.run_dir() / "evaluate" / "results.json"
+    return EvaluateConfig(**{"out": out, **config.evaluate, "model": model})
+
+
+def _preferences_config(config: EndToEndConfig, models: list[str]) -> PreferencesConfig:
+    labels = {"labels": ["pretrained", "finetuned"]} if len(models) == 2 else {}
+    return PreferencesConfig(**{**labels, **config.preferences, "models": models})
+
+
+# ---------------------------------------------------------------------------------------
+# The flow
+
+
+Work = Callable[[], tuple[str, dict[str, Any], list[Path]]]  # -> (run id, outputs, paths)
+
+
+class _Stages:
+    """Runs one stage at a time inside the parent run, or skips it when its record holds."""
+
+    def __init__(self, config: EndToEndConfig, parent_run_id: str) -> None:
+        self.config = config
+        self.cache = StageCache(config.run_dir() / "stages")
+        self.parent_run_id = parent_run_id
+        self.status: dict[str, str] = {}
+        self.outputs: dict[str, dict[str, Any]] = {}
+
+    def run(self, stage: str, settings: BaseModel, inputs: dict[str, str], work: Work,
+            out: Path):  # fmt: skip
+        """Do `work` for `stage` (writing into `out`), unless a record with the same key
+        says it is done. Work left in `out` by an interrupted run with the same key is
+        resumed; work made with another key (other settings or inputs) is cleared first."""
+        logger = get_run_logger()
+        key = stage_key(stage, settings, inputs)
+        record = self.cache.get(stage, key)
+        if record is not None:
+            logger.info("%s: unchanged since run %s, skipped", stage, record.run_id)
+            tags = {STAGE_TAG: stage, "gpt2lab.cached": "true",
+                    "gpt2lab.cached_from": record.run_id}  # fmt: skip
+            with tracked_run(EXPERIMENT, f"{stage} (cached)", parent_run_id=self.parent_run_id,
+                             tags=tags):  # fmt: skip
+                pass
+            self.status[stage] = "cached"
+        else:
+            logger.info("%s: running", stage)
+            self.cache.forget(stage)  # a stale record must not outlive a failed rerun
+            if self.cache.started_with(stage) != key and out.exists():
+                logger.info("%s: clearing %s, made with other settings or inputs", stage, out)
+                shutil.rmtree(out)
+            self.cache.start(stage, key)
+            try:
+                with stage_runs(EXPERIMENT, self.parent_run_id, stage):
+                    run_id, outputs, paths = work()
+            except Exception as error:
+                raise RuntimeError(f"stage {stage} failed: {error}") from error
+            record = StageRecord(stage=stage, key=key, run_id=run_id, outputs=outputs,
+                                 paths=paths)  # fmt: skip
+            self.cache.put(record)
+            self.status[stage] = "ran"
+        self.outputs[stage] = record.outputs
+        return record.outputs
+
+
+@flow(name="end-to-end")
+def end_to_end_flow(config: EndToEndConfig) -> EndToEndResult:
+    """corpus -> encode -> pretrain -> finetune -> evaluate -> preferences (see the module)."""
+    config.run_dir().mkdir(parents=True, exist_ok=True)
+    with tracked_run(EXPERIMENT, config.name, params=config.model_dump(mode="json"),
+                     tags={"gpt2lab.kind": "end-to-end"}) as parent:  # fmt: skip
+        stages = _Stages(config, parent.info.run_id)
+        corpus = _corpus_stage(stages)
+        tokens = _encode_stage(stages, corpus)
+        pretrained = _train_stage(stages, "pretrain", Path(tokens["tokens"]), None,
+                                  {"tokens": tokens["fingerprint"]})  # fmt: skip
+        style = config.finetune_data or _write_style_set(config.run_dir())
+        tuned = _train_stage(stages, "finetune", style, pretrained,
+                             {"data": fingerprint_path(style)})  # fmt: skip
+        _evaluate_stage(stages, tuned)
+        _preferences_stage(stages, pretrained, tuned)
+        lineage = {"corpus": corpus["fingerprint"], "tokenizer": tokens["tokenizer"],
+                   "tokens": tokens["fingerprint"], "checkpoint": tuned["fingerprint"]}  # fmt: skip
+        client = _client()
+        for tag, value in lineage_tags(lineage).items():
+            client.set_tag(parent.info.run_id, tag, value)
+    report = _report(parent.info.run_id, config.run_dir() / "report")
+    return EndToEndResult(run_dir=config.run_dir(), mlflow_run_id=parent.info.run_id,
+                          stages=stages.status, outputs=stages.outputs, report=report)  # fmt: skip
+
+
+def _report(run_id: str, folder: Path) -> Path:
+    """The run's report (HTML and Markdown), written once the run has ended, so that it
+    shows the final status; logged to the run and shown in Prefect's UI."""
+    from prefect.artifacts import create_markdown_artifact
+
+    from reports.run_report import write_report
+
+    html, markdown = write_report(run_id, folder, _client())
+    client = _client()
+    client.log_artifact(run_id, str(html), "report")
+    client.log_artifact(run_id, str(markdown), "report")
+    create_markdown_artifact(markdown.read_text(encoding="utf-8"), key="end-to-end-report",
+                             description=f"end-to-end run {run_id}")  # fmt: skip
+    return html
+
+
+# ---------------------------------------------------------------------------------------
+# The stages: settings, what identifies their inputs, and the work
+
+
+def _corpus_stage(stages: _Stages) -> dict[str, Any]:
+    """The links given, or the bundled mini-web, served on 127.0.0.1 meanwhile."""
+    config = stages.config
+    out = config.run_dir() / "corpus"
+    if config.links:
+        inputs = {str(path): fingerprint_path(path) for path in config.links}
+    else:  # the mini-web's port changes every time; its pages do not
+        inputs = {"miniweb": f"articles={config.miniweb_articles}"}
+    settings = _corpus_config(config, [_PLACEHOLDER], out)
+
+    def work():
+        if not config.links:
+            # A new mini-web has a new port, so its links differ from those an interrupted
+            # run recorded: start the (small) corpus afresh rather than resume it.
+            shutil.rmtree(out, ignore_errors=True)
+        with ExitStack() as stack:
+            links = config.links or [_serve_miniweb(stack, config)]
+            result = corpus_flow(_corpus_config(config, links, out))
+        outputs = {"dataset": str(result.dataset), "fingerprint": result.fingerprint,
+                   "documents": result.documents}  # fmt: skip
+        return result.mlflow_run_id, outputs, [result.dataset]
+
+    return stages.run("corpus", settings, inputs, work, out)
+
+
+def _encode_stage(stages: _Stages, corpus: dict[str, Any]) -> dict[str, Any]:
+    out = stages.config.run_dir() / "tokens"
+    settings = _encode_config(stages.config, Path(corpus["dataset"]), out)
+
+    def work():
+        result = encode_flow(settings)
+        tokenizer = read_meta(result.tokens_dir).tokenizer["fingerprint"]
+        outputs = {"tokens": str(result.tokens_dir), "fingerprint": result.fingerprint,
+                   "tokenizer": tokenizer}  # fmt: skip
+        return result.mlflow_run_id, outputs, [result.tokens_dir]
+
+    return stages.run("encode", settings, {"corpus": corpus["fingerprint"]}, work, out)
+
+
+def _train_stage(stages: _Stages, stage: str, data: Path, init: dict[str, Any] | None,
+                 inputs: dict[str, str]) -> dict[str, Any]:  # fmt: skip
+    """Pretraining (from scratch on token shards) or fine-tuning (from `init`'s checkpoint)."""
+    out = stages.config.run_dir() / stage
+    init_from = init["checkpoint"] if init else None
+    settings = _train_config(stages.config, stage, data, init_from, out)
+    if init is not None:
+        inputs = {**inputs, "init": init["fingerprint"]}
+
+    def work():
+        result = train_flow(settings)
+        if result.checkpoint is None:
+            raise RuntimeError(f"{stage} wrote no checkpoint (max_steps too small?)")
+        checkpoint = result.checkpoint
+        outputs = {"checkpoint": str(checkpoint), "fingerprint": fingerprint_path(checkpoint),
+                   "val_loss": result.val_loss, "steps": result.steps}  # fmt: skip
+        return result.mlflow_run_id, outputs, [result.checkpoint]
+
+    return stages.run(stage, settings, inputs, work, out)
+
+
+def _evaluate_stage(stages: _Stages, model: dict[str, Any]) -> dict[str, Any]:
+    settings = _evaluate_config(stages.config, model["checkpoint"])
+
+    def work():
+        result = evaluate_flow(settings)
+        outputs = {"results": str(result.results_file), "scores": result.results}
+        return result.mlflow_run_id, outputs, [result.results_file]
+
+    out = settings.out.parent if settings.out else stages.config.run_dir() / "evaluate"
+    return stages.run("evaluate", settings, {"model": model["fingerprint"]}, work, out)
+
+
+def _preferences_stage(stages: _Stages, first: dict[str, Any], second: dict[str, Any]):
+    settings = _preferences_config(stages.config, [first["checkpoint"], second["checkpoint"]])
+
+    def work():
+        result = preferences_flow(settings)
+        outputs = {"batch": result.batch, "export": str(result.export),
+                   "summary": result.summary}  # fmt: skip
+        return result.mlflow_run_id, outputs, [result.export]
+
+    inputs = {"first": first["fingerprint"], "second": second["fingerprint"]}
+    out = stages.config.run_dir() / "preferences"  # (the batch lives in the database)
+    return stages.run("preferences", settings, inputs, work, out)
+
+
+def _serve_miniweb(stack: ExitStack, config: EndToEndConfig) -> Path:
+    """Start the mini-web for the corpus stage; returns a URL list of its article pages.
+
+    Only the articles: the mini-web's bad cases (a page that stalls for a minute, 20 MB of
+    HTML, ...) are for the corpus tests, and outside links must never be fetched here.
+    """
+    from tasks.corpus.miniweb import MiniWeb
+
+    web = stack.enter_context(MiniWeb(config.miniweb_articles))
+    links = config.run_dir() / "miniweb-links.txt"
+    links.write_text("".join(f"{web.url(path)}\n" for path in web.articles))
+    return links
+
+
+def _write_style_set(run_dir: Path) -> Path:
+    path = run_dir / "style-set.txt"
+    if not path.exists():
+        path.write_text(style_set_text(), encoding="utf-8")
+    return path
+
+
+def _client():
+    from mlflow.tracking import MlflowClient
+
+    from pipelines.workspace import mlflow_tracking_uri
+
+    return MlflowClient(tracking_uri=mlflow_tracking_uri())

@@ -1,0 +1,329 @@
+"""The `preferences` flow: sample two or more models, collect comparisons, report win rates.
+
+    make (or reuse) the batch -> collect votes -> analyse -> log to MLflow and export
+
+Collecting is either people on the comparison page (started here, or reused when it is
+already running), waiting until `target_votes` comparisons are in or the deadline
+passes; or, for demos, the simulated judge. The batch's name is derived from the
+config, and its target and deadline are stored with it, so running the same config
+again after a crash or a restart picks up the same batch and goes on waiting for the
+same end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import mlflow
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    update_progress_artifact,
+)
+from pydantic import BaseModel, Field, model_validator
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from pipelines.comparison_server import (
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    default_database_url,
+    invite_link,
+    start_page,
+)
+from pipelines.tracking import log_metrics_batch, tracked_run
+from pipelines.workspace import workspace_dir
+from reports.preference_charts import win_rate_chart
+from tasks.fingerprint import fingerprint_path, model_fingerprint
+from tasks.preferences.batches import (
+    BatchSpec,
+    count_comparisons,
+    create_batch,
+    preference_pairs,
+    vote_records,
+)
+from tasks.preferences.continuations import ContinuationSettings, sample_continuations
+from tasks.preferences.export import export_results
+from tasks.preferences.judge import Surprise, judge_batch
+from tasks.preferences.prompts import DEMO_PROMPTS, read_prompts
+from tasks.preferences.store import Batch, PreferenceError, invite, open_database
+from tasks.preferences.summary import Judge, model_labels, summarise
+
+
+class PreferencesConfig(BaseModel):
+    """What to compare, how to sample it, who judges, and when collection ends."""
+
+    models: list[str] = Field(min_length=2, description="checkpoint folders or hub ids")
+    labels: list[str] | None = Field(
+        None, description="names shown for the models, e.g. base, tuned (default: from paths)"
+    )
+    prompts: Path = Field(DEMO_PROMPTS, description="prompts file (.txt, .jsonl) or saved dataset")
+    n: int = Field(200, ge=1, description="prompts to use (the file's first n)")
+    batch: str | None = Field(
+        None, min_length=1, max_length=200, description="batch name (default: from this config)"
+    )
+    tokenizer: str | None = Field(None, description="tokenizer (default: each model's own)")
+    seed: int = 0
+    max_new_tokens: int = Field(48, ge=1)
+    temperature: float = Field(1.0, ge=0)
+    top_k: int | None = Field(40, ge=1)
+    top_p: float | None = Field(None, gt=0, le=1)
+    repeat_fraction: float = Field(0.1, ge=0, le=1, description="items shown twice")
+    gold_fraction: float = Field(0.1, ge=0, le=1, description="extra items with a known answer")
+    judge: Judge = Field("people", description="people (the web page) or simulated (demos)")
+    reference_model: str | None = Field(
+        None, description="simulated judge's model (default: first)"
+    )
+    annotators: int = Field(3, ge=0, description="invite links to make for a new batch")
+    target_votes: int | None = Field(None, ge=1, description="default: every comparison once")
+    deadline_hours: float = Field(72.0, gt=0, description="stop waiting after this long")
+    poll_seconds: float = Field(10.0, gt=0)
+    database: str | None = Field(None, description="SQLAlchemy URL (default: workspace SQLite)")
+    host: str = DEFAULT_HOST
+    port: int = Field(DEFAULT_PORT, ge=1, le=65535)
+
+    @model_validator(mode="after")
+    def _distinct_models(self) -> PreferencesConfig:
+        if len(set(self.models)) != len(self.models):
+            raise ValueError(f"models: compare different models, got {self.models}")
+        if self.labels is not None and (len(self.labels) != len(self.models)
+                                        or len(set(self.labels)) != len(self.labels)):  # fmt: skip
+            raise ValueError(f"labels: one distinct label per model, got {self.labels}")
+        return self
+
+    def database_url(self) -> str:
+        return self.database or default_database_url()
+
+    def continuation_settings(self) -> ContinuationSettings:
+        return ContinuationSettings(max_new_tokens=self.max_new_tokens, top_p=self.top_p,
+                                    temperature=self.temperature, top_k=self.top_k)  # fmt: skip
+
+    def batch_name(self) -> str:
+        """The given name, or one derived from everything that shapes the batch."""
+        if self.batch:
+            return self.batch
+        shaping = self.model_dump(mode="json", include={
+            "models", "n", "seed", "max_new_tokens", "temperature", "top_k", "top_p",
+            "repeat_fraction", "gold_fraction", "tokenizer", "labels"})  # fmt: skip
+        shaping["prompts"] = fingerprint_path(self.prompts)
+        shaping["checkpoints"] = [model_fingerprint(m) for m in self.models]
+        digest = hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()
+        labels = "-vs-".join(model_labels(self.models, self.labels).values()).replace("/", "_")
+        return f"{labels[:150]}-{digest[:8]}"  # the column holds 200 characters
+
+
+class BatchReady(BaseModel):
+    name: str
+    made_now: bool
+    invites_file: Path | None = None
+
+
+class PreferencesResult(BaseModel):
+    batch: str
+    judge: Judge
+    votes: int
+    ended_by: str  # "target", "deadline" or "simulated"
+    summary: dict[str, float]
+    export: Path
+    mlflow_run_id: str
+
+
+# ---------------------------------------------------------------------------------------
+# Tasks
+
+
+@task(name="make-batch")
+def make_batch(config: PreferencesConfig) -> BatchReady:
+    """Reuse the batch of this name, or sample the models and lay out a new one."""
+    from model import load_model, load_tokenizer
+
+    prompts = read_prompts(config.prompts, config.n)  # a bad file fails here, with its line
+    name = config.batch_name()
+    engine = open_database(config.database_url())
+    with Session(engine) as session, session.begin():
+        existing = session.scalar(select(Batch).where(Batch.name == name))
+        if existing is not None:
+            if list(existing.models) != list(config.models):
+                raise PreferenceError(
+                    f"batch {name!r} already compares {existing.models}, not {config.models}: "
+                    "choose another --batch name"
+                )
+            return BatchReady(name=name, made_now=False)
+    settings = config.continuation_settings()
+
+    def sample(model: str, prompts: list[str], seed: int) -> list[str]:
+        network = load_model(model).eval()
+        tokenizer = load_tokenizer(config.tokenizer or model)
+        return sample_continuations(network, tokenizer, prompts, settings, seed)
+
+    deadline = datetime.now(UTC) + timedelta(hours=config.deadline_hours)
+    with Session(engine) as session, session.begin():
+        spec = BatchSpec(name=name, models=config.models, prompts=prompts, seed=config.seed,
+                         repeat_fraction=config.repeat_fraction,
+                         gold_fraction=config.gold_fraction,
+                         settings={**settings.to_dict(), "prompts_file": str(config.prompts),
+                                   "labels": config.labels},
+                         target_votes=config.target_votes, deadline=deadline)  # fmt: skip
+        batch = create_batch(session, spec, sample)
+        if batch.target_votes is None:  # every comparison judged once
+            batch.target_votes = len(prompts) * len(config.models) * (len(config.models) - 1) // 2
+        tokens = {f"annotator-{i + 1}": invite(session, batch, f"annotator-{i + 1}")
+                  for i in range(config.annotators)}  # fmt: skip
+    engine.dispose()
+    invites_file = write_invites(name, tokens, config) if tokens else None
+    return BatchReady(name=name, made_now=True, invites_file=invites_file)
+
+
+def write_invites(batch: str, tokens: dict[str, str], config: PreferencesConfig) -> Path:
+    """The invite links, in a file only its owner can read: whoever has a link can vote."""
+    import os
+
+    folder = workspace_dir() / "preferences" / batch
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "invites.txt"
+    base = f"http://{config.host}:{config.port}"
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as out:
+        for name, token in tokens.items():
+            out.write(f"{name}\t{invite_link(base, token)}\n")
+    return path
+
+
+@task(name="simulate-votes")
+def simulate_votes(config: PreferencesConfig, batch_name: str) -> int:
+    """The simulated judge votes on every item it has not voted on yet."""
+    from model import load_model, load_tokenizer
+
+    reference = config.reference_model or config.models[0]
+    surprise = Surprise(load_model(reference), load_tokenizer(config.tokenizer or reference))
+    engine = open_database(config.database_url())
+    with Session(engine) as session, session.begin():
+        batch = session.scalar(select(Batch).where(Batch.name == batch_name))
+        added = judge_batch(session, batch, surprise)
+    engine.dispose()
+    return added
+
+
+@task(name="wait-for-votes")
+def wait_for_votes(database_url: str, batch_name: str, poll_seconds: float) -> str:
+    """Wait until the batch's target number of human comparisons is in, or its deadline has
+    passed; both are read from the database, so a restarted flow waits for the same end.
+    Returns what ended the wait: "target" or "deadline"."""
+    logger = get_run_logger()
+    engine = open_database(database_url)
+    with Session(engine) as session:
+        batch = session.scalar(select(Batch).where(Batch.name == batch_name))
+        target, deadline = batch.target_votes or 1, batch.deadline
+    if deadline is not None and deadline.tzinfo is None:  # SQLite returns naive UTC times
+        deadline = deadline.replace(tzinfo=UTC)
+    progress = create_progress_artifact(0.0, description=f"comparisons in for {batch_name}")
+    last = -1
+    try:
+        while True:
+            with Session(engine) as session:
+                batch = session.scalar(select(Batch).where(Batch.name == batch_name))
+                count = count_comparisons(session, batch)
+            if count != last:
+                logger.info("%s: %d of %d comparisons in", batch_name, count, target)
+                update_progress_artifact(progress, min(100.0, 100.0 * count / target))
+                last = count
+            if count >= target:
+                return "target"
+            if deadline is not None and datetime.now(UTC) >= deadline:
+                logger.info("%s: deadline %s passed with %d comparisons", batch_name,
+                            deadline.isoformat(timespec="minutes"), count)  # fmt: skip
+                return "deadline"
+            time.sleep(poll_seconds)
+    finally:
+        engine.dispose()
+
+
+# Not log_prints: dill (used by `datasets` to fingerprint the export) reads a function's
+# globals by capturing what `dis` prints, and Prefect would turn each line into a log record.
+@task(name="report-batch", log_prints=False)
+def report_batch(
+    database_url: str, batch_name: str, judge: Judge, ended_by: str
+) -> PreferencesResult:
+    """Analyse one judge's votes, log them to MLflow and export the pairs and votes."""
+    engine = open_database(database_url)
+    with Session(engine) as session:
+        batch = session.scalar(select(Batch).where(Batch.name == batch_name))
+        if batch is None:
+            raise PreferenceError(f"no batch named {batch_name!r} in {_safe(database_url)}")
+        summary = summarise(session, batch, judge)
+        simulated = judge == "simulated"
+        pairs = preference_pairs(session, batch, simulated=simulated)
+        votes = [v for v in vote_records(session, batch) if v["simulated"] == simulated]
+        models, settings = list(batch.models), dict(batch.settings)
+    engine.dispose()
+
+    folder = workspace_dir() / "preferences" / batch_name / judge
+    markdown = summary.markdown()
+    export_results(folder, pairs, votes, {"summary.md": markdown})
+    rows = [(f"{summary.labels[w.model]} vs {summary.labels[w.opponent]}", w.rate, w.low, w.high)
+            for w in summary.win_rates if w.wins + w.losses + w.ties]  # fmt: skip
+    chart = None
+    if rows:
+        chart = win_rate_chart(rows, folder / "win_rates.png",
+                               title=f"{batch_name}: {judge} judge")  # fmt: skip
+
+    lineage = {f"checkpoint.{label}": model_fingerprint(model)
+               for model, label in summary.labels.items()}  # fmt: skip
+    sampling = {f"sampling.{key}": value for key, value in settings.items()}
+    params = {"batch": batch_name, "judge": judge, "models": json.dumps(models),
+              "ended_by": ended_by, **sampling}  # fmt: skip
+    with tracked_run("preferences", run_name=f"{batch_name} ({judge})", lineage=lineage,
+                     params=params, tags={"gpt2lab.judge": judge}) as run:  # fmt: skip
+        log_metrics_batch(run, summary.metrics())
+        mlflow.log_table(summary.win_rate_table(), "win_rates.json")
+        mlflow.log_table(summary.annotator_table(), "annotators.json")
+        mlflow.log_text(markdown, "summary.md")
+        if chart is not None:
+            mlflow.log_artifact(str(chart))
+        mlflow.log_artifacts(str(folder / "pairs"), "pairs")
+        mlflow.log_artifact(str(folder / "votes.jsonl"))
+    create_markdown_artifact(markdown, key="preferences", description=f"{batch_name} ({judge})")
+    return PreferencesResult(batch=batch_name, judge=judge, votes=summary.votes,
+                             ended_by=ended_by, summary=summary.metrics(), export=folder,
+                             mlflow_run_id=run.info.run_id)  # fmt: skip
+
+
+def _safe(url: str) -> str:
+    """A database URL without its password, for messages."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+# ---------------------------------------------------------------------------------------
+# Flows
+
+
+@flow(name="preferences")
+def preferences_flow(config: PreferencesConfig) -> PreferencesResult:
+    logger = get_run_logger()
+    ready = make_batch(config)
+    logger.info("batch %s: %s", ready.name, "made" if ready.made_now else "reused")
+    if ready.invites_file is not None:
+        logger.info("invite links (keep them private): %s", ready.invites_file)
+    if config.judge == "simulated":
+        added = simulate_votes(config, ready.name)
+        logger.info("the simulated judge cast %d votes", added)
+        ended_by = "simulated"
+    else:
+        url, started = start_page(config.database_url(), config.host, config.port)
+        logger.info("comparison page %s at %s", "started" if started else "reused", url)
+        ended_by = wait_for_votes(config.database_url(), ready.name, config.poll_seconds)
+    return report_batch(config.database_url(), ready.name, config.judge, ended_by)
+
+
+@flow(name="preferences-report")
+def preferences_report_flow(batch: str, judge: Judge = "people",
+                            database: str | None = None) -> PreferencesResult:  # fmt: skip
+    """Analyse and log a batch as it stands now (no waiting)."""
+    return report_batch(database or default_database_url(), batch, judge, "report")

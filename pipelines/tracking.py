@@ -1,0 +1,327 @@
+"""MLflow runs with lineage: every metric can be traced back to its data, code and flow run.
+
+Use `tracked_run` for every MLflow run gpt2lab makes:
+
+    with tracked_run("train", lineage={"tokens": tokens_fp, "tokenizer": tok_fp},
+                     params=config) as run:
+        ...
+        log_metrics_batch(run, [("loss", 3.2, 100), ("loss", 3.1, 200)])
+
+Each run gets these tags (see docs/workspace.md):
+
+- `gpt2lab.lineage.<name>`: the fingerprint of each input (corpus, tokenizer, checkpoint, ...);
+- `gpt2lab.git_commit`: the commit of the gpt2lab source, `-dirty` if `gpt2lab/` had local
+  edits or untracked files;
+- `gpt2lab.version`: the installed package version;
+- `prefect.flow_run_id`, `prefect.flow_name`: the Prefect flow run that made it, if any.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import logging
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow.entities import Metric, Param, Run
+from mlflow.entities.lifecycle_stage import LifecycleStage
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from pydantic import BaseModel
+
+from pipelines.workspace import mlartifacts_dir, mlflow_tracking_uri, uses_workspace_store
+
+logger = logging.getLogger(__name__)
+
+LINEAGE_TAG_PREFIX = "gpt2lab.lineage."
+GIT_COMMIT_TAG = "gpt2lab.git_commit"
+VERSION_TAG = "gpt2lab.version"
+FLOW_RUN_ID_TAG = "prefect.flow_run_id"
+FLOW_NAME_TAG = "prefect.flow_name"
+STAGE_TAG = "gpt2lab.stage"
+
+# The package folder: its git commit is the code that produced a run.
+_PACKAGE_DIR = Path(__file__).resolve().parents[1]
+
+# A git call that takes longer than this is abandoned: tagging must never hang a run.
+_GIT_TIMEOUT_S = 5.0
+
+MetricPoints = Mapping[str, float] | Iterable[tuple[str, float, int]]
+
+
+@contextmanager
+def tracked_run(
+    experiment: str,
+    run_name: str | None = None,
+    *,
+    lineage: Mapping[str, str] | None = None,
+    params: Mapping[str, Any] | BaseModel | None = None,
+    nested: bool = False,
+    parent_run_id: str | None = None,
+    tags: Mapping[str, str] | None = None,
+    system_metrics: bool = False,
+) -> Iterator[mlflow.ActiveRun]:
+    """Open an MLflow run in `experiment`, tagged with its lineage; end it when the block ends.
+
+    Args:
+        experiment: one experiment per flow kind ("corpus", "train", "evaluate", ...); created
+            on first use, with its artifacts under `<workspace>/mlartifacts/<experiment>/` when
+            tracking into the workspace's SQLite store.
+        run_name: shown in the MLflow UI; MLflow makes one up when None.
+        lineage: input name -> fingerprint (see tasks.fingerprint), each stored as the tag
+            `gpt2lab.lineage.<name>`.
+        params: a mapping or a pydantic config model, logged in one batch; nested values are
+            flattened to dotted keys (`{"optim": {"lr": 3e-4}}` -> `optim.lr`).
+        nested: make this run a child of the run already active in this thread.
+        parent_run_id: make this run a child of that run, even one started in another thread
+            or process (MLflow's active run is per thread; Prefect tasks run in worker threads).
+        tags: any extra tags; they win over the automatic ones of the same name.
+        system_metrics: also record CPU, memory, disk and network use (and GPU use, where
+            NVIDIA's management library is installed) every 10 s while the run is open.
+
+    The run ends FINISHED, or FAILED if the block raises (KILLED on Ctrl-C).
+    """
+    mlflow.set_tracking_uri(mlflow_tracking_uri())
+    stage = _STAGE.get()
+    if stage is not None:  # inside an end-to-end run: see `stage_runs`
+        experiment = stage.experiment
+        if parent_run_id is None and not nested:  # the stage's own top-level run
+            parent_run_id = stage.parent_run_id
+            tags = {STAGE_TAG: stage.name, **dict(tags or {})}
+    experiment_id = ensure_experiment(experiment)
+    run_tags = {**lineage_tags(lineage or {}), **context_tags(), **dict(tags or {})}
+    with mlflow.start_run(
+        experiment_id=experiment_id,
+        run_name=run_name,
+        # MLflow refuses a parent_run_id while another run is active unless nested=True.
+        nested=nested or parent_run_id is not None,
+        parent_run_id=parent_run_id,
+        tags=run_tags,
+        log_system_metrics=system_metrics,
+    ) as run:
+        if params:
+            if isinstance(params, BaseModel):  # a flow config: paths, enums -> plain JSON
+                params = params.model_dump(mode="json")
+            flat = flatten_params(params)
+            # One log_batch call (MLflow splits it into chunks of 100 params itself).
+            _client().log_batch(
+                run.info.run_id, params=[Param(key, value) for key, value in flat.items()]
+            )
+        yield run
+
+
+@dataclass(frozen=True)
+class Stage:
+    experiment: str
+    parent_run_id: str
+    name: str
+
+
+# The stage of an end-to-end run that this code runs in, if any. A context variable, not a
+# global: Prefect copies the context into the threads where tasks run, and two end-to-end
+# runs in one process (tests) do not see each other's.
+_STAGE: ContextVar[Stage | None] = ContextVar("gpt2lab_stage", default=None)
+
+
+@contextmanager
+def stage_runs(experiment: str, parent_run_id: str, name: str) -> Iterator[None]:
+    """Inside this block, the runs that a flow makes belong to an end-to-end run.
+
+    The flows (corpus, encode, train, ...) call `tracked_run` as they always do. Here, their
+    top-level run becomes a child of `parent_run_id`, tagged `gpt2lab.stage = name`, and
+    every run they make goes to `experiment`, so the MLflow UI shows the whole end-to-end
+    run as one tree. The flows need no parameter for it.
+    """
+    token = _STAGE.set(Stage(experiment, parent_run_id, name))
+    try:
+        yield
+    finally:
+        _STAGE.reset(token)
+
+
+def ensure_experiment(name: str) -> str:
+    """The id of experiment `name`, creating it (or restoring it from the trash) if needed."""
+    client = _client()
+    found = client.get_experiment_by_name(name)
+    if found is None:
+        try:
+            return client.create_experiment(name, artifact_location=_artifact_location(name))
+        except MlflowException:
+            # Another process created it between our look-up and create: use theirs.
+            found = client.get_experiment_by_name(name)
+            if found is None:
+                raise
+    if found.lifecycle_stage == LifecycleStage.DELETED:
+        # A deleted experiment keeps its name, so a new one cannot be created; bring it back
+        # rather than failing every scheduled run because someone tidied up the UI.
+        logger.warning("MLflow experiment %r was deleted; restoring it", name)
+        client.restore_experiment(found.experiment_id)
+    return found.experiment_id
+
+
+def _artifact_location(experiment: str) -> str | None:
+    """`<workspace>/mlartifacts/<experiment>` as a file URI, or None to let a server decide."""
+    if not uses_workspace_store():
+        return None
+    # Experiment names may hold "/" or spaces; keep the folder name plain and on one level.
+    folder = re.sub(r"[^A-Za-z0-9._-]+", "_", experiment).strip("._") or "experiment"
+    return (mlartifacts_dir() / folder).as_uri()
+
+
+def lineage_tags(lineage: Mapping[str, str]) -> dict[str, str]:
+    """`{"corpus": fp}` -> `{"gpt2lab.lineage.corpus": fp}`."""
+    return {f"{LINEAGE_TAG_PREFIX}{name}": str(fp) for name, fp in lineage.items()}
+
+
+def context_tags() -> dict[str, str]:
+    """Tags saying which code and which Prefect flow run produced a run."""
+    return {
+        GIT_COMMIT_TAG: git_commit(),
+        VERSION_TAG: package_version(),
+        **prefect_tags(),
+    }
+
+
+def prefect_tags() -> dict[str, str]:
+    """`prefect.flow_run_id` and `prefect.flow_name` inside a Prefect flow run, else `{}`."""
+    # Inside a flow run Prefect is already imported; checking first keeps plain scripts and
+    # tests from paying Prefect's import time just to learn there is no flow run.
+    if "prefect" not in sys.modules:
+        return {}
+    from prefect.runtime import flow_run  # works in flows and in their tasks alike
+
+    run_id = flow_run.id
+    if not run_id:
+        return {}
+    found = {FLOW_RUN_ID_TAG: str(run_id)}
+    try:
+        # Outside the flow's own thread this may ask the Prefect API; a tag is not worth
+        # failing the run for.
+        flow_name = flow_run.flow_name
+    except Exception:  # any API or context error just means "no name"
+        logger.debug("could not read the Prefect flow name", exc_info=True)
+        flow_name = None
+    if flow_name:
+        found[FLOW_NAME_TAG] = str(flow_name)
+    return found
+
+
+@functools.cache
+def git_commit(source_dir: Path = _PACKAGE_DIR) -> str:
+    """The commit of the git checkout holding `source_dir`, `-dirty` if it has local changes.
+
+    "unknown" when `source_dir` is not tracked in a git checkout (an installed wheel), git is
+    missing, or git is slow. Untracked files count as changes: a new, uncommitted module is
+    code the commit does not hold.
+
+    Cached per process: the code a process runs is the code it imported at start, so the
+    first answer is the right one even if files are edited later.
+    """
+    head = _git(source_dir, "rev-parse", "HEAD")
+    if not head:
+        return "unknown"
+    # A package installed into a virtualenv inside some checkout is not that checkout's code:
+    # require the folder itself to be tracked.
+    if not _git(source_dir, "ls-files", "--", "."):
+        return "unknown"
+    status = _git(source_dir, "status", "--porcelain", "--", ".")
+    if status is None:
+        return "unknown"
+    return f"{head}-dirty" if status else head
+
+
+def _git(cwd: Path, *args: str) -> str | None:
+    """Run one git command in `cwd`; its stripped output, or None on any failure."""
+    try:
+        done = subprocess.run(
+            ["git", *args],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=_GIT_TIMEOUT_S,
+            stdin=subprocess.DEVNULL,  # never wait for input
+            # Never prompt, and never take a lock that a concurrent git command may hold.
+            env={**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_OPTIONAL_LOCKS": "0"},
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+@functools.cache
+def package_version() -> str:
+    """The installed gpt2lab version, or "unknown" when running from an uninstalled tree."""
+    try:
+        return importlib.metadata.version("gpt2lab")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Nested mappings -> dotted keys, values as strings (MLflow stores params as text)."""
+    flat: dict[str, str] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten_params(value, prefix=f"{name}."))
+        else:
+            flat[name] = str(value)
+    return flat
+
+
+def log_metrics_batch(
+    run: str | mlflow.ActiveRun | Run | None,
+    metrics: MetricPoints,
+    *,
+    step: int = 0,
+) -> None:
+    """Log many metric points in one `log_batch` call.
+
+    On SQLite, 1,000 single `log_metric` calls take seconds; one batch of the same points takes
+    milliseconds. Buffer per-step metrics and log them here every so often.
+
+    Args:
+        run: a run id, a run object, or None for the run active in this thread.
+        metrics: either `{"name": value}` (all at `step`) or `(name, value, step)` triples.
+        step: the step for the mapping form.
+    """
+    run_id = _run_id(run)
+    now_ms = int(time.time() * 1000)
+    if isinstance(metrics, Mapping):
+        points = [(key, value, step) for key, value in metrics.items()]
+    else:
+        points = list(metrics)
+    batch = [
+        Metric(key=key, value=float(value), timestamp=now_ms, step=int(at_step))
+        for key, value, at_step in points
+    ]
+    if batch:
+        # MlflowClient.log_batch splits batches above MLflow's 1,000-metric limit for us.
+        _client().log_batch(run_id, metrics=batch)
+
+
+def _client() -> MlflowClient:
+    # Always name the store: MlflowClient() alone would fall back to MLflow's own default
+    # (./mlflow.db in the current directory) whenever tracked_run has not run yet.
+    return MlflowClient(tracking_uri=mlflow_tracking_uri())
+
+
+def _run_id(run: str | mlflow.ActiveRun | Run | None) -> str:
+    if run is None:
+        active = mlflow.active_run()
+        if active is None:
+            raise RuntimeError("log_metrics_batch: no run given and no MLflow run is active")
+        return active.info.run_id
+    return run if isinstance(run, str) else run.info.run_id

@@ -1,0 +1,241 @@
+"""The `train` flow: pretrain GPT-2 on token shards, or fine-tune a pretrained one.
+
+    data (tokens folder, or a text/JSON-lines file encoded on the fly)
+      -> training loop (checkpoints, resume)  -> loss curve, samples -> registered model
+
+Everything goes to one MLflow run: the config as params, per-step loss, learning rate,
+gradient norm and throughput, the validation loss, samples from fixed prompts at each
+evaluation, the loss curve, and the final model, registered as the newest version
+(`models:/<name>/latest`) and aliased `best` when it beats the versions before it.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow.tracking import MlflowClient
+from prefect import flow, get_run_logger, task
+from pydantic import BaseModel, Field
+
+from model import GPT, SamplingConfig, generate, load_tokenizer
+from pipelines.mlflow_model import log_checkpoint_model
+from pipelines.tracking import log_metrics_batch, tracked_run
+from pipelines.workspace import checkpoints_dir
+from reports.train_charts import loss_curve
+from tasks.encode.token_shards import TOKENIZER_DIR, read_meta
+from tasks.fingerprint import fingerprint_path
+from tasks.train.checkpoints import TrainingError
+from tasks.train.loop import Callbacks, Metrics, TrainResult, train
+from tasks.train.settings import TrainSettings
+from tasks.train.text_data import tokenizer_for, tokens_from_text_file
+
+
+class TrainConfig(TrainSettings):
+    """The train flow's settings: the loop's, plus where the run lives and what to log."""
+
+    name: str = Field("gpt2lab", description="run name; also the run folder's name")
+    out: Path | None = Field(None, description="run folder (default: workspace/checkpoints/<name>)")
+    tokenizer: str = Field(
+        "gpt2", description="for a text data file: tokenizer when the model folder has none"
+    )
+    prompts: list[str] = Field(
+        default=["The meaning of", "Once upon a time"], description="sampled at each evaluation"
+    )
+    sample_tokens: int = Field(40, ge=1)
+    log_every: int = Field(10, ge=1, description="steps between MLflow metric writes")
+    register_as: str | None = Field(
+        "gpt2lab", description="registered model name; none to skip registering"
+    )
+    devices: int = Field(
+        1,
+        ge=1,
+        description="training processes on this machine (GPUs, or CPU processes); "
+        "more than 1 runs DistributedDataParallel under torchrun",
+    )
+
+    def run_dir(self) -> Path:
+        return self.out or checkpoints_dir() / self.name
+
+    def loop_settings(self, tokens: Path | None = None) -> TrainSettings:
+        """The training loop's share of the settings (`tokens` replaced when given)."""
+        values = self.model_dump(include=set(TrainSettings.model_fields))
+        return TrainSettings(**{**values, **({"tokens": tokens} if tokens else {})})
+
+
+class TrainFlowResult(BaseModel):
+    run_dir: Path
+    steps: int
+    val_loss: float | None
+    best_val_loss: float | None
+    checkpoint: Path | None
+    model_version: int | None
+    mlflow_run_id: str
+
+
+RESULT_FILE = "distributed-result.json"  # written by train_worker's rank 0
+
+
+@task(name="prepare-data")
+def prepare_data(config: TrainConfig) -> Path:
+    """The tokens folder to train on: `tokens` itself, or a text file encoded into the run
+    folder with the model's tokenizer."""
+    if config.tokens.is_dir():
+        return config.tokens
+    tokenizer = tokenizer_for(config.init_from, config.tokenizer)
+    return tokens_from_text_file(config.tokens, tokenizer, config.run_dir() / "data")
+
+
+class MlflowProgress:
+    """The loop's callbacks, writing to one MLflow run in batches."""
+
+    def __init__(
+        self, run_id: str, config: TrainConfig, tokens: Path, logger: Any | None = None
+    ) -> None:
+        self.run_id, self.config = run_id, config
+        self.tokenizer = load_tokenizer(tokens / TOKENIZER_DIR)
+        self.pending: list[tuple[str, float, int]] = []
+        self.logger = logger or get_run_logger()
+
+    def callbacks(self) -> Callbacks:
+        return Callbacks(on_step=self.on_step, on_eval=self.on_eval)
+
+    def on_step(self, step: int, metrics: Metrics) -> None:
+        self.pending += [(name, value, step) for name, value in metrics.items()]
+        if step % self.config.log_every == 0:
+            self.flush()
+            self.logger.info("step %d: loss %.3f, %.0f tokens/s", step,
+                             metrics["train/loss"], metrics["train/tokens_per_s"])  # fmt: skip
+
+    def on_eval(self, step: int, metrics: Metrics, model: GPT) -> None:
+        self.pending += [(name, value, step) for name, value in metrics.items()]
+        self.flush()
+        self.logger.info("step %d: validation loss %.3f", step, metrics["val/loss"])
+        mlflow.MlflowClient().log_text(self.run_id, self.samples(model),
+                                       f"samples/step-{step:06d}.txt")  # fmt: skip
+
+    def samples(self, model: GPT) -> str:
+        """The fixed prompts continued with a fixed seed: the same question at every
+        evaluation, so the answers show what the model has learnt since."""
+        sampling = SamplingConfig(max_new_tokens=self.config.sample_tokens, temperature=0.8,
+                                  top_k=40, seed=0)  # fmt: skip
+        prompts = [self.tokenizer.encode(p) for p in self.config.prompts]
+        completions = generate(model, prompts, sampling, eot_token=self.tokenizer.eot_token)
+        return "\n\n".join(
+            f"### {prompt}\n{prompt}{self.tokenizer.decode(c.tokens)}"
+            for prompt, c in zip(self.config.prompts, completions, strict=True)
+        )
+
+    def flush(self) -> None:
+        log_metrics_batch(self.run_id, self.pending)
+        self.pending = []
+
+
+@flow(name="train", log_prints=True)
+def train_flow(config: TrainConfig) -> TrainFlowResult:
+    tokens = prepare_data(config)
+    meta = read_meta(tokens)
+    lineage = {"tokens": meta.fingerprint, "tokenizer": meta.tokenizer["fingerprint"]}
+    if config.init_from is not None:
+        init = Path(config.init_from)
+        lineage["init"] = fingerprint_path(init) if init.exists() else config.init_from
+    with tracked_run(
+        "train", run_name=config.name, lineage=lineage, params=config, system_metrics=True
+    ) as run:
+        run_id = run.info.run_id
+        if config.devices > 1:
+            result = train_on_processes(config, tokens, run_id)
+        else:
+            progress = MlflowProgress(run_id, config, tokens)
+            # Called directly, not submitted: the loop runs in this (main) thread, where
+            # it can catch SIGTERM and Ctrl-C to save a checkpoint before stopping.
+            result = task(train, name="train-loop")(
+                config.loop_settings(tokens), config.run_dir(), progress.callbacks()
+            )
+            progress.flush()
+        log_loss_curve(run_id, meta.vocab_size)
+        version = None
+        if result.last_checkpoint is not None and config.register_as:
+            version = register(result, config.register_as)
+    return TrainFlowResult(
+        run_dir=config.run_dir(), steps=result.steps, val_loss=result.val_loss,
+        best_val_loss=result.best_val_loss, checkpoint=result.last_checkpoint,
+        model_version=version, mlflow_run_id=run_id,
+    )  # fmt: skip
+
+
+def torchrun_command(
+    config_file: Path, run_dir: Path, devices: int, mlflow_run_id: str | None = None
+) -> list[str]:
+    """torchrun on this machine, starting `devices` processes of train_worker."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               "--nproc_per_node", str(devices), "-m", "pipelines.train_worker",
+               str(config_file), str(run_dir)]  # fmt: skip
+    return command + (["--mlflow-run-id", mlflow_run_id] if mlflow_run_id else [])
+
+
+@task(name="train-on-processes")
+def train_on_processes(config: TrainConfig, tokens: Path, run_id: str) -> TrainResult:
+    """Run the loop in `config.devices` processes under torchrun (DDP) and wait for them.
+
+    torchrun starts the processes, gives each its rank, and stops them all if one fails;
+    SIGTERM sent to it reaches every process, which then saves and stops together."""
+    run_dir = config.run_dir()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config_file = run_dir / "train-config.json"
+    config_file.write_text(config.model_copy(update={"tokens": tokens}).model_dump_json())
+    (run_dir / RESULT_FILE).unlink(missing_ok=True)
+    command = torchrun_command(config_file, run_dir, config.devices, run_id)
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0 or not (run_dir / RESULT_FILE).is_file():
+        errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+        reason = errors[0].removeprefix("error: ") if errors else done.stderr.strip()[-2000:]
+        raise TrainingError(f"training under torchrun failed ({done.returncode}): {reason}")
+    record = json.loads((run_dir / RESULT_FILE).read_text())
+    for key in ("run_dir", "last_checkpoint", "best_checkpoint"):
+        record[key] = Path(record[key]) if record[key] else None
+    return TrainResult(**record)
+
+
+def log_loss_curve(run_id: str, vocab_size: int) -> None:
+    """The loss curve, drawn from what MLflow recorded (whichever process logged it)."""
+    client = MlflowClient()
+    train_points = [(m.step, m.value) for m in client.get_metric_history(run_id, "train/loss")]
+    val_points = [(m.step, m.value) for m in client.get_metric_history(run_id, "val/loss")]
+    with tempfile.TemporaryDirectory() as tmp:
+        chart = loss_curve(sorted(train_points), sorted(val_points), Path(tmp) / "loss.png",
+                           vocab_size=vocab_size)  # fmt: skip
+        client.log_artifact(run_id, str(chart), "charts")
+
+
+def register(result: TrainResult, name: str) -> int:
+    """Log the final checkpoint as a new model version of `name` and alias it `best` when
+    its validation loss beats the version that holds `best` now.
+
+    MLflow reserves the alias `latest`: `models:/<name>/latest` always means the newest
+    version, which is this one, so it needs no alias of ours."""
+    client = MlflowClient()
+    aliases = []
+    if result.val_loss is not None:
+        try:
+            holder = client.get_model_version_by_alias(name, "best")
+            holder_loss = float(holder.tags.get("val_loss", "inf"))
+        except mlflow.exceptions.MlflowException:  # no model, or no version aliased best
+            holder_loss = float("inf")
+        if result.val_loss < holder_loss:
+            aliases.append("best")
+    version = log_checkpoint_model(result.last_checkpoint, name, aliases)
+    assert version is not None
+    if result.val_loss is not None:
+        client.set_model_version_tag(name, version.version, "val_loss", str(result.val_loss))
+    return int(version.version)
+
+
+def run_train(config: TrainConfig) -> TrainFlowResult:
+    """Run the flow (the CLI's entry point)."""
+    return train_flow(config)

@@ -1,0 +1,305 @@
+"""What a run report says, section by section, as plain tables of formatted text.
+
+The HTML and the Markdown renderers (run_report.py) lay out the same `Section` objects, so
+the two reports always hold the same figures; only HTML draws the charts. Every string here
+may come from MLflow (run names, params, sample text): the renderers escape them all.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+from reports.corpus_charts import funnel_chart
+from reports.preference_charts import win_rate_chart
+from reports.run_data import NOT_RUN, RunReport, StageRun
+from reports.train_charts import loss_curve
+
+Chart = Callable[[Path], Path]  # draws a PNG at the given path and returns it
+
+# The lineage inputs the report lists first, in pipeline order; any others follow.
+LINEAGE_ORDER = ("corpus", "tokens", "tokenizer", "init", "checkpoint")
+KEPT_SAMPLES_SHOWN = 3
+SAMPLE_SNIPPET = 200  # characters of each kept document shown
+MISSING = "—"
+
+
+@dataclass
+class Table:
+    """Rows of already formatted cells (headers all "" for a two-column list of facts)."""
+
+    headers: list[str]
+    rows: list[list[str]]
+    caption: str = ""
+    status_column: int | None = None  # cells shown as coloured badges in HTML
+
+
+@dataclass
+class Section:
+    """One heading of the report and what is under it, in this order."""
+
+    title: str
+    anchor: str  # the HTML id, also the Markdown heading's natural anchor
+    notes: list[str] = field(default_factory=list)  # short paragraphs
+    warning: str = ""  # shown so that nobody misses it (simulated votes, lineage mismatch)
+    tables: list[Table] = field(default_factory=list)
+    chart: Chart | None = None  # HTML only
+    chart_alt: str = ""
+    text_caption: str = ""
+    text: str = ""  # preformatted text: what the model wrote
+    settings: Table | None = None  # all params, folded away in HTML
+
+
+# -- formatting ---------------------------------------------------------------------------
+
+
+def num(value: float | int | None) -> str:
+    """Counts with thousands separators, other figures to 4 significant digits."""
+    if value is None:
+        return MISSING
+    if float(value).is_integer() and abs(value) >= 1:
+        return f"{int(value):,}"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.4g}"
+
+
+def interval(rate: float, low: float, high: float) -> str:
+    if math.isnan(rate):  # no votes on this pair yet
+        return MISSING
+    return f"{rate:.3f} ({low:.3f}–{high:.3f})"
+
+
+def status_text(run: StageRun) -> str:
+    return f"{run.status}: {run.note}" if run.note else run.status
+
+
+def _mathtext_safe(text: str) -> str:
+    # matplotlib reads "$...$" as a formula (and fails on an unbalanced one): show it as is.
+    return text.replace("$", r"\$")
+
+
+# -- the sections -------------------------------------------------------------------------
+
+
+def sections(report: RunReport) -> list[Section]:
+    """The whole report, top to bottom."""
+    return [
+        summary_section(report),
+        lineage_section(report),
+        corpus_section(report),
+        encode_section(report),
+        training_section(report, "pretrain", "Pretraining"),
+        training_section(report, "finetune", "Fine-tuning"),
+        evaluation_section(report),
+        preferences_section(report),
+    ]
+
+
+def summary_section(report: RunReport) -> Section:
+    facts = Table(["", ""], [
+        ["run", report.name], ["MLflow run id", report.run_id], ["started", report.started],
+        ["status", report.status], ["git commit", report.git_commit or MISSING],
+    ])  # fmt: skip
+    stages = Table(["stage", "status", "MLflow run", "run id"], [
+        [name, status_text(run), run.run_name or MISSING, run.run_id or MISSING]
+        for name, run in report.stages.items()
+    ], status_column=1)  # fmt: skip
+    warning = ""
+    if report.kind != "end-to-end":
+        warning = (f"This run is tagged gpt2lab.kind = {report.kind or '(none)'}, not "
+                   "end-to-end: it may have no stage runs.")  # fmt: skip
+    section = Section("Summary", "summary", tables=[facts, stages], warning=warning)
+    section.settings = _settings(report.params)
+    return section
+
+
+def lineage_section(report: RunReport) -> Section:
+    """Every input fingerprint the runs recorded, and which run recorded it."""
+    seen: dict[tuple[str, str], list[str]] = {}
+    for name, fingerprint in report.lineage.items():
+        seen.setdefault((name, fingerprint), []).append("end-to-end run")
+    for stage, run in report.stages.items():
+        for name, fingerprint in run.lineage.items():
+            seen.setdefault((name, fingerprint), []).append(stage)
+
+    def order(key: tuple[str, str]) -> tuple[int, str]:
+        base = key[0].split(".")[0]
+        return (LINEAGE_ORDER.index(base) if base in LINEAGE_ORDER else len(LINEAGE_ORDER),
+                key[0])  # fmt: skip
+
+    keys = sorted(seen, key=order)
+    rows = [[name, fingerprint, ", ".join(seen[(name, fingerprint)])] for name, fingerprint in keys]
+    # One name can have several fingerprints without anything being wrong: fine-tuning
+    # reads its own tokens, and a stage may fingerprint its input in its own way.
+    warning = ""
+    notes = ["A fingerprint is a SHA-256 of the data's content: the same fingerprint means "
+             "the same bytes (see docs/workspace.md). Each row names the runs that recorded "
+             "it."]  # fmt: skip
+    if not rows:
+        notes.append("No lineage was recorded.")
+    return Section(
+        "Lineage",
+        "lineage",
+        notes=notes,
+        warning=warning,
+        tables=[Table(["input", "fingerprint", "recorded by"], rows)] if rows else [],
+    )
+
+
+def corpus_section(report: RunReport) -> Section:
+    run = report.stage("corpus")
+    section = _stage_section(run, "Corpus funnel", "corpus")
+    if not run.ran:
+        return section
+    steps = report.funnel()
+    if steps:
+        first = max(steps[0][1], 1)
+        section.tables.append(
+            Table(
+                ["step", "records", "share of links"],
+                [[name, num(n), f"{n / first:.1%}"] for name, n in steps],
+            )
+        )
+        section.chart = partial(funnel_chart, steps)
+        section.chart_alt = "corpus funnel: records left after each step"
+    drops = report.drops()
+    if drops:
+        section.tables.append(Table(["why dropped (fate.stage.reason)", "records"],
+                                    [[key, num(n)] for key, n in drops]))  # fmt: skip
+    kept = run.tables.get("samples_kept.json", [])[:KEPT_SAMPLES_SHOWN]
+    if kept:
+        rows = [[str(d.get("title", "")), str(d.get("url", "")),
+                 _snippet(str(d.get("text", "")))] for d in kept]  # fmt: skip
+        section.tables.append(Table(["title", "url", "text"], rows, caption="Kept documents"))
+    return section
+
+
+def encode_section(report: RunReport) -> Section:
+    run = report.stage("encode")
+    section = _stage_section(run, "Tokens", "encode")
+    if not run.ran:
+        return section
+    metrics = run.metrics
+    splits = sorted(k.removeprefix("tokens/") for k in metrics if k.startswith("tokens/"))
+    if splits:
+        section.tables.append(Table(["split", "tokens", "documents", "text (MB)"], [
+            [split, num(metrics.get(f"tokens/{split}")), num(metrics.get(f"documents/{split}")),
+             num(metrics.get(f"text_mb/{split}"))] for split in splits
+        ]))  # fmt: skip
+    others = [("UTF-8 bytes per token", "bytes_per_token"), ("shards", "shards"),
+              ("encoding speed (MB/s)", "throughput_mb_per_s")]  # fmt: skip
+    rows = [[label, num(metrics[key])] for label, key in others if key in metrics]
+    if rows:
+        section.tables.append(Table(["", ""], rows))
+    return section
+
+
+def training_section(report: RunReport, stage: str, title: str) -> Section:
+    run = report.stage(stage)
+    section = _stage_section(run, f"{title} loss", stage)
+    if not run.ran:
+        return section
+    train, val = run.histories.get("train/loss", []), run.histories.get("val/loss", [])
+    rows = [
+        ["optimizer steps", num(train[-1][0] if train else None)],
+        ["final training loss", num(train[-1][1] if train else run.metrics.get("train/loss"))],
+        ["final validation loss", num(report.final_val_loss(stage))],
+        ["best validation loss", num(min(v for _, v in val) if val else None)],
+        ["tokens per second (last step)", num(run.metrics.get("train/tokens_per_s"))],
+    ]
+    section.tables.append(Table(["", ""], rows))
+    if train or val:
+        section.chart = partial(loss_curve, train, val)
+        section.chart_alt = f"{stage} loss curve: training and validation loss per step"
+    if run.sample_text:
+        section.text_caption = "What the model wrote from the fixed prompts at its last evaluation:"
+        section.text = run.sample_text
+    return section
+
+
+def evaluation_section(report: RunReport) -> Section:
+    run = report.stage("evaluate")
+    section = _stage_section(run, "Evaluation", "evaluate")
+    if not run.ran:
+        return section
+    rows = [[task, metric, num(value), num(paper)]
+            for task, metric, value, paper in report.eval_rows()]  # fmt: skip
+    if rows:
+        section.notes.append(
+            "The GPT-2 paper's figures are for its smallest model (117M "
+            "parameters); an empty cell means the paper has no such figure."
+        )
+        section.tables.append(Table(["task", "metric", "this model", "GPT-2 paper"], rows))
+    else:
+        section.notes.append("No task results were recorded.")
+    described = [[t.task, t.description] for t in run.tasks if t.description]
+    if described:
+        section.tables.append(Table(["task", "what it measures"], described))
+    notes = [[t.task, key, value] for t in run.tasks for key, value in t.notes.items()]
+    if notes:
+        section.tables.append(Table(["task", "note", "value"], notes))
+    return section
+
+
+def preferences_section(report: RunReport) -> Section:
+    run = report.stage("preferences")
+    section = _stage_section(run, "Preferences", "preferences")
+    if not run.ran:
+        return section
+    judge = report.judge() or "unknown"
+    if judge == "simulated":
+        section.warning = (
+            "Simulated votes: a scripted judge, not people. These win rates "
+            "only show that the pipeline works; they say nothing about quality."
+        )
+    section.notes.append(
+        f"Judge: {judge}. Votes: {num(run.metrics.get('votes'))}. Win rate = "
+        "(wins + ties/2) / (wins + losses + ties), with its 95% Wilson "
+        "interval; an interval that contains 0.5 cannot tell the two apart."
+    )
+    rates = report.win_rates()
+    if rates:
+        section.tables.append(Table(
+            ["model", "vs", "wins", "losses", "ties", "both bad", "win rate (95% interval)"],
+            [[w.model, w.opponent, num(w.wins), num(w.losses), num(w.ties), num(w.both_bad),
+              interval(w.rate, w.low, w.high)] for w in rates],
+        ))  # fmt: skip
+        # The chart uses the short names of the metrics (`finetune vs pretrain`), as the
+        # preferences flow's own chart does; full paths would squeeze the bars.
+        short = report.win_rate_metrics() or rates
+        bars = [(_mathtext_safe(w.label), w.rate, w.low, w.high)
+                for w in short if not math.isnan(w.rate)]  # fmt: skip
+        if bars:
+            section.chart = partial(win_rate_chart, bars, title=f"Win rates ({judge} judge)")
+            section.chart_alt = "win rate of each pair with its 95% interval"
+    return section
+
+
+def _stage_section(run: StageRun, title: str, anchor: str) -> Section:
+    """A stage's section with its status; "Stage not run." when there is no run."""
+    section = Section(title, anchor)
+    if run.status == NOT_RUN:
+        section.notes.append("Stage not run.")
+        return section
+    if run.status != "finished":
+        section.notes.append(f"Status: {status_text(run)}.")
+    section.settings = _settings(run.params)
+    return section
+
+
+def _settings(params: dict[str, str]) -> Table | None:
+    """All of a run's params: long (a flow's whole config), so HTML folds them away."""
+    if not params:
+        return None
+    rows = [[key, value] for key, value in sorted(params.items())]
+    noun = "param" if len(rows) == 1 else "params"
+    return Table(["param", "value"], rows, f"Settings ({len(rows)} {noun})")
+
+
+def _snippet(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= SAMPLE_SNIPPET else text[:SAMPLE_SNIPPET] + "…"

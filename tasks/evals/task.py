@@ -1,0 +1,93 @@
+"""What an evaluation task is: a declaration, not plumbing.
+
+A task says where its rows come from, how a row becomes a prompt, how the model should
+continue it, how to clean the continuation up, and how to score the lot. The evaluate
+flow does the rest (batching, caching, MLflow). See docs/adding-an-eval-task.md.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+Row = Mapping[str, Any]
+Scores = dict[str, float | str]  # numbers are metrics; text (a BLEU signature) is a note
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """Where the rows come from: a local JSON-lines or CSV file (always usable, offline),
+    and optionally the Hugging Face dataset it samples, used instead when asked for and
+    online."""
+
+    local: Path
+    hub_id: str | None = None
+    hub_config: str | None = None
+    hub_split: str = "test"
+    few_shot_local: Path | None = None  # the pool few-shot examples are drawn from
+    few_shot_hub_split: str | None = None
+    # The hub's rows, reshaped into the task's fields (e.g. WMT's {"translation": {...}}
+    # into {"en": ..., "fr": ...}, or WikiText's lines joined into one text).
+    hub_rows: Callable[[list[Row]], list[Row]] | None = None
+
+
+@dataclass(frozen=True)
+class Generation:
+    """How the model continues a prompt: greedy (top_k=1) or top-k sampling."""
+
+    max_new_tokens: int = 64
+    top_k: int = 1
+    temperature: float = 1.0
+    stop: tuple[str, ...] = ()  # cut the output at the first of these
+    seed: int = 0
+
+    @property
+    def greedy(self) -> bool:
+        return self.top_k == 1
+
+
+def identity(text: str) -> str:
+    return text
+
+
+@dataclass(frozen=True)
+class EvalTask:
+    """One evaluation task. Declare it as `TASK = EvalTask(...)` (or `TASKS = [...]`) in a
+    file of `tasks/evals/`; it is found by name from then on."""
+
+    name: str
+    version: int  # bump it when prompts, data or scoring change: cached outputs then miss
+    description: str
+    data: DataSource
+    fields: tuple[str, ...]  # every row must have these
+    prompt: Callable[[Row, Sequence[Row]], str]  # (row, few-shot examples) -> prompt
+    reference: Callable[[Row], str]
+    score: Callable[[list[str], list[str], list[Row]], Scores]  # outputs, references, rows
+    # generate: the model continues `prompt(row)`; its text is scored.
+    # perplexity: the model reads `prompt(row)` whole; each row's output is its
+    #   {"nll", "tokens", "bytes"} (sliding window of `window` tokens, `stride` apart).
+    # loglikelihood: `continuation(row)` = (context, target); each row's output is
+    #   {"nll", "greedy"}: -log p(target | context), and whether greedy decoding gives it.
+    kind: Literal["generate", "loglikelihood", "perplexity"] = "generate"
+    continuation: Callable[[Row], tuple[str, str]] | None = None
+    stride: int | None = None  # perplexity: default half the model's context
+    few_shot: int = 0
+    few_shot_seed: int = 1234
+    generation: Generation = Generation()
+    postprocess: Callable[[str], str] = identity
+    # One example's score, for the per-example table (e.g. sentence BLEU): (output, ref).
+    example_score: Callable[[str, str], float] | None = None
+    # The GPT-2 paper's figure for its smallest model (117M, today's 124M), by metric name.
+    paper: Mapping[str, float] = field(default_factory=dict)
+
+    def few_shot_examples(self, pool: Sequence[Row], row_index: int) -> list[Row]:
+        """`few_shot` examples from `pool` (the task's few-shot data, kept apart from the
+        rows it scores), the same in every run: the seed depends only on the task and
+        the row's position."""
+        if not self.few_shot:
+            return []
+        rng = random.Random(self.few_shot_seed * 1_000_003 + row_index)
+        return [pool[i] for i in rng.sample(range(len(pool)), min(self.few_shot, len(pool)))]

@@ -1,0 +1,136 @@
+"""Everything a batch's votes say, in one object: what the flow logs and the CLI prints.
+
+One summary reads one kind of judge: people, or the simulated judge. The two are never
+mixed: a demo's scripted votes must not pass for human judgement.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from itertools import combinations
+from pathlib import PurePath
+from typing import Literal
+
+from sqlalchemy.orm import Session
+
+from tasks.preferences import analysis
+from tasks.preferences.batches import AnnotatorStats, annotator_stats, batch_votes
+from tasks.preferences.store import Batch
+
+Judge = Literal["people", "simulated"]
+
+
+@dataclass(frozen=True)
+class BatchSummary:
+    batch: str
+    judge: Judge
+    models: list[str]
+    labels: dict[str, str]  # model -> a short name that is still unique in this batch
+    votes: int  # comparison votes (not gold items, not repeats)
+    win_rates: list[analysis.WinRate]
+    strengths: dict[str, float]  # Bradley-Terry log-strengths (empty for two models)
+    strength_intervals: dict[str, tuple[float, float]]
+    position: analysis.PositionBias
+    agreement: float  # between annotators on the same item; nan without such pairs
+    agreement_pairs: int
+    annotators: list[AnnotatorStats]
+
+    def metrics(self) -> dict[str, float]:
+        """Flat numbers for MLflow (names use the short labels; nan values are left out)."""
+        out: dict[str, float] = {"votes": self.votes}
+        for w in self.win_rates:
+            key = f"{self.labels[w.model]}_vs_{self.labels[w.opponent]}"
+            out |= {f"win_rate/{key}": w.rate, f"win_rate_low/{key}": w.low,
+                    f"win_rate_high/{key}": w.high, f"ties/{key}": w.ties,
+                    f"both_bad/{key}": w.both_bad}  # fmt: skip
+        for model, score in self.strengths.items():
+            low, high = self.strength_intervals[model]
+            label = self.labels[model]
+            out |= {f"bt_score/{label}": score, f"bt_low/{label}": low, f"bt_high/{label}": high}
+        out |= {"position/left_share": self.position.left_share,
+                "position/p_value": self.position.p_value,
+                "agreement/between_annotators": self.agreement,
+                "agreement/pairs": self.agreement_pairs}  # fmt: skip
+        judged_gold = [a for a in self.annotators if a.gold_seen]
+        if judged_gold:
+            out["gold_accuracy/mean"] = sum(a.gold_accuracy for a in judged_gold) / len(judged_gold)
+        return {k: float(v) for k, v in out.items() if not math.isnan(float(v))}
+
+    def win_rate_table(self) -> dict[str, list]:
+        rows = self.win_rates
+        return {"model": [w.model for w in rows], "opponent": [w.opponent for w in rows],
+                "wins": [w.wins for w in rows], "losses": [w.losses for w in rows],
+                "ties": [w.ties for w in rows], "both_bad": [w.both_bad for w in rows],
+                "win_rate": [w.rate for w in rows], "low_95": [w.low for w in rows],
+                "high_95": [w.high for w in rows]}  # fmt: skip
+
+    def annotator_table(self) -> dict[str, list]:
+        rows = [a for a in self.annotators if a.simulated == (self.judge == "simulated")]
+        return {"annotator": [a.name for a in rows], "votes": [a.votes for a in rows],
+                "gold_correct": [a.gold_correct for a in rows],
+                "gold_seen": [a.gold_seen for a in rows],
+                "repeats_agreeing": [a.repeats_agreeing for a in rows],
+                "repeats_seen": [a.repeats_seen for a in rows]}  # fmt: skip
+
+    def markdown(self) -> str:
+        lines = [f"# Preferences: {self.batch} ({self.judge} judge, {self.votes} comparisons)",
+                 "", "Win rate = (wins + ties/2) / (wins + losses + ties); \"both bad\" is "
+                 "left out. 95% Wilson interval.", "",
+                 "| model | vs | wins | losses | ties | both bad | win rate | 95% interval |",
+                 "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        for w in self.win_rates:
+            lines.append(f"| {self.labels[w.model]} | {self.labels[w.opponent]} | {w.wins} | "
+                         f"{w.losses} | {w.ties} | {w.both_bad} | {w.rate:.3f} | "
+                         f"{w.low:.3f}-{w.high:.3f} |")  # fmt: skip
+        if self.strengths:
+            lines += ["", "| model | Bradley-Terry score | 95% bootstrap interval |",
+                      "|---|---|---|"]  # fmt: skip
+            for model, score in sorted(self.strengths.items(), key=lambda kv: -kv[1]):
+                low, high = self.strength_intervals[model]
+                lines.append(f"| {self.labels[model]} | {score:+.3f} | {low:+.3f} to {high:+.3f} |")
+        p = self.position
+        lines += ["", f"Left side won {p.left_wins} of {p.decided} decided votes "
+                  f"(share {p.left_share:.3f}, binomial p = {p.p_value:.3g}).",
+                  f"Agreement between annotators: {self.agreement:.3f} over "
+                  f"{self.agreement_pairs} pairs of votes."]  # fmt: skip
+        return "\n".join(lines) + "\n"
+
+
+def summarise(session: Session, batch: Batch, judge: Judge = "people") -> BatchSummary:
+    votes = batch_votes(session, batch, simulated=judge == "simulated")
+    models = list(batch.models)
+    strengths, intervals = {}, {}
+    if len(models) > 2 and votes:
+        strengths = analysis.bradley_terry(votes)
+        intervals = analysis.bootstrap_intervals(votes)
+    agreement, pairs = analysis.pairwise_agreement(votes)
+    return BatchSummary(
+        batch=batch.name, judge=judge, models=models,
+        labels=model_labels(models, batch.settings.get("labels")),
+        votes=len(votes),
+        win_rates=[analysis.win_rate(votes, a, b) for a, b in combinations(models, 2)],
+        strengths=strengths, strength_intervals=intervals,
+        position=analysis.position_bias(votes), agreement=agreement, agreement_pairs=pairs,
+        annotators=annotator_stats(session, batch),
+    )  # fmt: skip
+
+
+def model_labels(models: list[str], given: list[str] | None = None) -> dict[str, str]:
+    """The names shown for the models: those `given` with the batch (e.g. "base", "tuned"),
+    else short names made from their paths."""
+    if given and len(given) == len(models) and len(set(given)) == len(given):
+        return {m: re.sub(r"[^\w./ -]", "_", label) for m, label in zip(models, given, strict=True)}
+    return short_labels(models)
+
+
+def short_labels(models: list[str]) -> dict[str, str]:
+    """Short names for metric keys and charts: the last part of each path, or as many
+    last parts as it takes to tell the models apart (`run-a/best`, `run-b/best`)."""
+    parts = {m: PurePath(m).parts or (m,) for m in models}
+    for depth in range(1, max(len(p) for p in parts.values()) + 1):
+        labels = {m: "/".join(p[-depth:]) for m, p in parts.items()}
+        if len(set(labels.values())) == len(models):
+            break
+    return {m: re.sub(r"[^\w./ -]", "_", label) for m, label in labels.items()}

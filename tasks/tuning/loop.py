@@ -1,0 +1,191 @@
+"""The optimisation loop shared by the reward model and DPO, resumable after an interruption.
+
+    for each epoch:   shuffle the training comparisons into minibatches
+        for each minibatch:
+            loss = the method's loss on it     (the reward model's or DPO's)
+            backward; clip the gradient norm; AdamW step at the warmed-up learning rate
+            every `eval_every` steps: measure on the held-out prompts
+
+Every `checkpoint_every` steps the loop saves what it needs to go on (the weights,
+AdamW's moments, the step, the shuffling generator, the metrics so far) into a progress
+folder. Started again with the same folder, it continues from there and ends with the
+same weights as a run that was never stopped (on the CPU, bit for bit): the minibatches
+are drawn again from the saved generator, and the ones already done are skipped.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from safetensors.torch import load_model, save_model
+
+from model.atomic_files import write_folder_atomically
+from model.errors import Gpt2labError
+
+Metrics = dict[str, float]
+OnMetrics = Callable[[int, Metrics], None]
+STATE_FILE = "loop_state.pt"
+WEIGHTS_FILE = "weights.safetensors"
+
+
+class LoopSettings(BaseModel):
+    """The settings both methods share."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: int = Field(1, ge=1, description="passes over the training comparisons")
+    batch_size: int = Field(8, ge=1, description="comparisons (or pairs) per optimizer step")
+    learning_rate: float = Field(1e-5, gt=0)
+    warmup_steps: int = Field(10, ge=0)
+    weight_decay: float = Field(0.0, ge=0)
+    grad_clip: float = Field(1.0, ge=0, description="max gradient norm; 0 = no clipping")
+    eval_every: int = Field(50, ge=1, description="steps between held-out measurements")
+    checkpoint_every: int = Field(100, ge=1, description="steps between saves of progress")
+    max_tokens: int | None = Field(None, ge=2, description="per text; default: the context")
+    seed: int = 0
+
+
+class ProgressError(Gpt2labError):
+    """Saved progress that belongs to another run."""
+
+
+@dataclass
+class LoopState:
+    step: int = 0  # optimizer steps done
+    epoch: int = 0  # the epoch in progress
+    done_in_epoch: int = 0  # its minibatches already done
+    epoch_shuffle: Any = None  # the shuffling generator's state when that epoch began
+    history: list[tuple[int, Metrics]] = field(default_factory=list)
+
+
+@dataclass
+class LoopResult:
+    steps: int
+    held_out: Metrics  # the final measurement
+    history: list[tuple[int, Metrics]]  # every report, in order
+
+
+def optimise(
+    model: torch.nn.Module,
+    settings: LoopSettings,
+    *,
+    minibatches: Callable[[random.Random], list[list[int]]],
+    loss_of: Callable[[list[int]], tuple[torch.Tensor, Metrics]],
+    measure: Callable[[], Metrics],
+    on_metrics: OnMetrics | None = None,
+    progress: Path | None = None,
+) -> LoopResult:
+    """Train `model`'s parameters that require gradients.
+
+    minibatches(rng): one epoch's minibatches (lists of training indices), shuffled by rng.
+    loss_of(indices): the loss to minimise on a minibatch, and metrics to report with it.
+    measure(): metrics on the held-out data, reported as `held_out/...`.
+    progress: the folder to save progress in and resume from (None: no saving).
+    """
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(parameters, lr=settings.learning_rate,
+                                  weight_decay=settings.weight_decay)  # fmt: skip
+    shuffle = random.Random(settings.seed)
+    state = _restore(progress, settings, model, optimizer) or LoopState(
+        epoch_shuffle=shuffle.getstate()
+    )
+    for step, metrics in state.history:  # a resumed run shows its whole curve again
+        if on_metrics is not None:
+            on_metrics(step, metrics)
+
+    def report(metrics: Metrics) -> None:
+        state.history.append((state.step, metrics))
+        if on_metrics is not None:
+            on_metrics(state.step, metrics)
+
+    # Epochs are reported as a fraction (1.5 = half-way through the second), as a
+    # progress measure; every epoch has the same number of minibatches.
+    steps_per_epoch = len(minibatches(random.Random(settings.seed)))
+    held_out: Metrics = {}
+    while state.epoch < settings.epochs:
+        shuffle.setstate(state.epoch_shuffle)
+        for indices in minibatches(shuffle)[state.done_in_epoch :]:
+            warmup = warmup_factor(state.step, settings.warmup_steps)
+            for group in optimizer.param_groups:
+                group["lr"] = settings.learning_rate * warmup
+            loss, metrics = loss_of(indices)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if settings.grad_clip:
+                torch.nn.utils.clip_grad_norm_(parameters, settings.grad_clip)
+            optimizer.step()
+            state.step += 1
+            state.done_in_epoch += 1
+            metrics = {"train/loss": loss.item(), **metrics,
+                       "epoch": state.step / steps_per_epoch}  # fmt: skip
+            if state.step % settings.eval_every == 0:
+                held_out = measure()
+                metrics |= {f"held_out/{k}": v for k, v in held_out.items()}
+            report(metrics)
+            if progress is not None and state.step % settings.checkpoint_every == 0:
+                _save(progress, settings, model, optimizer, state)
+        state.epoch, state.done_in_epoch = state.epoch + 1, 0
+        state.epoch_shuffle = shuffle.getstate()
+    if state.step % settings.eval_every or state.step == 0:  # the end: measured once more
+        held_out = measure()
+        report({f"held_out/{k}": v for k, v in held_out.items()})
+    elif not held_out:  # resumed right after the last measurement: read it back
+        held_out = {k.removeprefix("held_out/"): v for k, v in state.history[-1][1].items()
+                    if k.startswith("held_out/")}  # fmt: skip
+    return LoopResult(steps=state.step, held_out=held_out, history=state.history)
+
+
+def warmup_factor(step: int, warmup_steps: int) -> float:
+    """The learning rate's share at `step`: rising linearly over the first steps, while
+    AdamW's moment estimates are still empty, then constant (a fine-tuning schedule)."""
+    return min(1.0, (step + 1) / warmup_steps) if warmup_steps else 1.0
+
+
+def _save(folder: Path, settings: LoopSettings, model: torch.nn.Module,
+          optimizer: torch.optim.Optimizer, state: LoopState) -> None:  # fmt: skip
+    def write(tmp: Path) -> None:
+        save_model(model, str(tmp / WEIGHTS_FILE))  # handles GPT-2's tied output layer
+        torch.save({"settings": settings.model_dump(mode="json"),
+                    "optimizer": optimizer.state_dict(), "state": _plain(state)},
+                   tmp / STATE_FILE)  # fmt: skip
+
+    write_folder_atomically(folder, write)
+
+
+def _plain(state: LoopState) -> dict[str, Any]:
+    """The state as numbers, strings and lists only, so loading it runs no pickled code."""
+    version, internal, gauss = state.epoch_shuffle
+    return {"step": state.step, "epoch": state.epoch, "done_in_epoch": state.done_in_epoch,
+            "epoch_shuffle": [version, list(internal), gauss],
+            "history": [[step, metrics] for step, metrics in state.history]}  # fmt: skip
+
+
+def _restore(folder: Path | None, settings: LoopSettings, model: torch.nn.Module,
+             optimizer: torch.optim.Optimizer) -> LoopState | None:  # fmt: skip
+    if folder is None or not (folder / STATE_FILE).is_file():
+        return None
+    saved = torch.load(folder / STATE_FILE, weights_only=True)
+    if saved["settings"] != settings.model_dump(mode="json"):
+        raise ProgressError(f"{folder}: saved progress of a run with other settings; "
+                            "delete the folder to start again")  # fmt: skip
+    load_model(model, str(folder / WEIGHTS_FILE))
+    optimizer.load_state_dict(saved["optimizer"])
+    plain = saved["state"]
+    version, internal, gauss = plain["epoch_shuffle"]
+    return LoopState(step=plain["step"], epoch=plain["epoch"],
+                     done_in_epoch=plain["done_in_epoch"],
+                     epoch_shuffle=(version, tuple(internal), gauss),
+                     history=[(step, metrics) for step, metrics in plain["history"]])  # fmt: skip
+
+
+def clear_progress(folder: Path | None) -> None:
+    """Remove saved progress once the finished model is saved."""
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
