@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import torch
 
-from model import GPT
+from model import load_model
 
 
 def paired_medians(
@@ -37,7 +37,7 @@ def twin_models(hf_config_kwargs: dict, seed: int = 0):
     peer = GPT2LMHeadModel(GPT2Config(**hf_config_kwargs))
     with tempfile.TemporaryDirectory() as folder:
         peer.save_pretrained(folder)
-        ours = GPT.from_pretrained(folder)
+        ours = load_model(folder)
     return ours, peer
 
 

@@ -1,4 +1,4 @@
-"""Saving and loading models: our own format, Hugging Face GPT-2 folders and hub ids.
+"""Saving and loading our own checkpoint format.
 
 Our format is a folder with two files:
   - `gpt2lab.json`: the GPTConfig (and any metadata the caller adds),
@@ -6,6 +6,9 @@ Our format is a folder with two files:
     layer stored once (as the token embedding).
 safetensors stores plain tensors (no pickled code, unlike `torch.save`), so opening a
 checkpoint from someone else cannot run their code.
+
+Hugging Face GPT-2 folders are converted in `hf_checkpoint.py`; `loading.py` takes any of
+the three (ours, theirs, a hub id) and picks the right reader.
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ from model.atomic_files import write_folder_atomically
 from model.config import GPTConfig
 from model.errors import CheckpointError
 from model.gpt import GPT
-from model.hub import resolve_local_or_hub
 from model.tokenizer import Tokenizer
 
 CONFIG_FILE = "gpt2lab.json"
@@ -94,25 +96,3 @@ def load_checkpoint(folder: str | Path) -> GPT:
         raise CheckpointError(f"checkpoint {folder} has {CONFIG_FILE} but no {WEIGHTS_FILE}")
     model = GPT(config)
     return load_state_into(model, load_file(weights), str(weights))
-
-
-def load_model(path_or_id: str | Path) -> GPT:
-    """Our checkpoint, a Hugging Face GPT-2 folder, or a hub id, whichever `path_or_id` is."""
-    from model import hf_checkpoint  # here, to keep the import graph one-way
-
-    folder, _ = resolve_local_or_hub(
-        path_or_id,
-        what="checkpoint",
-        expected=f"{CONFIG_FILE} + {WEIGHTS_FILE} (gpt2lab) or config.json + model weights "
-        "(Hugging Face)",
-        files=[(hf_checkpoint.HF_CONFIG_FILE,), hf_checkpoint.HF_WEIGHT_FILES],
-        error=CheckpointError,
-    )
-    if (folder / CONFIG_FILE).is_file():
-        return load_checkpoint(folder)
-    if (folder / hf_checkpoint.HF_CONFIG_FILE).is_file():
-        return hf_checkpoint.load_hf_folder(folder)
-    raise CheckpointError(
-        f"{folder} is neither a gpt2lab checkpoint ({CONFIG_FILE} + {WEIGHTS_FILE}) nor a "
-        f"Hugging Face GPT-2 folder (config.json + model.safetensors or pytorch_model.bin)"
-    )

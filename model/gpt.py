@@ -14,7 +14,6 @@ so checkpoints convert by name (see `hf_checkpoint.py`).
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -283,11 +282,3 @@ class GPT(nn.Module):
             KVCache(batch, self.config, max_len, device=p.device, dtype=p.dtype)
             for _ in range(self.config.n_layer)
         ]
-
-    @classmethod
-    def from_pretrained(cls, path_or_id: str | Path) -> GPT:
-        """Load weights from one of our checkpoints, a Hugging Face GPT-2 folder, or a hub
-        id such as `openai-community/gpt2` (when online)."""
-        from model.checkpoint import load_model
-
-        return load_model(path_or_id)

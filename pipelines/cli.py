@@ -115,13 +115,13 @@ def generate(
     ] = False,
 ) -> None:
     """Continue a prompt, streaming tokens as they are sampled."""
-    from model import GPT, SamplingConfig, stream
+    from model import SamplingConfig, load_model, stream
     from model.errors import Gpt2labError
     from model.tokenizer import load_tokenizer
 
     try:
         tok = load_tokenizer(tokenizer or model)
-        net = GPT.from_pretrained(model)
+        net = load_model(model)
         sampling = SamplingConfig(max_new_tokens, temperature, top_k, top_p, seed)
         prompt_ids = tok.encode(prompt)
         if not prompt_ids:
@@ -620,7 +620,7 @@ def tour(
 ) -> None:
     """A one-minute offline tour: learn a BPE, fit a tiny GPT-2, watch it predict."""
     console = _console()
-    from model import GPT, SamplingConfig, stream
+    from model import SamplingConfig, load_model, stream
     from model.tokenizer import load_tokenizer
     from pipelines.demo import DemoConfig, demo_flow
 
@@ -639,7 +639,7 @@ def tour(
         console.print(Text(prompt, style="bold"), Text(sample), sep="")
 
     tok = load_tokenizer(result.model_dir)
-    net = GPT.from_pretrained(result.model_dir)
+    net = load_model(result.model_dir)
     console.rule("next-token prediction, step by step")
     events = stream(
         net, [tok.encode(config.prompts[0])], SamplingConfig(max_new_tokens=8, temperature=0),

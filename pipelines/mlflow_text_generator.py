@@ -11,10 +11,10 @@ class TextGenerator(PythonModel):
     """Continues each prompt with up to 50 new tokens (sampling settings in `params`)."""
 
     def load_context(self, context) -> None:
-        from model import GPT, load_tokenizer
+        from model import load_model, load_tokenizer
 
         folder = context.artifacts["checkpoint"]
-        self.model = GPT.from_pretrained(folder).eval()
+        self.model = load_model(folder).eval()
         self.tokenizer = load_tokenizer(folder)
 
     def predict(self, context, model_input: list[str], params: dict | None = None) -> list[str]:

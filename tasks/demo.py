@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from prefect import task
 
-from model import GPT, GPTConfig, SamplingConfig, generate, save_checkpoint
+from model import GPT, GPTConfig, SamplingConfig, generate, load_model, save_checkpoint
 from model.tokenizer import load_tokenizer, train_bpe
 from tasks.fingerprint import fingerprint_folder
 
@@ -88,7 +88,7 @@ def fit_tiny_model(
 def sample_texts(model_dir: Path, prompts: list[str], sampling: SamplingConfig) -> list[str]:
     """Continue each prompt with the model and tokenizer stored in `model_dir`."""
     tokenizer = load_tokenizer(model_dir)
-    model = GPT.from_pretrained(model_dir)
+    model = load_model(model_dir)
     completions = generate(
         model,
         [tokenizer.encode(p) for p in prompts],

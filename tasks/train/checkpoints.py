@@ -1,7 +1,7 @@
 """Training checkpoints: everything needed to continue a run exactly where it stopped.
 
 A training checkpoint is a model checkpoint folder (gpt2lab.json + model.safetensors +
-the tokenizer's files, loadable by `GPT.from_pretrained` and `gpt2lab generate`) with
+the tokenizer's files, loadable by `model.load_model` and `gpt2lab generate`) with
 one more file, `training_state.pt`: the optimizer's moments, the step, the random
 generators' states (data sampling and dropout) and the best validation loss so far.
 

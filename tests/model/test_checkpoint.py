@@ -27,7 +27,7 @@ def _one_line(err: pytest.ExceptionInfo) -> str:
 
 
 def test_import_of_a_transformers_folder_gives_the_same_logits(hf_model, hf_folder, random_tokens):
-    ours = GPT.from_pretrained(hf_folder).eval()
+    ours = load_model(hf_folder).eval()
     with torch.no_grad():
         expected = hf_model(random_tokens).logits
         logits, _ = ours(random_tokens)
@@ -55,7 +55,7 @@ def test_import_of_a_legacy_pytorch_model_bin(hf_model, random_tokens, tmp_path)
 def test_export_loads_in_transformers_with_equal_logits(hf_folder, random_tokens, tmp_path):
     from transformers import GPT2LMHeadModel
 
-    ours = GPT.from_pretrained(hf_folder).eval()
+    ours = load_model(hf_folder).eval()
     export_hf_folder(ours, tmp_path / "exported")
     theirs = GPT2LMHeadModel.from_pretrained(tmp_path / "exported").eval()
     with torch.no_grad():
@@ -73,7 +73,7 @@ def test_own_format_round_trips_exactly_and_overwrites_atomically(tmp_path):
     assert sorted(p.name for p in folder.iterdir()) == ["gpt2lab.json", "model.safetensors"]
     assert json.loads((folder / "gpt2lab.json").read_text())["metadata"] == {"step": 2}
 
-    loaded = GPT.from_pretrained(folder)
+    loaded = load_model(folder)
     assert loaded.config == SMALL
     for (name, a), b in zip(model.state_dict().items(), loaded.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
@@ -92,28 +92,28 @@ def test_a_failed_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
         save_checkpoint(GPT(SMALL), folder, metadata={"step": 2})
     assert json.loads((folder / "gpt2lab.json").read_text())["metadata"] == {"step": 1}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
-    GPT.from_pretrained(folder)
+    load_model(folder)
 
 
 def test_missing_weights_file_is_named(tmp_path):
     save_checkpoint(GPT(SMALL), tmp_path / "a")
     (tmp_path / "a" / "model.safetensors").unlink()
     with pytest.raises(CheckpointError) as err:
-        GPT.from_pretrained(tmp_path / "a")
+        load_model(tmp_path / "a")
     assert "no model.safetensors" in _one_line(err) and str(tmp_path / "a") in str(err.value)
 
 
 def test_hf_folder_without_weights_is_named(hf_folder, tmp_path):
     (tmp_path / "config.json").write_text((hf_folder / "config.json").read_text())
     with pytest.raises(CheckpointError) as err:
-        GPT.from_pretrained(tmp_path)
+        load_model(tmp_path)
     assert "no weights (model.safetensors or pytorch_model.bin)" in _one_line(err)
 
 
 def test_folder_in_neither_layout_is_named(tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
     with pytest.raises(CheckpointError) as err:
-        GPT.from_pretrained(tmp_path)
+        load_model(tmp_path)
     assert str(tmp_path) in _one_line(err) and "neither a gpt2lab checkpoint" in str(err.value)
 
 
@@ -124,7 +124,7 @@ def test_mismatched_shape_names_the_tensor_and_both_shapes(tmp_path):
     state["transformer.h.1.mlp.c_fc.weight"] = torch.zeros(100, 32)
     save_file(state, folder / "model.safetensors")
     with pytest.raises(CheckpointError) as err:
-        GPT.from_pretrained(folder)
+        load_model(folder)
     message = _one_line(err)
     assert "'transformer.h.1.mlp.c_fc.weight' has shape (100, 32)" in message
     assert "needs (128, 32)" in message
@@ -137,7 +137,7 @@ def test_config_that_disagrees_with_the_weights(tmp_path):
     payload["config"]["n_layer"] = 3
     (folder / "gpt2lab.json").write_text(json.dumps(payload))
     with pytest.raises(CheckpointError) as err:
-        GPT.from_pretrained(folder)
+        load_model(folder)
     assert "missing weight 'transformer.h.2." in _one_line(err)
 
 
@@ -148,7 +148,7 @@ def test_invalid_config_values_name_the_file_and_field(tmp_path):
     payload["config"]["n_head"] = 5
     (folder / "gpt2lab.json").write_text(json.dumps(payload))
     with pytest.raises(CheckpointError) as err:
-        GPT.from_pretrained(folder)
+        load_model(folder)
     assert "gpt2lab.json" in _one_line(err) and "n_embd (32)" in str(err.value)
 
 
@@ -158,14 +158,14 @@ def test_unsupported_hf_variant_is_refused(hf_folder, tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(config))
     (tmp_path / "model.safetensors").write_bytes((hf_folder / "model.safetensors").read_bytes())
     with pytest.raises(CheckpointError) as err:
-        GPT.from_pretrained(tmp_path)
+        load_model(tmp_path)
     assert "activation_function='relu'" in _one_line(err)
 
 
 def test_hub_id_while_offline_is_a_clear_error():
     # conftest sets HF_HUB_OFFLINE=1 and an empty HF_HOME: nothing is cached.
     with pytest.raises(CheckpointError) as err:
-        GPT.from_pretrained("openai-community/gpt2")
+        load_model("openai-community/gpt2")
     message = _one_line(err)
     assert "'openai-community/gpt2'" in message and "offline" in message
     assert "pass a local folder with gpt2lab.json" in message
@@ -173,7 +173,7 @@ def test_hub_id_while_offline_is_a_clear_error():
 
 def test_missing_path_is_named():
     with pytest.raises(CheckpointError, match="no such checkpoint folder: ./nowhere/ckpt"):
-        GPT.from_pretrained("./nowhere/ckpt")
+        load_model("./nowhere/ckpt")
 
 
 def test_checkpoints_can_carry_their_tokenizer(tmp_path, gpt2_vocab_dir, hf_folder):
@@ -182,7 +182,7 @@ def test_checkpoints_can_carry_their_tokenizer(tmp_path, gpt2_vocab_dir, hf_fold
     from model import load_tokenizer
 
     tokenizer = load_tokenizer(gpt2_vocab_dir)
-    model = GPT.from_pretrained(hf_folder)
+    model = load_model(hf_folder)
     save_checkpoint(model, tmp_path / "ours", tokenizer=tokenizer)
     assert load_tokenizer(tmp_path / "ours").fingerprint == tokenizer.fingerprint
 

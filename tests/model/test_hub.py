@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from model import GPT, load_tokenizer
+from model import load_model, load_tokenizer
 
 
 @pytest.fixture
@@ -43,7 +43,7 @@ def test_model_by_hub_id_from_the_cache(hub_cache, hf_folder, hf_model, random_t
         "someone/tiny-gpt2",
         {name: hf_folder / name for name in ("config.json", "model.safetensors")},
     )
-    model = GPT.from_pretrained("someone/tiny-gpt2").eval()
+    model = load_model("someone/tiny-gpt2").eval()
     with torch.no_grad():
         torch.testing.assert_close(
             model(random_tokens)[0], hf_model(random_tokens).logits, atol=1e-4, rtol=0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from model import GPT, GPTConfig, SamplingConfig, generate, stream
+from model import GPT, GPTConfig, SamplingConfig, generate, load_model, stream
 from model.sampling import cut_at_stop, next_token_distribution
 
 GREEDY = SamplingConfig(max_new_tokens=24, temperature=0)
@@ -14,7 +14,7 @@ PROMPTS = [[464, 2068, 7586, 21831, 18045, 625, 262, 16931, 3290], [40, 1101], [
 
 @pytest.fixture(scope="module")
 def model(hf_folder) -> GPT:
-    return GPT.from_pretrained(hf_folder).eval()
+    return load_model(hf_folder).eval()
 
 
 def _greedy_without_cache(model: GPT, prompt: list[int], n: int) -> list[int]:

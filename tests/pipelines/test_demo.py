@@ -6,7 +6,7 @@ import pydantic
 import pytest
 from mlflow.tracking import MlflowClient
 
-from model import GPT, load_tokenizer
+from model import load_model, load_tokenizer
 from pipelines.demo import DemoConfig, demo_flow
 from pipelines.workspace import mlflow_tracking_uri
 
@@ -19,7 +19,7 @@ def test_demo_learns_fits_samples_and_tracks(workspace, prefect_harness):
     assert result.last_loss < result.first_loss  # the fit learned something
     assert len(result.samples) == len(config.prompts) and all(result.samples)
     # The checkpoint folder alone is enough to sample from.
-    assert GPT.from_pretrained(result.model_dir).config.vocab_size == 400
+    assert load_model(result.model_dir).config.vocab_size == 400
     assert load_tokenizer(result.model_dir).n_vocab == 400
 
     run = MlflowClient(mlflow_tracking_uri()).get_run(result.mlflow_run_id)

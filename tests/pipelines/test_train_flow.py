@@ -10,7 +10,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from model import GPT, SamplingConfig, generate, load_tokenizer
+from model import GPT, SamplingConfig, generate, load_model, load_tokenizer
 from pipelines.cli import app
 from pipelines.train import TrainConfig, run_train
 from tasks.encode.loader import sequential_windows
@@ -98,8 +98,8 @@ def test_pretrain_then_finetune_towards_a_style(workspace, prefect_harness, toke
                            register_as=None, prompts=["The"])  # fmt: skip
     held_out = finetune.run_dir() / "data" / "tokens"  # made by the flow; val = held out
     ft = run_train(finetune)
-    before = GPT.from_pretrained(pre.checkpoint)
-    after = GPT.from_pretrained(ft.checkpoint)
+    before = load_model(pre.checkpoint)
+    after = load_model(ft.checkpoint)
     assert mean_loss(after, held_out) < mean_loss(before, held_out) - 1.0
     # Its samples drift towards the style: the marker words, absent before, now show up
     # (about a quarter of the style corpus's words are markers).

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from model import GPT
+from model import GPT, load_model
 from tasks.train.checkpoints import BEST, STATE_FILE, TrainingError, latest_checkpoint
 from tasks.train.loop import Callbacks, train
 from tasks.train.schedule import learning_rate
@@ -51,8 +51,8 @@ def test_a_resumed_run_repeats_the_uninterrupted_losses(tokens_dir, tmp_path):
     assert resumed.resumed_from == 5
     assert resumed.train_losses == whole.train_losses[5:]  # exactly, step 6 to 12
     assert resumed.val_loss == whole.val_loss
-    final = {k: v for k, v in GPT.from_pretrained(whole.last_checkpoint).state_dict().items()}
-    again = GPT.from_pretrained(resumed.last_checkpoint).state_dict()
+    final = {k: v for k, v in load_model(whole.last_checkpoint).state_dict().items()}
+    again = load_model(resumed.last_checkpoint).state_dict()
     assert all(torch.equal(final[name], again[name]) for name in final)
 
 
@@ -78,7 +78,7 @@ def test_checkpoints_keep_the_last_k_and_the_best(tokens_dir, tmp_path):
     assert folders == [BEST, "step-000015", "step-000016"]
     assert result.last_checkpoint == tmp_path / "run" / "checkpoints" / "step-000016"
     # Each checkpoint is also a model folder: it loads and holds its tokenizer.
-    model = GPT.from_pretrained(result.best_checkpoint)
+    model = load_model(result.best_checkpoint)
     assert model.config.vocab_size == VOCAB
     assert (result.best_checkpoint / "encoder.json").is_file()
     assert (result.best_checkpoint / STATE_FILE).is_file()
@@ -136,7 +136,7 @@ def test_fine_tuning_starts_from_a_hugging_face_folder(tokens_dir, tmp_path):
         settings(tokens_dir, init_from=str(tmp_path / "hf"), max_steps=3, dropout=0.0),
         tmp_path / "run",
     )
-    tuned = GPT.from_pretrained(result.last_checkpoint)
+    tuned = load_model(result.last_checkpoint)
     assert tuned.config.n_layer == start.config.n_layer and result.steps == 3
     # It started from those weights: one small step away, not a fresh initialisation.
     before, after = start.state_dict(), tuned.state_dict()
