@@ -47,9 +47,7 @@ import httpx
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from tasks.preferences.batches import BatchSpec, create_batch
-from tasks.preferences.store import Vote, invite, open_database
-from tests.tasks.preferences.page_server import (
+from benchmarks.comparison_page_clients import (
     HOST,
     AnnotatorRun,
     latency_summary,
@@ -57,6 +55,8 @@ from tests.tasks.preferences.page_server import (
     running_server,
     vote_through_page,
 )
+from tasks.preferences.batches import BatchSpec, create_batch
+from tasks.preferences.store import Vote, invite, open_database
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TARGET_P95_MS = 200.0

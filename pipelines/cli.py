@@ -622,10 +622,10 @@ def tour(
     console = _console()
     from model import SamplingConfig, load_model, stream
     from model.tokenizer import load_tokenizer
-    from pipelines.demo import DemoConfig, demo_flow
+    from pipelines.tour import TourConfig, tour_flow
 
-    config = DemoConfig(steps=steps, vocab_size=vocab_size, seed=seed)
-    result = demo_flow(config)
+    config = TourConfig(steps=steps, vocab_size=vocab_size, seed=seed)
+    result = tour_flow(config)
 
     console.rule("gpt2lab tour")
     console.print(f"tokenizer ({config.vocab_size} tokens): {result.tokenizer_dir}")

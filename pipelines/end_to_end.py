@@ -42,9 +42,9 @@ from pipelines.stage_cache import StageCache, StageRecord, stage_key
 from pipelines.tracking import STAGE_TAG, lineage_tags, stage_runs, tracked_run
 from pipelines.train import TrainConfig, train_flow
 from pipelines.workspace import workspace_dir
-from tasks.demo import style_set_text
 from tasks.encode.token_shards import read_meta
 from tasks.fingerprint import fingerprint_path
+from tasks.train.style_set import style_set_text
 
 EXPERIMENT = "end-to-end"
 STAGES = ("corpus", "encode", "pretrain", "finetune", "evaluate", "preferences")

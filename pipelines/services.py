@@ -3,12 +3,21 @@ processes, and waiting until they answer. Every one binds to 127.0.0.1 by defaul
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import httpx
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nobody listens on now at `host`. Another process could take it before the
+    server binds it: a caller that cannot afford that retries with a new port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
 
 
 def answers(url: str, check: Callable[[httpx.Response], bool] = lambda r: r.is_success) -> bool:

@@ -21,8 +21,8 @@ from pipelines.preferences import (
     preferences_flow,
     preferences_report_flow,
 )
+from pipelines.services import free_port
 from tasks.preferences.store import Batch, Vote, open_database
-from tests.loopback import free_port
 
 from .test_evaluate_flow import tiny_model
 

@@ -14,8 +14,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from pipelines.end_to_end import STAGES, EndToEndConfig, end_to_end_flow
-from pipelines.services import answers
-from tests.loopback import free_port
+from pipelines.services import answers, free_port
 
 from .test_end_to_end import SMALL
 

@@ -12,7 +12,7 @@ import time
 import httpx
 import pytest
 
-from tests.loopback import free_port
+from pipelines.services import free_port
 
 from .test_end_to_end import SMALL
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.services import answers
+from pipelines.services import answers, free_port
 from pipelines.ui import start_ui, stop_ui
-from tests.loopback import free_port
 
 
 @pytest.mark.slow

@@ -19,10 +19,10 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from benchmarks.comparison_page_clients import running_page
 from tasks.preferences.store import Vote, open_database
 
 from .conftest import ADMIN_TOKEN, make_comparisons
-from .page_server import running_page
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Dialog

@@ -12,10 +12,10 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from benchmarks.comparison_page_clients import latency_summary, running_page, vote_through_page
 from tasks.preferences.store import Annotator, Vote, open_database
 
 from .conftest import ADMIN_TOKEN, make_comparisons
-from .page_server import latency_summary, running_page, vote_through_page
 
 ANNOTATORS = 50
 ITEMS = 40  # 40 prompts x one pair of models, no repeats and no gold items

@@ -14,7 +14,8 @@ import pytest
 
 from model import GPT, GPTConfig, Tokenizer, generate, load_model, load_tokenizer
 from model.sampling import SamplingConfig
-from tasks.demo import fit_tiny_model, learn_tokenizer, style_set_text
+from tasks.tour import fit_tiny_model, learn_tokenizer
+from tasks.train.style_set import style_set_text
 from tasks.tuning.comparisons import Comparison
 
 MARKER = "whale"

@@ -8,21 +8,20 @@ from __future__ import annotations
 from pathlib import Path
 
 import mlflow
-from prefect import flow
+from prefect import flow, task
 from pydantic import BaseModel, Field, field_validator
 
 from model import PRESETS, SamplingConfig
 from pipelines.tracking import lineage_tags, log_metrics_batch, tracked_run
 from pipelines.workspace import checkpoints_dir, workspace_dir
-from tasks.demo import (
-    demo_text,
-    fit_tiny_model_task,
-    learn_tokenizer_task,
-    sample_texts_task,
-)
+from tasks.tour import fit_tiny_model, learn_tokenizer, sample_texts, tour_text
+
+learn_tokenizer_task = task(learn_tokenizer, name="learn-tokenizer")
+fit_tiny_model_task = task(fit_tiny_model, name="fit-tiny-model")
+sample_texts_task = task(sample_texts, name="sample-texts")
 
 
-class DemoConfig(BaseModel):
+class TourConfig(BaseModel):
     """Settings of the tour flow (every field is a CLI option of `gpt2lab tour`)."""
 
     vocab_size: int = Field(
@@ -30,7 +29,7 @@ class DemoConfig(BaseModel):
     )
     preset: str = Field("tiny", description=f"model size, one of {', '.join(PRESETS)}")
     context: int = Field(64, ge=8, description="tokens per training window")
-    steps: int = Field(300, ge=0, description="optimizer steps on the demo text")
+    steps: int = Field(300, ge=0, description="optimizer steps on the tour text")
     prompts: list[str] = ["A language model", "Sampling turns"]
     max_new_tokens: int = Field(40, ge=1)
     temperature: float = Field(0.8, ge=0.0)
@@ -45,7 +44,7 @@ class DemoConfig(BaseModel):
         return name
 
 
-class DemoResult(BaseModel):
+class TourResult(BaseModel):
     tokenizer_dir: Path
     model_dir: Path
     first_loss: float | None
@@ -56,8 +55,8 @@ class DemoResult(BaseModel):
 
 
 @flow(name="tour", log_prints=True)
-def demo_flow(config: DemoConfig = DemoConfig()) -> DemoResult:
-    text = demo_text()
+def tour_flow(config: TourConfig = TourConfig()) -> TourResult:
+    text = tour_text()
     tokenizer = learn_tokenizer_task(
         text, config.vocab_size, workspace_dir() / "tour" / "tokenizer"
     )
@@ -80,7 +79,7 @@ def demo_flow(config: DemoConfig = DemoConfig()) -> DemoResult:
         mlflow.log_dict(
             {"samples": [{"prompt": p, "completion": s} for p, s in pairs]}, "samples.json"
         )
-    return DemoResult(
+    return TourResult(
         tokenizer_dir=tokenizer.path,
         model_dir=fitted.path,
         first_loss=fitted.losses[0] if fitted.losses else None,

@@ -28,7 +28,7 @@ from pathlib import Path
 import httpx
 
 from pipelines.comparison_server import ADMIN_TOKEN_ENV, page_is_up
-from tests.loopback import free_port
+from pipelines.services import free_port
 
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 60.0  # a cold start on a busy 2-core machine takes a few seconds

@@ -1,4 +1,4 @@
-"""The offline demo flow: a real Prefect flow run that records a real MLflow run."""
+"""The tour flow: a real Prefect flow run that records a real MLflow run."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from model import load_model, load_tokenizer
-from pipelines.demo import DemoConfig, demo_flow
+from pipelines.tour import TourConfig, tour_flow
 from pipelines.workspace import mlflow_tracking_uri
 
 
-def test_demo_learns_fits_samples_and_tracks(workspace, prefect_harness):
-    config = DemoConfig(steps=40, vocab_size=400, max_new_tokens=12)
-    result = demo_flow(config)
+def test_tour_learns_fits_samples_and_tracks(workspace, prefect_harness):
+    config = TourConfig(steps=40, vocab_size=400, max_new_tokens=12)
+    result = tour_flow(config)
 
     assert result.model_dir.is_relative_to(workspace)
     assert result.last_loss < result.first_loss  # the fit learned something
@@ -31,6 +31,6 @@ def test_demo_learns_fits_samples_and_tracks(workspace, prefect_harness):
     assert len(history) == 40
 
 
-def test_demo_config_names_a_bad_preset():
+def test_tour_config_names_a_bad_preset():
     with pytest.raises(pydantic.ValidationError, match="unknown model preset 'huge'"):
-        DemoConfig(preset="huge")
+        TourConfig(preset="huge")

@@ -1,8 +1,9 @@
-"""Units of work for the offline demo: learn a BPE, fit a tiny GPT-2, sample from it.
+"""Units of work for the one-minute tour: learn a BPE, fit a tiny GPT-2, sample from it.
 
-Each is a plain, typed function (tested directly) with a thin Prefect task around it for
-the flow. The fit here is deliberately minimal, a few hundred optimizer steps on one
-page of text, just enough to watch the loss fall and the samples turn into words.
+Each is a plain, typed function (tested directly); the tour flow (`pipelines/tour.py`)
+declares the Prefect tasks around them. The fit here is deliberately minimal, a few
+hundred optimizer steps on one page of text, just enough to watch the loss fall and the
+samples turn into words.
 """
 
 from __future__ import annotations
@@ -12,16 +13,15 @@ from importlib import resources
 from pathlib import Path
 
 import torch
-from prefect import task
 
 from model import GPT, GPTConfig, SamplingConfig, generate, load_model, save_checkpoint
 from model.tokenizer import load_tokenizer, train_bpe
 from tasks.fingerprint import fingerprint_folder
 
 
-def demo_text() -> str:
+def tour_text() -> str:
     """One page of plain English about GPT-2, shipped with the package."""
-    return resources.files("tasks").joinpath("data/demo_text.txt").read_text("utf-8")
+    return resources.files("tasks").joinpath("data/tour_text.txt").read_text("utf-8")
 
 
 @dataclass(frozen=True)
@@ -96,45 +96,3 @@ def sample_texts(model_dir: Path, prompts: list[str], sampling: SamplingConfig) 
         eot_token=tokenizer.eot_token,
     )
     return [tokenizer.decode(c.tokens) for c in completions]
-
-
-learn_tokenizer_task = task(learn_tokenizer, name="learn-tokenizer")
-fit_tiny_model_task = task(fit_tiny_model, name="fit-tiny-model")
-sample_texts_task = task(sample_texts, name="sample-texts")
-
-
-# ---------------------------------------------------------------------------------------
-# A style set for fine-tuning demos
-
-
-def style_set_text(entries: int = 400, seed: int = 0) -> str:
-    """Entries of a made-up ship's log, one paragraph each: a style that is easy to spot
-    ("Day 12. Wind from the north-east, ..."), so that a fine-tuned model's samples show
-    at a glance whether fine-tuning took. Made from word lists, the same for every seed."""
-    import random
-
-    rng = random.Random(seed)
-    winds = ["north", "north-east", "east", "south-east", "south", "south-west", "west",
-             "north-west"]  # fmt: skip
-    strengths = ["a light breeze", "a fresh breeze", "a strong wind", "a near gale", "calm air"]
-    skies = ["clear skies", "low cloud", "rain squalls", "thick fog", "a red sunrise",
-             "scattered cloud", "a grey overcast"]  # fmt: skip
-    sightings = ["a pod of dolphins off the bow", "a merchant ship bound for the south",
-                 "gulls, so land is near", "driftwood and weed", "a whale blowing to port",
-                 "the lights of a fishing fleet", "nothing but open water"]  # fmt: skip
-    chores = ["mended the foresail", "pumped the bilge", "took a sounding",
-              "checked the rigging", "salted the fish", "cleaned the lamps",
-              "repainted the rail"]  # fmt: skip
-    moods = ["The crew is in good spirits.", "The crew is tired but steady.",
-             "Rations are holding.", "All hands well.",
-             "We sing at the evening watch."]  # fmt: skip
-    paragraphs = []
-    for day in range(1, entries + 1):
-        wind, strength, sky = rng.choice(winds), rng.choice(strengths), rng.choice(skies)
-        knots, miles = rng.randint(2, 9), rng.randint(20, 160)
-        paragraphs.append(
-            f"Day {day}. Wind from the {wind}, {strength}, with {sky}. Made {knots} knots; "
-            f"{miles} miles since noon yesterday. Sighted {rng.choice(sightings)}. We "
-            f"{rng.choice(chores)}. {rng.choice(moods)}"
-        )
-    return "\n\n".join(paragraphs) + "\n"
