@@ -20,7 +20,7 @@ the way our RandomWindows and nanoGPT's get_batch do: a shard by its length, a r
 start, a memmap slice; the first batch is checked to be identical).
 
 Ours: `train(TrainSettings(model="mini", ...))` in a new run folder, reading the
-"train/tokens_per_s" it reports per optimizer step. That figure is timed around data
+tokens/s it reports per optimizer step. That figure is timed around data
 loading + forward + backward + clipping + the optimizer step; the evaluation and the
 checkpoints that follow the last step come after its timing, so they are not in it (nor
 is `train()`'s setup: building the model, opening the shards).
@@ -132,7 +132,7 @@ def make_tokens(root: Path, megabytes: float) -> tuple[Path, int]:
 def ours_round(tokens: Path, run_dir: Path, steps: int, seed: int) -> dict[str, Any]:
     """One fresh `train()` of `steps` optimizer steps: the per-step tokens/s and losses it
     reported. The run folder (final checkpoints) is deleted afterwards."""
-    from tasks.train.loop import Callbacks, train
+    from tasks.train.loop import Callbacks, StepMetrics, train
     from tasks.train.settings import TrainSettings
 
     settings = TrainSettings(
@@ -148,9 +148,9 @@ def ours_round(tokens: Path, run_dir: Path, steps: int, seed: int) -> dict[str, 
     rates: list[float] = []
     losses: list[float] = []
 
-    def on_step(step: int, metrics: dict[str, float]) -> None:
-        rates.append(metrics["train/tokens_per_s"])
-        losses.append(metrics["train/loss"])
+    def on_step(step: int, metrics: StepMetrics) -> None:
+        rates.append(metrics.tokens_per_s)
+        losses.append(metrics.loss)
 
     train(settings, run_dir, Callbacks(on_step=on_step))
     shutil.rmtree(run_dir, ignore_errors=True)

@@ -17,7 +17,7 @@ loss simply stays near ln(50257) = 10.8. Without GPT-2's files (../shared/gpt2 o
 a run then only differs in the tokenizer copied into its checkpoints.
 
 Throughput: `train(model="gpt2", context=1024, precision="bf16", compile=True)`, reading
-the "train/tokens_per_s" and "train/mfu" it reports per optimizer step (timed from data
+the tokens/s and MFU it reports per optimizer step (timed from data
 loading to the end of the optimizer step, after a CUDA synchronize). The first steps
 compile the model and warm the allocator; they are left out of the medians. MFU counts
 6 FLOPs per matrix parameter plus attention's per token, against the dense bf16 peak of
@@ -38,6 +38,7 @@ step missing, a loss not finite); 0 otherwise, targets met or not (a miss is a f
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import math
 import shutil
@@ -131,12 +132,12 @@ def run_train(settings: Any, run_dir: Path, stop_after_checkpoint: int | None = 
     `stop_after_checkpoint`, a KeyboardInterrupt is raised as soon as that step's
     checkpoint is on disk (as a crash or a kill right after it would leave the run)."""
     from tasks.train.checkpoints import BEST
-    from tasks.train.loop import Callbacks, train
+    from tasks.train.loop import Callbacks, StepMetrics, train
 
-    steps: dict[int, dict[str, float]] = {}
+    steps: dict[int, dict[str, float | None]] = {}
 
-    def on_step(step: int, metrics: dict[str, float]) -> None:
-        steps[step] = dict(metrics)
+    def on_step(step: int, metrics: StepMetrics) -> None:
+        steps[step] = dataclasses.asdict(metrics)
 
     def on_checkpoint(step: int, path: Path) -> None:
         if step == stop_after_checkpoint and path.name != BEST:
@@ -171,23 +172,23 @@ def throughput(args: argparse.Namespace, tokens: Path, root: Path) -> tuple[bool
     timed = [run["steps"][s] for s in sorted(run["steps"]) if s > args.skip]
     if not timed:
         return False, problems + [f"no step after the {args.skip} skipped ones"]
-    rates = [m["train/tokens_per_s"] for m in timed]
+    rates = [m["tokens_per_s"] for m in timed]
     print(f"  whole run {run['seconds']:.0f} s (compile, {args.steps} steps, final evaluation "
           "and checkpoints)")  # fmt: skip
     print("  first steps, s: " + ", ".join(
-        f"{settings.batch_tokens / run['steps'][s]['train/tokens_per_s']:.2f}"
+        f"{settings.batch_tokens / run['steps'][s]['tokens_per_s']:.2f}"
         for s in sorted(run["steps"])[: args.skip]))  # fmt: skip
     print(f"  tokens/s, median of steps {args.skip + 1}-{args.steps}: "
           f"{statistics.median(rates):,.0f}  (range {min(rates):,.0f}-{max(rates):,.0f}; "
           f"{settings.batch_tokens / statistics.median(rates):.3f} s/step)")  # fmt: skip
-    losses = [m["train/loss"] for m in run["steps"].values()]
+    losses = [m["loss"] for m in run["steps"].values()]
     print(f"  loss: step 1 {losses[0]:.3f}, step {len(losses)} {losses[-1]:.3f} (random ids: "
           f"about ln({VOCAB}) = {math.log(VOCAB):.3f} is the floor)")  # fmt: skip
-    if "train/mfu" not in timed[0]:
+    if timed[0]["mfu"] is None:
         print(f"  MFU: not reported ({torch.cuda.get_device_name()} has no bf16 peak in "
               "loop._PEAK_BF16); no verdict")  # fmt: skip
         return True, problems
-    mfu = [m["train/mfu"] for m in timed]
+    mfu = [m["mfu"] for m in timed]
     verdict = "meets" if statistics.median(mfu) >= MFU_TARGET else "MISSES"
     print(f"  MFU, median: {statistics.median(mfu):.3f}  (range {min(mfu):.3f}-{max(mfu):.3f}; "
           f"target >= {MFU_TARGET}: {verdict})")  # fmt: skip
@@ -230,7 +231,7 @@ def resume(args: argparse.Namespace, tokens: Path, root: Path) -> list[str]:
         return problems
 
     def losses(run: dict, steps: list[int]) -> np.ndarray:
-        return np.array([run["steps"][s]["train/loss"] for s in steps])
+        return np.array([run["steps"][s]["loss"] for s in steps])
 
     before = list(range(1, RESUME_AT + 1))
     comparisons = [
@@ -250,10 +251,10 @@ def resume(args: argparse.Namespace, tokens: Path, root: Path) -> list[str]:
               f"{'yes' if diff == 0 else 'no'}, within 1e-6: {'yes' if diff <= 1e-6 else 'no'}, "
               f"within 1e-3: {'yes' if diff <= 1e-3 else 'no'}")  # fmt: skip
     print(f"  losses at steps {RESUME_AT + 1}, {RESUME_STEPS}: A "
-          f"{a['steps'][RESUME_AT + 1]['train/loss']:.6f}, "
-          f"{a['steps'][RESUME_STEPS]['train/loss']:.6f}; B "
-          f"{second['steps'][RESUME_AT + 1]['train/loss']:.6f}, "
-          f"{second['steps'][RESUME_STEPS]['train/loss']:.6f}")  # fmt: skip
+          f"{a['steps'][RESUME_AT + 1]['loss']:.6f}, "
+          f"{a['steps'][RESUME_STEPS]['loss']:.6f}; B "
+          f"{second['steps'][RESUME_AT + 1]['loss']:.6f}, "
+          f"{second['steps'][RESUME_STEPS]['loss']:.6f}")  # fmt: skip
     return problems
 
 
@@ -271,7 +272,7 @@ def _missing_steps(name: str, run: dict, steps: int) -> list[str]:
     problems = []
     if sorted(run["steps"]) != list(range(1, steps + 1)):
         problems.append(f"{name}: reported steps {sorted(run['steps'])}, not 1-{steps}")
-    bad = [s for s, m in run["steps"].items() if not math.isfinite(m["train/loss"])]
+    bad = [s for s, m in run["steps"].items() if not math.isfinite(m["loss"])]
     if bad:
         problems.append(f"{name}: loss not finite at steps {bad}")
     return problems

@@ -39,15 +39,22 @@ from pipelines.encode import EncodeConfig, encode_flow
 from pipelines.evaluate import EvaluateConfig, evaluate_flow
 from pipelines.preferences import PreferencesConfig, preferences_flow
 from pipelines.stage_cache import StageCache, StageRecord, stage_key
-from pipelines.tracking import STAGE_TAG, lineage_tags, stage_runs, tracked_run
+from pipelines.tracking import lineage_tags, stage_runs, tracked_run
 from pipelines.train import TrainConfig, train_flow
 from pipelines.workspace import workspace_dir
+from reports.mlflow_names import (
+    CACHED_FROM_TAG,
+    CACHED_TAG,
+    END_TO_END_EXPERIMENT,
+    END_TO_END_KIND,
+    KIND_TAG,
+    STAGE_TAG,
+)
 from tasks.encode.token_shards import read_meta
 from tasks.fingerprint import fingerprint_path
 from tasks.train.style_set import style_set_text
 
-EXPERIMENT = "end-to-end"
-STAGES = ("corpus", "encode", "pretrain", "finetune", "evaluate", "preferences")
+EXPERIMENT = END_TO_END_EXPERIMENT
 _PLACEHOLDER = Path("/placeholder")  # stands in for paths the flow fills in, when validating
 
 
@@ -183,8 +190,7 @@ class _Stages:
         record = self.cache.get(stage, key)
         if record is not None:
             logger.info("%s: unchanged since run %s, skipped", stage, record.run_id)
-            tags = {STAGE_TAG: stage, "gpt2lab.cached": "true",
-                    "gpt2lab.cached_from": record.run_id}  # fmt: skip
+            tags = {STAGE_TAG: stage, CACHED_TAG: "true", CACHED_FROM_TAG: record.run_id}
             with tracked_run(EXPERIMENT, f"{stage} (cached)", parent_run_id=self.parent_run_id,
                              tags=tags):  # fmt: skip
                 pass
@@ -214,7 +220,7 @@ def end_to_end_flow(config: EndToEndConfig) -> EndToEndResult:
     """corpus -> encode -> pretrain -> finetune -> evaluate -> preferences (see the module)."""
     config.run_dir().mkdir(parents=True, exist_ok=True)
     with tracked_run(EXPERIMENT, config.name, params=config.model_dump(mode="json"),
-                     tags={"gpt2lab.kind": "end-to-end"}) as parent:  # fmt: skip
+                     tags={KIND_TAG: END_TO_END_KIND}) as parent:  # fmt: skip
         stages = _Stages(config, parent.info.run_id)
         corpus = _corpus_stage(stages)
         tokens = _encode_stage(stages, corpus)

@@ -36,8 +36,10 @@ from pipelines.comparison_server import (
     invite_link,
     start_page,
 )
+from pipelines.preference_records import annotator_table, summary_metrics, win_rate_table
 from pipelines.tracking import log_metrics_batch, tracked_run
 from pipelines.workspace import workspace_dir
+from reports.mlflow_names import JUDGE_TAG, WIN_RATES_TABLE
 from reports.preference_charts import win_rate_chart
 from tasks.fingerprint import fingerprint_path, model_fingerprint
 from tasks.preferences.batches import (
@@ -278,10 +280,10 @@ def report_batch(
     params = {"batch": batch_name, "judge": judge, "models": json.dumps(models),
               "ended_by": ended_by, **sampling}  # fmt: skip
     with tracked_run("preferences", run_name=f"{batch_name} ({judge})", lineage=lineage,
-                     params=params, tags={"gpt2lab.judge": judge}) as run:  # fmt: skip
-        log_metrics_batch(run, summary.metrics())
-        mlflow.log_table(summary.win_rate_table(), "win_rates.json")
-        mlflow.log_table(summary.annotator_table(), "annotators.json")
+                     params=params, tags={JUDGE_TAG: judge}) as run:  # fmt: skip
+        log_metrics_batch(run, summary_metrics(summary))
+        mlflow.log_table(win_rate_table(summary), WIN_RATES_TABLE)
+        mlflow.log_table(annotator_table(summary), "annotators.json")
         mlflow.log_text(markdown, "summary.md")
         if chart is not None:
             mlflow.log_artifact(str(chart))
@@ -289,7 +291,7 @@ def report_batch(
         mlflow.log_artifact(str(folder / "votes.jsonl"))
     create_markdown_artifact(markdown, key="preferences", description=f"{batch_name} ({judge})")
     return PreferencesResult(batch=batch_name, judge=judge, votes=summary.votes,
-                             ended_by=ended_by, summary=summary.metrics(), export=folder,
+                             ended_by=ended_by, summary=summary_metrics(summary), export=folder,
                              mlflow_run_id=run.info.run_id)  # fmt: skip
 
 

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field, field_validator
 from model import PRESETS, SamplingConfig
 from pipelines.tracking import lineage_tags, log_metrics_batch, tracked_run
 from pipelines.workspace import checkpoints_dir, workspace_dir
+from reports.mlflow_names import TRAIN_LOSS
 from tasks.tour import fit_tiny_model, learn_tokenizer, sample_texts, tour_text
 
 learn_tokenizer_task = task(learn_tokenizer, name="learn-tokenizer")
@@ -73,7 +74,7 @@ def tour_flow(config: TourConfig = TourConfig()) -> TourResult:
             seed=config.seed,
         )  # fmt: skip
         mlflow.set_tags(lineage_tags({"checkpoint": fitted.fingerprint}))
-        log_metrics_batch(run, [("train/loss", loss, i) for i, loss in enumerate(fitted.losses)])
+        log_metrics_batch(run, [(TRAIN_LOSS, loss, i) for i, loss in enumerate(fitted.losses)])
         samples = sample_texts_task(fitted.path, config.prompts, sampling)
         pairs = zip(config.prompts, samples, strict=True)
         mlflow.log_dict(

@@ -41,15 +41,16 @@ from mlflow.tracking import MlflowClient
 from pydantic import BaseModel
 
 from pipelines.workspace import mlartifacts_dir, mlflow_tracking_uri, uses_workspace_store
+from reports.mlflow_names import (
+    FLOW_NAME_TAG,
+    FLOW_RUN_ID_TAG,
+    GIT_COMMIT_TAG,
+    STAGE_TAG,
+    VERSION_TAG,
+    lineage_tag,
+)
 
 logger = logging.getLogger(__name__)
-
-LINEAGE_TAG_PREFIX = "gpt2lab.lineage."
-GIT_COMMIT_TAG = "gpt2lab.git_commit"
-VERSION_TAG = "gpt2lab.version"
-FLOW_RUN_ID_TAG = "prefect.flow_run_id"
-FLOW_NAME_TAG = "prefect.flow_name"
-STAGE_TAG = "gpt2lab.stage"
 
 # The package folder: its git commit is the code that produced a run.
 _PACKAGE_DIR = Path(__file__).resolve().parents[1]
@@ -181,7 +182,7 @@ def _artifact_location(experiment: str) -> str | None:
 
 def lineage_tags(lineage: Mapping[str, str]) -> dict[str, str]:
     """`{"corpus": fp}` -> `{"gpt2lab.lineage.corpus": fp}`."""
-    return {f"{LINEAGE_TAG_PREFIX}{name}": str(fp) for name, fp in lineage.items()}
+    return {lineage_tag(name): str(fp) for name, fp in lineage.items()}
 
 
 def context_tags() -> dict[str, str]:

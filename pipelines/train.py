@@ -27,11 +27,20 @@ from model import GPT, SamplingConfig, generate, load_tokenizer
 from pipelines.mlflow_model import log_checkpoint_model
 from pipelines.tracking import log_metrics_batch, tracked_run
 from pipelines.workspace import checkpoints_dir
+from reports.mlflow_names import (
+    SAMPLES_FOLDER,
+    TRAIN_GRAD_NORM,
+    TRAIN_LEARNING_RATE,
+    TRAIN_LOSS,
+    TRAIN_MFU,
+    TRAIN_TOKENS_PER_S,
+    VAL_LOSS,
+)
 from reports.train_charts import loss_curve
 from tasks.encode.token_shards import TOKENIZER_DIR, read_meta
 from tasks.fingerprint import fingerprint_path
 from tasks.train.checkpoints import TrainingError
-from tasks.train.loop import Callbacks, Metrics, TrainResult, train
+from tasks.train.loop import Callbacks, StepMetrics, TrainResult, train
 from tasks.train.settings import TrainSettings
 from tasks.train.text_data import tokenizer_for, tokens_from_text_file
 
@@ -105,19 +114,20 @@ class MlflowProgress:
     def callbacks(self) -> Callbacks:
         return Callbacks(on_step=self.on_step, on_eval=self.on_eval)
 
-    def on_step(self, step: int, metrics: Metrics) -> None:
-        self.pending += [(name, value, step) for name, value in metrics.items()]
+    def on_step(self, step: int, metrics: StepMetrics) -> None:
+        self.pending += [(name, value, step) for name, value in step_metrics(metrics).items()]
         if step % self.config.log_every == 0:
             self.flush()
-            self.logger.info("step %d: loss %.3f, %.0f tokens/s", step,
-                             metrics["train/loss"], metrics["train/tokens_per_s"])  # fmt: skip
+            self.logger.info(
+                "step %d: loss %.3f, %.0f tokens/s", step, metrics.loss, metrics.tokens_per_s
+            )
 
-    def on_eval(self, step: int, metrics: Metrics, model: GPT) -> None:
-        self.pending += [(name, value, step) for name, value in metrics.items()]
+    def on_eval(self, step: int, val_loss: float, model: GPT) -> None:
+        self.pending.append((VAL_LOSS, val_loss, step))
         self.flush()
-        self.logger.info("step %d: validation loss %.3f", step, metrics["val/loss"])
-        mlflow.MlflowClient().log_text(self.run_id, self.samples(model),
-                                       f"samples/step-{step:06d}.txt")  # fmt: skip
+        self.logger.info("step %d: validation loss %.3f", step, val_loss)
+        samples_file = f"{SAMPLES_FOLDER}/step-{step:06d}.txt"
+        mlflow.MlflowClient().log_text(self.run_id, self.samples(model), samples_file)
 
     def samples(self, model: GPT) -> str:
         """The fixed prompts continued with a fixed seed: the same question at every
@@ -202,11 +212,24 @@ def train_on_processes(config: TrainConfig, tokens: Path, run_id: str) -> TrainR
     return TrainResult(**record)
 
 
+def step_metrics(metrics: StepMetrics) -> dict[str, float]:
+    """One optimizer step's measurements under their MLflow names."""
+    named = {
+        TRAIN_LOSS: metrics.loss,
+        TRAIN_LEARNING_RATE: metrics.learning_rate,
+        TRAIN_GRAD_NORM: metrics.grad_norm,
+        TRAIN_TOKENS_PER_S: metrics.tokens_per_s,
+    }
+    if metrics.mfu is not None:
+        named[TRAIN_MFU] = metrics.mfu
+    return named
+
+
 def log_loss_curve(run_id: str, vocab_size: int) -> None:
     """The loss curve, drawn from what MLflow recorded (whichever process logged it)."""
     client = MlflowClient()
-    train_points = [(m.step, m.value) for m in client.get_metric_history(run_id, "train/loss")]
-    val_points = [(m.step, m.value) for m in client.get_metric_history(run_id, "val/loss")]
+    train_points = [(m.step, m.value) for m in client.get_metric_history(run_id, TRAIN_LOSS)]
+    val_points = [(m.step, m.value) for m in client.get_metric_history(run_id, VAL_LOSS)]
     with tempfile.TemporaryDirectory() as tmp:
         chart = loss_curve(sorted(train_points), sorted(val_points), Path(tmp) / "loss.png",
                            vocab_size=vocab_size)  # fmt: skip

@@ -47,6 +47,15 @@ from pipelines.preferences import (
 )
 from pipelines.tracking import log_metrics_batch, tracked_run
 from pipelines.workspace import mlflow_tracking_uri, workspace_dir
+from reports.mlflow_names import (
+    BATCH_TAG,
+    FOLLOWUP_BATCH_TAG,
+    JUDGE_TAG,
+    PREFERENCE_TUNING_EXPERIMENT,
+    WIN_RATE_PREFIX,
+    lineage_tag,
+    pair_name,
+)
 from tasks.fingerprint import fingerprint_config, model_fingerprint, short
 from tasks.preferences.store import open_database
 from tasks.tuning.comparisons import (
@@ -58,7 +67,7 @@ from tasks.tuning.dpo_training import DPOSettings
 from tasks.tuning.loop import LoopSettings, OnMetrics, clear_progress
 from tasks.tuning.reward_training import RewardSettings
 
-EXPERIMENT = "preference-tuning"
+EXPERIMENT = PREFERENCE_TUNING_EXPERIMENT
 
 
 class TuningConfig(BaseModel):
@@ -306,7 +315,7 @@ def preference_tuning_flow(config: TuningConfig) -> TuningResult:
 
     lineage = {"batch": config.batch, "votes": votes.fingerprint,
                "checkpoint.start": start_fingerprint}  # fmt: skip
-    tags = {"gpt2lab.batch": config.batch, "gpt2lab.judge": votes.judge}
+    tags = {BATCH_TAG: config.batch, JUDGE_TAG: votes.judge}
     counts = {"comparisons": votes.comparisons, "train_comparisons": votes.train,
               "held_out_comparisons": votes.held_out}  # fmt: skip
     params = config.model_dump(mode="json") | {"start_model": start_model} | counts
@@ -320,7 +329,7 @@ def preference_tuning_flow(config: TuningConfig) -> TuningResult:
         metrics |= {f"dpo/{k}": v for k, v in policy.held_out.items()}
         metrics |= {f"sample_reward/{k}": v for k, v in sample_rewards.items()}
         mlflow.log_metrics(metrics)
-        mlflow.set_tag("gpt2lab.lineage.checkpoint.tuned", model_fingerprint(str(policy.path)))
+        mlflow.set_tag(lineage_tag("checkpoint.tuned"), model_fingerprint(str(policy.path)))
 
     # The new batch has runs of its own (experiment `preferences`), so it is made after this
     # run has closed; its name and result are added to this run afterwards.
@@ -335,11 +344,11 @@ def preference_tuning_flow(config: TuningConfig) -> TuningResult:
     if config.compare == "simulated":
         simulate_votes(compare, ready.name)
         report = report_batch(compare.database_url(), ready.name, "simulated", "simulated")
-        win_rate = report.summary.get("win_rate/tuned_vs_start")
+        win_rate = report.summary.get(f"{WIN_RATE_PREFIX}{pair_name('tuned', 'start')}")
     summary = tuning_markdown(name, votes, reward_model, policy, sample_rewards, ready.name,
                               config.compare, win_rate)  # fmt: skip
     client = MlflowClient(tracking_uri=mlflow_tracking_uri())
-    client.set_tag(run_id, "gpt2lab.followup_batch", ready.name)
+    client.set_tag(run_id, FOLLOWUP_BATCH_TAG, ready.name)
     if win_rate is not None:
         client.log_metric(run_id, "followup/win_rate_tuned_simulated", win_rate)
     client.log_text(run_id, summary, "summary.md")

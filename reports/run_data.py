@@ -31,29 +31,46 @@ from mlflow.entities import Run, ViewType
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-# The tags the end-to-end flow writes (pipelines.tracking writes the lineage ones).
-KIND_TAG = "gpt2lab.kind"
-STAGE_TAG = "gpt2lab.stage"
-CACHED_TAG = "gpt2lab.cached"
-CACHED_FROM_TAG = "gpt2lab.cached_from"
-LINEAGE_TAG_PREFIX = "gpt2lab.lineage."
-GIT_COMMIT_TAG = "gpt2lab.git_commit"
-JUDGE_TAG = "gpt2lab.judge"
-PARENT_TAG = "mlflow.parentRunId"
+from reports.mlflow_names import (
+    CACHED_FROM_TAG,
+    CACHED_TAG,
+    DROP_REASONS_TABLE,
+    DROPS_PREFIX,
+    EVAL_BOOKKEEPING,
+    EVAL_TASK_FILE,
+    FUNNEL_PREFIX,
+    GIT_COMMIT_TAG,
+    JUDGE_TAG,
+    KIND_TAG,
+    LINEAGE_TAG_PREFIX,
+    LOSS_HISTORIES,
+    PAIR_SEPARATOR,
+    PARENT_RUN_TAG,
+    SAMPLES_FOLDER,
+    SAMPLES_KEPT_TABLE,
+    STAGE_TAG,
+    STAGES,
+    TOKENS_PREFIX,
+    TRAINING_STAGES,
+    VAL_LOSS,
+    WIN_RATE_COLUMNS,
+    WIN_RATE_HIGH_PREFIX,
+    WIN_RATE_LOW_PREFIX,
+    WIN_RATE_PREFIX,
+    WIN_RATES_TABLE,
+)
 
-STAGES = ("corpus", "encode", "pretrain", "finetune", "evaluate", "preferences")
 NOT_RUN = "not run"
 
-# Metric histories drawn as loss curves (names from tasks/train/loop.py).
-LOSS_HISTORIES = ("train/loss", "val/loss")
 # The small JSON tables worth reading per stage (the rest stay in MLflow, a click away).
-TABLES = {"corpus": ("drop_reasons.json", "samples_kept.json"), "preferences": ("win_rates.json",)}
-# An evaluate task run's bookkeeping metrics: not scores (see pipelines/evaluate.py).
-EVAL_BOOKKEEPING = ("generated", "from_cache", "seconds")
+TABLES = {
+    "corpus": (DROP_REASONS_TABLE, SAMPLES_KEPT_TABLE),
+    "preferences": (WIN_RATES_TABLE,),
+}
 SAMPLE_TEXT_LIMIT = 4000  # characters of the last training samples kept for the report
 _CACHE_HOPS = 5  # a cached run may point at a run that was itself cached; stop at some point
 _PROGRESS_BAR_ENV = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
-_FUNNEL_KEY = re.compile(r"funnel/(\d+)_(.+)")
+_FUNNEL_KEY = re.compile(re.escape(FUNNEL_PREFIX) + r"(\d+)_(.+)")
 
 Points = list[tuple[int, float]]  # (step, value)
 
@@ -150,8 +167,11 @@ class RunReport:
     def drops(self) -> list[tuple[str, int]]:
         """Why records were dropped, `<fate>.<stage>.<reason>` -> count, most first."""
         metrics = self.stage("corpus").metrics
-        found = [(k.removeprefix("drops/"), int(v)) for k, v in metrics.items()
-                 if k.startswith("drops/")]  # fmt: skip
+        found = [
+            (k.removeprefix(DROPS_PREFIX), int(v))
+            for k, v in metrics.items()
+            if k.startswith(DROPS_PREFIX)
+        ]
         return sorted(found, key=lambda item: (-item[1], item[0]))
 
     def documents_kept(self) -> int | None:
@@ -159,14 +179,14 @@ class RunReport:
         return funnel[-1][1] if funnel else None
 
     def train_tokens(self) -> int | None:
-        value = self.stage("encode").metrics.get("tokens/train")
+        value = self.stage("encode").metrics.get(f"{TOKENS_PREFIX}train")
         return None if value is None else int(value)
 
     def final_val_loss(self, stage: str) -> float | None:
         """The validation loss at the last evaluation of `pretrain` or `finetune`."""
         run = self.stage(stage)
-        history = run.histories.get("val/loss")
-        return history[-1][1] if history else run.metrics.get("val/loss")
+        history = run.histories.get(VAL_LOSS)
+        return history[-1][1] if history else run.metrics.get(VAL_LOSS)
 
     def eval_rows(self) -> list[tuple[str, str, float, float | None]]:
         """(task, metric, this model's score, the paper's figure or None) per score."""
@@ -178,7 +198,7 @@ class RunReport:
         """The preference stage's win rates, with full model names and vote counts from its
         table; from its metrics (short names, no counts) when the table is missing."""
         run = self.stage("preferences")
-        rows = run.tables.get("win_rates.json")
+        rows = run.tables.get(WIN_RATES_TABLE)
         if rows:
             return [_win_rate_from_row(row) for row in rows]
         return self.win_rate_metrics()
@@ -244,7 +264,7 @@ def _read_stage(
         tags={**data.tags, **run.data.tags}, note=note,
     )  # fmt: skip
     source_id = source.info.run_id
-    if stage in ("pretrain", "finetune"):
+    if stage in TRAINING_STAGES:
         found.histories = {key: _history(client, source_id, key) for key in LOSS_HISTORIES}
         found.sample_text = _last_samples(client, source_id, tmp)
     for name in TABLES.get(stage, ()):
@@ -281,7 +301,7 @@ def _eval_tasks(
     for run in sorted(runs, key=lambda r: r.info.start_time or 0):
         run_id = run.info.run_id
         # task.json holds the TaskResult (scores, the paper's figures, notes), examples left out.
-        saved = _json_artifact(client, run_id, "task.json", tmp) or {}
+        saved = _json_artifact(client, run_id, EVAL_TASK_FILE, tmp) or {}
         metrics = run.data.metrics
         scores = saved.get("scores") or {
             k: v for k, v in metrics.items() if k not in EVAL_BOOKKEEPING
@@ -311,7 +331,7 @@ def _children(client: MlflowClient, run_id: str, experiments: list[str]) -> list
     runs: list[Run] = []
     token = None
     while True:
-        page = client.search_runs(experiments, filter_string=f"tags.{PARENT_TAG} = '{run_id}'",
+        page = client.search_runs(experiments, filter_string=f"tags.{PARENT_RUN_TAG} = '{run_id}'",
                                   page_token=token)  # fmt: skip
         runs.extend(page)
         token = page.token
@@ -344,7 +364,7 @@ def _json_artifact(client: MlflowClient, run_id: str, path: str, tmp: Path) -> A
 
 def _last_samples(client: MlflowClient, run_id: str, tmp: Path) -> str:
     """The text sampled at the last evaluation (`samples/step-NNNNNN.txt`, zero-padded)."""
-    files = [f.path for f in _list(client, run_id, "samples") if f.path.endswith(".txt")]
+    files = [f.path for f in _list(client, run_id, SAMPLES_FOLDER) if f.path.endswith(".txt")]
     if not files:
         return ""
     local = client.download_artifacts(run_id, max(files), str(_fresh_dir(tmp)))
@@ -398,30 +418,40 @@ def _when(millis: int | None) -> str:
 
 
 def _win_rate_from_row(row: dict[str, Any]) -> WinRate:
-    def count(key: str) -> int | None:
-        return None if row.get(key) is None else int(row[key])
+    """A row of WIN_RATES_TABLE, its columns in the order WIN_RATE_COLUMNS names them."""
+    model, opponent, wins, losses, ties, both_bad, rate, low, high = (
+        row.get(column) for column in WIN_RATE_COLUMNS
+    )
 
-    def rate(key: str) -> float:
+    def count(value: Any) -> int | None:
+        return None if value is None else int(value)
+
+    def share(value: Any) -> float:
         # A pair nobody voted on has no rate: NaN, which the JSON table holds as null.
-        return math.nan if row.get(key) is None else float(row[key])
+        return math.nan if value is None else float(value)
 
     return WinRate(
-        model=str(row.get("model", "")), opponent=str(row.get("opponent", "")),
-        rate=rate("win_rate"), low=rate("low_95"), high=rate("high_95"),
-        wins=count("wins"), losses=count("losses"), ties=count("ties"),
-        both_bad=count("both_bad"),
-    )  # fmt: skip
+        model=str(model or ""),
+        opponent=str(opponent or ""),
+        rate=share(rate),
+        low=share(low),
+        high=share(high),
+        wins=count(wins),
+        losses=count(losses),
+        ties=count(ties),
+        both_bad=count(both_bad),
+    )
 
 
 def _win_rates_from_metrics(metrics: dict[str, float]) -> list[WinRate]:
     """`win_rate/A_vs_B` with `win_rate_low/…` and `win_rate_high/…`, when no table exists."""
     found = []
     for key, rate in sorted(metrics.items()):
-        if not key.startswith("win_rate/"):
+        if not key.startswith(WIN_RATE_PREFIX):
             continue
-        pair = key.removeprefix("win_rate/")
-        model, _, opponent = pair.partition("_vs_")
-        low = metrics.get(f"win_rate_low/{pair}", rate)
-        high = metrics.get(f"win_rate_high/{pair}", rate)
+        pair = key.removeprefix(WIN_RATE_PREFIX)
+        model, _, opponent = pair.partition(PAIR_SEPARATOR)
+        low = metrics.get(f"{WIN_RATE_LOW_PREFIX}{pair}", rate)
+        high = metrics.get(f"{WIN_RATE_HIGH_PREFIX}{pair}", rate)
         found.append(WinRate(model=model, opponent=opponent, rate=rate, low=low, high=high))
     return found

@@ -14,6 +14,17 @@ from functools import partial
 from pathlib import Path
 
 from reports.corpus_charts import funnel_chart
+from reports.mlflow_names import (
+    BYTES_PER_TOKEN,
+    DOCUMENTS_PREFIX,
+    ENCODE_MB_PER_S,
+    SHARDS,
+    TEXT_MB_PREFIX,
+    TOKENS_PREFIX,
+    TRAIN_LOSS,
+    TRAIN_TOKENS_PER_S,
+    VAL_LOSS,
+)
 from reports.preference_charts import win_rate_chart
 from reports.run_data import NOT_RUN, RunReport, StageRun
 from reports.train_charts import loss_curve
@@ -184,14 +195,23 @@ def encode_section(report: RunReport) -> Section:
     if not run.ran:
         return section
     metrics = run.metrics
-    splits = sorted(k.removeprefix("tokens/") for k in metrics if k.startswith("tokens/"))
+    splits = sorted(k.removeprefix(TOKENS_PREFIX) for k in metrics if k.startswith(TOKENS_PREFIX))
     if splits:
-        section.tables.append(Table(["split", "tokens", "documents", "text (MB)"], [
-            [split, num(metrics.get(f"tokens/{split}")), num(metrics.get(f"documents/{split}")),
-             num(metrics.get(f"text_mb/{split}"))] for split in splits
-        ]))  # fmt: skip
-    others = [("UTF-8 bytes per token", "bytes_per_token"), ("shards", "shards"),
-              ("encoding speed (MB/s)", "throughput_mb_per_s")]  # fmt: skip
+        rows = [
+            [
+                split,
+                num(metrics.get(f"{TOKENS_PREFIX}{split}")),
+                num(metrics.get(f"{DOCUMENTS_PREFIX}{split}")),
+                num(metrics.get(f"{TEXT_MB_PREFIX}{split}")),
+            ]
+            for split in splits
+        ]
+        section.tables.append(Table(["split", "tokens", "documents", "text (MB)"], rows))
+    others = [
+        ("UTF-8 bytes per token", BYTES_PER_TOKEN),
+        ("shards", SHARDS),
+        ("encoding speed (MB/s)", ENCODE_MB_PER_S),
+    ]
     rows = [[label, num(metrics[key])] for label, key in others if key in metrics]
     if rows:
         section.tables.append(Table(["", ""], rows))
@@ -203,13 +223,13 @@ def training_section(report: RunReport, stage: str, title: str) -> Section:
     section = _stage_section(run, f"{title} loss", stage)
     if not run.ran:
         return section
-    train, val = run.histories.get("train/loss", []), run.histories.get("val/loss", [])
+    train, val = run.histories.get(TRAIN_LOSS, []), run.histories.get(VAL_LOSS, [])
     rows = [
         ["optimizer steps", num(train[-1][0] if train else None)],
-        ["final training loss", num(train[-1][1] if train else run.metrics.get("train/loss"))],
+        ["final training loss", num(train[-1][1] if train else run.metrics.get(TRAIN_LOSS))],
         ["final validation loss", num(report.final_val_loss(stage))],
         ["best validation loss", num(min(v for _, v in val) if val else None)],
-        ["tokens per second (last step)", num(run.metrics.get("train/tokens_per_s"))],
+        ["tokens per second (last step)", num(run.metrics.get(TRAIN_TOKENS_PER_S))],
     ]
     section.tables.append(Table(["", ""], rows))
     if train or val:

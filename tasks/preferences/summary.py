@@ -1,4 +1,5 @@
 """Everything a batch's votes say, in one object: what the flow logs and the CLI prints.
+(The flow names its MLflow metrics and tables in `pipelines/preference_records.py`.)
 
 One summary reads one kind of judge: people, or the simulated judge. The two are never
 mixed: a demo's scripted votes must not pass for human judgement.
@@ -6,7 +7,6 @@ mixed: a demo's scripted votes must not pass for human judgement.
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from itertools import combinations
@@ -36,43 +36,6 @@ class BatchSummary:
     agreement: float  # between annotators on the same item; nan without such pairs
     agreement_pairs: int
     annotators: list[AnnotatorStats]
-
-    def metrics(self) -> dict[str, float]:
-        """Flat numbers for MLflow (names use the short labels; nan values are left out)."""
-        out: dict[str, float] = {"votes": self.votes}
-        for w in self.win_rates:
-            key = f"{self.labels[w.model]}_vs_{self.labels[w.opponent]}"
-            out |= {f"win_rate/{key}": w.rate, f"win_rate_low/{key}": w.low,
-                    f"win_rate_high/{key}": w.high, f"ties/{key}": w.ties,
-                    f"both_bad/{key}": w.both_bad}  # fmt: skip
-        for model, score in self.strengths.items():
-            low, high = self.strength_intervals[model]
-            label = self.labels[model]
-            out |= {f"bt_score/{label}": score, f"bt_low/{label}": low, f"bt_high/{label}": high}
-        out |= {"position/left_share": self.position.left_share,
-                "position/p_value": self.position.p_value,
-                "agreement/between_annotators": self.agreement,
-                "agreement/pairs": self.agreement_pairs}  # fmt: skip
-        judged_gold = [a for a in self.annotators if a.gold_seen]
-        if judged_gold:
-            out["gold_accuracy/mean"] = sum(a.gold_accuracy for a in judged_gold) / len(judged_gold)
-        return {k: float(v) for k, v in out.items() if not math.isnan(float(v))}
-
-    def win_rate_table(self) -> dict[str, list]:
-        rows = self.win_rates
-        return {"model": [w.model for w in rows], "opponent": [w.opponent for w in rows],
-                "wins": [w.wins for w in rows], "losses": [w.losses for w in rows],
-                "ties": [w.ties for w in rows], "both_bad": [w.both_bad for w in rows],
-                "win_rate": [w.rate for w in rows], "low_95": [w.low for w in rows],
-                "high_95": [w.high for w in rows]}  # fmt: skip
-
-    def annotator_table(self) -> dict[str, list]:
-        rows = [a for a in self.annotators if a.simulated == (self.judge == "simulated")]
-        return {"annotator": [a.name for a in rows], "votes": [a.votes for a in rows],
-                "gold_correct": [a.gold_correct for a in rows],
-                "gold_seen": [a.gold_seen for a in rows],
-                "repeats_agreeing": [a.repeats_agreeing for a in rows],
-                "repeats_seen": [a.repeats_seen for a in rows]}  # fmt: skip
 
     def markdown(self) -> str:
         lines = [f"# Preferences: {self.batch} ({self.judge} judge, {self.votes} comparisons)",

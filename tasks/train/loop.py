@@ -61,7 +61,16 @@ RESUMABLE_CHANGES = frozenset(
     {"max_steps", "eval_interval", "checkpoint_interval", "keep_last", "device", "compile"}
 )
 
-Metrics = dict[str, float]
+
+@dataclass(frozen=True)
+class StepMetrics:
+    """What one optimizer step measured (the flow logs these to MLflow under its names)."""
+
+    loss: float  # mean over the step's micro-batches (and processes, under DDP)
+    learning_rate: float
+    grad_norm: float  # before clipping: a spike here warns of instability
+    tokens_per_s: float  # the whole step, data loading included
+    mfu: float | None = None  # model FLOPs utilisation, where the device's peak is known
 
 
 @dataclass
@@ -81,8 +90,9 @@ class TrainResult:
 class Callbacks:
     """Where progress goes (MLflow in the flow; tests collect it)."""
 
-    on_step: Callable[[int, Metrics], None] | None = None
-    on_eval: Callable[[int, Metrics, GPT], None] | None = None  # the model, e.g. to sample
+    on_step: Callable[[int, StepMetrics], None] | None = None
+    # (step, validation loss, the model, e.g. to sample from)
+    on_eval: Callable[[int, float, GPT], None] | None = None
     on_checkpoint: Callable[[int, Path], None] | None = None
 
 
@@ -338,10 +348,8 @@ def train(
             seconds = time.perf_counter() - started
             done = step + 1
             tokens_per_s = settings.batch_tokens / seconds
-            metrics = {"train/loss": train_loss, "train/lr": rate, "train/grad_norm": norm,
-                       "train/tokens_per_s": tokens_per_s}  # fmt: skip
-            if peak_flops:
-                metrics["train/mfu"] = flops_per_token * tokens_per_s / peak_flops
+            mfu = flops_per_token * tokens_per_s / peak_flops if peak_flops else None
+            metrics = StepMetrics(train_loss, rate, norm, tokens_per_s, mfu)
             result.train_losses.append(train_loss)
             result.steps = done
             if callbacks.on_step:
@@ -352,7 +360,7 @@ def train(
                 result.val_loss = evaluate()
                 if callbacks.on_eval:
                     model.eval()
-                    callbacks.on_eval(done, {"val/loss": result.val_loss}, model)
+                    callbacks.on_eval(done, result.val_loss, model)
                     model.train()
                 if best is None or result.val_loss < best:
                     best = result.val_loss

@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 from mlflow.tracking import MlflowClient
 
-from pipelines.end_to_end import STAGES, EndToEndConfig, end_to_end_flow
+from pipelines.end_to_end import EndToEndConfig, end_to_end_flow
+from reports.mlflow_names import STAGES
 
 SMALL = {
     "miniweb_articles": 30,

@@ -13,8 +13,9 @@ from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
-from pipelines.end_to_end import STAGES, EndToEndConfig, end_to_end_flow
+from pipelines.end_to_end import EndToEndConfig, end_to_end_flow
 from pipelines.services import answers, free_port
+from reports.mlflow_names import STAGES
 
 from .test_end_to_end import SMALL
 

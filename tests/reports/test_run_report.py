@@ -17,6 +17,7 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
+from pipelines.preference_records import summary_metrics, win_rate_table
 from pipelines.tracking import log_metrics_batch, stage_runs, tracked_run
 from reports.run_data import NOT_RUN, STAGES, RunReport, StageRun
 from reports.run_report import (
@@ -127,8 +128,8 @@ def _preferences(parent: str, judge: str, rate: float, low: float, high: float) 
     )  # fmt: skip
     with _stage(parent, "preferences", "preferences", run_name=f"b1 ({judge})",
                 params={"judge": judge}, tags={"gpt2lab.judge": judge}):  # fmt: skip
-        log_metrics_batch(None, summary.metrics())
-        mlflow.log_table(summary.win_rate_table(), "win_rates.json")
+        log_metrics_batch(None, summary_metrics(summary))
+        mlflow.log_table(win_rate_table(summary), "win_rates.json")
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import torch
 
 from model import GPT, load_model
 from tasks.train.checkpoints import BEST, STATE_FILE, TrainingError, latest_checkpoint
-from tasks.train.loop import Callbacks, train
+from tasks.train.loop import Callbacks, StepMetrics, train
 from tasks.train.schedule import learning_rate
 from tasks.train.settings import TrainSettings
 from tests.tasks.train.conftest import VOCAB
@@ -40,7 +40,7 @@ def test_a_resumed_run_repeats_the_uninterrupted_losses(tokens_dir, tmp_path):
     # Dropout on and gradient accumulation over 2 passes: every random draw counts.
     whole = train(settings(tokens_dir), tmp_path / "whole")
 
-    def crash_after_step_7(step: int, metrics: dict) -> None:
+    def crash_after_step_7(step: int, metrics: StepMetrics) -> None:
         if step == 7:
             raise KeyboardInterrupt  # dies between checkpoints (the last one is step 5)
 
@@ -63,7 +63,7 @@ def test_pretraining_drives_validation_loss_well_below_uniform(tokens_dir, tmp_p
                  min_learning_rate=1e-3, micro_batch=8, batch_tokens=1024, eval_interval=50,
                  eval_batches=4, checkpoint_interval=200, dropout=0.0),
         tmp_path / "run",
-        Callbacks(on_eval=lambda step, m, model: evaluations.append(m["val/loss"])),
+        Callbacks(on_eval=lambda step, val_loss, model: evaluations.append(val_loss)),
     )  # fmt: skip
     uniform = math.log(VOCAB)  # 6.24: a model that knows nothing
     # 1.5 nats below: a perplexity under a quarter of the uniform guess's 512.

@@ -1,0 +1,108 @@
+"""The names gpt2lab records in MLflow, defined once.
+
+The flows (`pipelines/`) write runs under these names and the reports (`reports/`) read
+them back, so both import them from here: a name changed here changes for writer and
+reader together, and a typo is an import error instead of a figure that silently goes
+missing from a report. The module lives in `reports/` because that is the lowest layer
+that reads them and that `pipelines/` may import (see DESIGN.md).
+"""
+
+from __future__ import annotations
+
+# -- Experiments: one per flow kind ------------------------------------------------------
+
+END_TO_END_EXPERIMENT = "end-to-end"
+PREFERENCE_TUNING_EXPERIMENT = "preference-tuning"
+
+# -- Tags ---------------------------------------------------------------------------------
+
+KIND_TAG = "gpt2lab.kind"  # what a parent run is
+END_TO_END_KIND = "end-to-end"
+STAGE_TAG = "gpt2lab.stage"  # which end-to-end stage a child run is (see STAGES)
+CACHED_TAG = "gpt2lab.cached"  # "true": the stage was skipped, its result reused
+CACHED_FROM_TAG = "gpt2lab.cached_from"  # the run whose result a cached stage reused
+LINEAGE_TAG_PREFIX = "gpt2lab.lineage."  # + input name -> that input's fingerprint
+GIT_COMMIT_TAG = "gpt2lab.git_commit"
+VERSION_TAG = "gpt2lab.version"
+JUDGE_TAG = "gpt2lab.judge"  # who voted: "people" or "simulated"
+BATCH_TAG = "gpt2lab.batch"  # the comparison batch a preference-tuning run learned from
+FOLLOWUP_BATCH_TAG = "gpt2lab.followup_batch"  # the batch that compares tuned vs start
+FLOW_RUN_ID_TAG = "prefect.flow_run_id"
+FLOW_NAME_TAG = "prefect.flow_name"
+PARENT_RUN_TAG = "mlflow.parentRunId"  # MLflow's own: how a child run names its parent
+
+
+def lineage_tag(name: str) -> str:
+    """`corpus` -> `gpt2lab.lineage.corpus`."""
+    return f"{LINEAGE_TAG_PREFIX}{name}"
+
+
+# -- The end-to-end run's stages, in the order they run ----------------------------------
+
+STAGES = ("corpus", "encode", "pretrain", "finetune", "evaluate", "preferences")
+TRAINING_STAGES = ("pretrain", "finetune")
+
+# -- Metrics ------------------------------------------------------------------------------
+
+# Training, per optimizer step (and per evaluation, for the validation loss).
+TRAIN_LOSS = "train/loss"
+TRAIN_LEARNING_RATE = "train/lr"
+TRAIN_GRAD_NORM = "train/grad_norm"
+TRAIN_TOKENS_PER_S = "train/tokens_per_s"
+TRAIN_MFU = "train/mfu"  # model FLOPs utilisation, where the device's peak is known
+VAL_LOSS = "val/loss"
+LOSS_HISTORIES = (TRAIN_LOSS, VAL_LOSS)  # the curves a report draws
+
+# Encoding: per split ("train", "val"), then for the whole corpus.
+TOKENS_PREFIX = "tokens/"
+DOCUMENTS_PREFIX = "documents/"
+TEXT_MB_PREFIX = "text_mb/"
+BYTES_PER_TOKEN = "bytes_per_token"  # UTF-8 bytes per token: the BPE's compression
+SHARDS = "shards"
+ENCODE_MB_PER_S = "throughput_mb_per_s"
+
+# The corpus funnel: `funnel/<i>_<step>` records left after step i; `drops/<why>` counts.
+FUNNEL_PREFIX = "funnel/"
+DROPS_PREFIX = "drops/"
+
+
+def funnel_metric(index: int, step: str) -> str:
+    """`(2, "language filter")` -> `funnel/2_language_filter` (MLflow keys have no spaces)."""
+    return f"{FUNNEL_PREFIX}{index}_{step.replace(' ', '_')}"
+
+
+# Preferences, per pair of models: `win_rate/<a>_vs_<b>` and its 95% interval's ends.
+WIN_RATE_PREFIX = "win_rate/"
+WIN_RATE_LOW_PREFIX = "win_rate_low/"
+WIN_RATE_HIGH_PREFIX = "win_rate_high/"
+PAIR_SEPARATOR = "_vs_"
+
+
+def pair_name(model: str, opponent: str) -> str:
+    """The metric-name suffix of a pair of model labels: `pretrained_vs_finetuned`."""
+    return f"{model}{PAIR_SEPARATOR}{opponent}"
+
+
+# An evaluate task run's bookkeeping: how its outputs were obtained, not scores.
+EVAL_BOOKKEEPING = ("generated", "from_cache", "seconds")
+
+# -- Artifacts ----------------------------------------------------------------------------
+
+DROP_REASONS_TABLE = "drop_reasons.json"  # corpus: why documents were dropped
+SAMPLES_KEPT_TABLE = "samples_kept.json"  # corpus: a few kept documents to read
+WIN_RATES_TABLE = "win_rates.json"  # preferences: one row per pair of models
+EVAL_TASK_FILE = "task.json"  # evaluate: one task's result, examples left out
+SAMPLES_FOLDER = "samples"  # training: `samples/step-NNNNNN.txt` at each evaluation
+
+# The columns of WIN_RATES_TABLE.
+WIN_RATE_COLUMNS = (
+    "model",
+    "opponent",
+    "wins",
+    "losses",
+    "ties",
+    "both_bad",
+    "win_rate",
+    "low_95",
+    "high_95",
+)
