@@ -1,7 +1,7 @@
 """Skipping end-to-end stages whose inputs and settings have not changed.
 
 Each finished stage leaves a record: a key (a hash of the stage's settings, the
-fingerprints of its inputs and the code version) and what it produced (paths,
+fingerprints of its inputs and of gpt2lab's code) and what it produced (paths,
 fingerprints, its MLflow run). When a rerun computes the same key for a stage and the
 outputs are still there, the stage is not run again. A stage that failed left no record,
 so a rerun continues from it.
@@ -9,7 +9,9 @@ so a rerun continues from it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import importlib
 import json
 import os
 from pathlib import Path
@@ -17,7 +19,14 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from pipelines.tracking import git_commit, package_version
+from tasks.fingerprint import fingerprint_file
+
+# The code a stage's result depends on: the four packages, wherever they are installed (a
+# checkout or a wheel). README, docs, tests and benchmarks are not in it, so editing them
+# reruns nothing.
+CODE_PACKAGES = ("model", "tasks", "pipelines", "reports")
+# Source and the data files the code reads (templates, presets, shipped eval data).
+CODE_SUFFIXES = frozenset({".py", ".toml", ".txt", ".jsonl", ".html", ".css", ".js"})
 
 
 class StageRecord(BaseModel):
@@ -30,12 +39,39 @@ class StageRecord(BaseModel):
 
 def stage_key(stage: str, settings: BaseModel | dict, inputs: dict[str, str]) -> str:
     """A hash of what decides the stage's result: its settings, its inputs' fingerprints
-    and the code (git commit and package version)."""
+    and the code (see `code_fingerprint`)."""
     if isinstance(settings, BaseModel):
         settings = settings.model_dump(mode="json")
-    payload = {"stage": stage, "settings": settings, "inputs": inputs,
-               "code": [git_commit(), package_version()]}  # fmt: skip
+    payload = {"stage": stage, "settings": settings, "inputs": inputs, "code": code_fingerprint()}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+@functools.cache
+def code_fingerprint() -> str:
+    """SHA-256 over the source files of the four packages: their paths and contents.
+
+    Not the git commit: a commit (or a dirty checkout) also changes when only README, docs
+    or tests change, and an installed wheel has no commit at all. Cached per process: the
+    code a process runs is the code it imported at start.
+    """
+    digest = hashlib.sha256()
+    for package in CODE_PACKAGES:
+        root = Path(importlib.import_module(package).__file__).parent  # type: ignore[arg-type]
+        for path in sorted(_code_files(root)):
+            relative = f"{package}/{path.relative_to(root).as_posix()}"
+            digest.update(f"{relative}\0{fingerprint_file(path)}\n".encode())
+    return digest.hexdigest()
+
+
+def _code_files(root: Path) -> list[Path]:
+    """The source and data files under `root`: no caches, no hidden files."""
+    return [
+        path
+        for path in root.rglob("*")
+        if path.is_file()
+        and path.suffix in CODE_SUFFIXES
+        and not any(part.startswith((".", "__pycache__")) for part in path.relative_to(root).parts)
+    ]
 
 
 class StageCache:
