@@ -62,25 +62,48 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 TARGET_P95_MS = 200.0
 ADMIN_TOKEN = "bench-comparison-page-admin-token"
 # About 80 words per continuation, in the range of a GPT-2 sample a person would judge.
-WORDS = ["the", "model", "wrote", "this", "continuation", "of", "the", "prompt", "with", "care",
-         "and", "then", "said", "more"]  # fmt: skip
+WORDS = [
+    "the",
+    "model",
+    "wrote",
+    "this",
+    "continuation",
+    "of",
+    "the",
+    "prompt",
+    "with",
+    "care",
+    "and",
+    "then",
+    "said",
+    "more",
+]
 
 
 def sample_texts(model: str, prompts: list[str], seed: int) -> list[str]:
     """Stands in for the models: a different ~80-word text for each model and prompt."""
-    return [f"{model} {n}: " + " ".join(WORDS[(n + i) % len(WORDS)] for i in range(80))
-            for n, _ in enumerate(prompts)]  # fmt: skip
+    return [
+        f"{model} {n}: " + " ".join(WORDS[(n + i) % len(WORDS)] for i in range(80))
+        for n, _ in enumerate(prompts)
+    ]
 
 
 def make_batch(database_url: str, annotators: int, items: int) -> dict[str, str]:
     """A batch of exactly `items` items and `annotators` invitees; name -> invite token."""
     engine = open_database(database_url)
     with Session(engine) as session, session.begin():
-        spec = BatchSpec("bench", ["base", "tuned"], [f"Prompt {n}:" for n in range(items)],
-                         repeat_fraction=0, gold_fraction=0)  # fmt: skip
+        spec = BatchSpec(
+            "bench",
+            ["base", "tuned"],
+            [f"Prompt {n}:" for n in range(items)],
+            repeat_fraction=0,
+            gold_fraction=0,
+        )
         batch = create_batch(session, spec, sample_texts)
-        tokens = {f"annotator-{n:02d}": invite(session, batch, f"annotator-{n:02d}")
-                  for n in range(annotators)}  # fmt: skip
+        tokens = {
+            f"annotator-{n:02d}": invite(session, batch, f"annotator-{n:02d}")
+            for n in range(annotators)
+        }
     engine.dispose()
     return tokens
 
@@ -99,8 +122,9 @@ def serve_floor(db_path: str, port: int, items: int) -> None:
 
     db = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
-    db.execute("CREATE TABLE IF NOT EXISTS votes (item INTEGER, who TEXT, choice TEXT, "
-               "UNIQUE (item, who))")  # fmt: skip
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS votes (item INTEGER, who TEXT, choice TEXT, UNIQUE (item, who))"
+    )
     lock = threading.Lock()  # one connection, one statement at a time
     app = FastAPI()
 
@@ -120,13 +144,16 @@ def serve_floor(db_path: str, port: int, items: int) -> None:
             done = db.execute("SELECT count(*) FROM votes WHERE who = ?", (who,)).fetchone()[0]
         if done >= items:
             return "<p>All done</p>"
-        return (f'<form method="post" action="/vote"><input type="hidden" name="item_id" '
-                f'value="{done + 1}"><input type="hidden" name="csrf" value="-">'
-                "</form>")  # fmt: skip
+        return (
+            f'<form method="post" action="/vote"><input type="hidden" name="item_id" '
+            f'value="{done + 1}"><input type="hidden" name="csrf" value="-">'
+            "</form>"
+        )
 
     @app.post("/vote")
-    def vote(item_id: str = Form(""), choice: str = Form(""), csrf: str = Form(""),
-             who: str = Cookie("")):  # fmt: skip
+    def vote(
+        item_id: str = Form(""), choice: str = Form(""), csrf: str = Form(""), who: str = Cookie("")
+    ):
         with lock:
             db.execute("INSERT OR IGNORE INTO votes VALUES (?, ?, ?)", (int(item_id), who, choice))
         return RedirectResponse("/judge", status_code=303)
@@ -149,8 +176,12 @@ def measure(runs: list[AnnotatorRun], seconds: float) -> dict[str, float]:
     votes = latency_summary([s for run in runs for s in run.vote_seconds])
     pages = latency_summary([s for run in runs for s in run.judge_seconds])
     sent = sum(len(run.sent) for run in runs)
-    return {**{f"vote {k}": v for k, v in votes.items()}, "page p50": pages["p50"],
-            "page p95": pages["p95"], "votes/s": sent / seconds}  # fmt: skip
+    return {
+        **{f"vote {k}": v for k, v in votes.items()},
+        "page p50": pages["p50"],
+        "page p95": pages["p95"],
+        "votes/s": sent / seconds,
+    }
 
 
 def check(name: str, runs: list[AnnotatorRun], stored: int, expected: int) -> list[str]:
@@ -183,8 +214,15 @@ def run_floor(folder: Path, annotators: int, items: int) -> tuple[dict, list[str
     tokens = {f"annotator-{n:02d}": f"token-{n:02d}" for n in range(annotators)}
 
     def command(port: int) -> list[str]:
-        return [sys.executable, "-m", "benchmarks.bench_comparison_page", "--serve-floor",
-                db_path, str(port), str(items)]  # fmt: skip
+        return [
+            sys.executable,
+            "-m",
+            "benchmarks.bench_comparison_page",
+            "--serve-floor",
+            db_path,
+            str(port),
+            str(items),
+        ]
 
     # The child runs in its own folder: PYTHONPATH lets it find this module there.
     env = {"PYTHONPATH": str(REPO_ROOT)}
@@ -203,8 +241,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--annotators", type=int, default=50, help="clients voting at once")
     parser.add_argument("--items", type=int, default=40, help="items each one judges")
     # The floor's own process is this module again, with this hidden option.
-    parser.add_argument("--serve-floor", nargs=3, metavar=("DB", "PORT", "ITEMS"),
-                        help=argparse.SUPPRESS)  # fmt: skip
+    parser.add_argument(
+        "--serve-floor", nargs=3, metavar=("DB", "PORT", "ITEMS"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args(argv)
     if args.serve_floor:
         db_path, port, items = args.serve_floor
@@ -212,9 +251,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     total = args.annotators * args.items
-    print(f"\nComparison page under load: {args.annotators} clients at once, {args.items} "
-          f"votes each ({total:,} votes), SQLite, loopback; median of {args.repeats} runs, "
-          "ours and the floor taking turns, a new database each run")  # fmt: skip
+    print(
+        f"\nComparison page under load: {args.annotators} clients at once, {args.items} "
+        f"votes each ({total:,} votes), SQLite, loopback; median of {args.repeats} runs, "
+        "ours and the floor taking turns, a new database each run"
+    )
     results: dict[str, list[dict]] = {"ours": [], "floor": []}
     problems: list[str] = []
     started = time.perf_counter()
@@ -224,23 +265,33 @@ def main(argv: list[str] | None = None) -> int:
                 figures, found = run(Path(folder), args.annotators, args.items)
             results[name].append(figures)
             problems += found
-            print(f"  run {repeat + 1} {name:5}: " + ", ".join(
-                f"{key} {value:.0f}" for key, value in figures.items()))  # fmt: skip
+            print(
+                f"  run {repeat + 1} {name:5}: "
+                + ", ".join(f"{key} {value:.0f}" for key, value in figures.items())
+            )
 
-    medians = {name: {key: statistics.median(r[key] for r in runs) for key in runs[0]}
-               for name, runs in results.items()}  # fmt: skip
+    medians = {
+        name: {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+        for name, runs in results.items()
+    }
     print("\n  median of runs     vote p50   vote p95   vote max   page p50   page p95   votes/s")
     labels = {"ours": "ours (gpt2lab page)", "floor": "floor (bare FastAPI)"}
     for name, figures in medians.items():
-        print(f"  {labels[name]:20} " + " ".join(
-            f"{figures[key]:7.0f} ms" for key in ("vote p50", "vote p95", "vote max",
-                                                  "page p50", "page p95"))
-              + f" {figures['votes/s']:9.0f}")  # fmt: skip
+        print(
+            f"  {labels[name]:20} "
+            + " ".join(
+                f"{figures[key]:7.0f} ms"
+                for key in ("vote p50", "vote p95", "vote max", "page p50", "page p95")
+            )
+            + f" {figures['votes/s']:9.0f}"
+        )
     ours, floor = medians["ours"], medians["floor"]
     verdict = "meets" if ours["vote p95"] < TARGET_P95_MS else "MISSES"
-    print(f"  ours: vote p95 {ours['vote p95']:.0f} ms (target < {TARGET_P95_MS:.0f} ms: "
-          f"{verdict}); {ours['vote p95'] / floor['vote p95']:.1f}x the floor's p95, "
-          f"{ours['votes/s'] / floor['votes/s']:.2f}x its votes/s")  # fmt: skip
+    print(
+        f"  ours: vote p95 {ours['vote p95']:.0f} ms (target < {TARGET_P95_MS:.0f} ms: "
+        f"{verdict}); {ours['vote p95'] / floor['vote p95']:.1f}x the floor's p95, "
+        f"{ours['votes/s'] / floor['votes/s']:.2f}x its votes/s"
+    )
     print(f"\n(bench_comparison_page took {time.perf_counter() - started:.0f} s)")
     for problem in problems:
         print(f"  WARNING: {problem}")

@@ -17,9 +17,15 @@ from model.dpo import dpo_loss, sequence_log_probs
 
 PAIRS, PROMPT, CONTINUATION = 8, 32, 96
 SHAPE = dict(
-    vocab_size=50257, n_positions=256, n_embd=256, n_layer=4, n_head=4,
-    resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
-)  # fmt: skip
+    vocab_size=50257,
+    n_positions=256,
+    n_embd=256,
+    n_layer=4,
+    n_head=4,
+    resid_pdrop=0.0,
+    embd_pdrop=0.0,
+    attn_pdrop=0.0,
+)
 
 
 def peer_sequence_log_probs(model, idx: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -53,16 +59,22 @@ def main(repeats: int = 5) -> float:
     with torch.no_grad():
         a, b = sequence_log_probs(ours, idx, mask), peer_sequence_log_probs(peer, idx, mask)
         assert torch.allclose(a, b, rtol=1e-4), (a, b)
-    t_ours, t_peer = paired_medians(step(ours, opt_ours, sequence_log_probs),
-                                    step(peer, opt_peer, peer_sequence_log_probs),
-                                    warmup=1, repeats=repeats)  # fmt: skip
+    t_ours, t_peer = paired_medians(
+        step(ours, opt_ours, sequence_log_probs),
+        step(peer, opt_peer, peer_sequence_log_probs),
+        warmup=1,
+        repeats=repeats,
+    )
     n = 2 * PAIRS * (PROMPT + CONTINUATION)
     print(f"threads: {torch.get_num_threads()}, median of {repeats} steps each")
     return report(
         "DPO step, 4x256, 8 pairs x 128 tokens, vocab 50257, fp32 (tokens/s)",
-        "tokens/s", "transformers GPT2LMHeadModel + TRL-style log-probs", n / t_peer, n / t_ours,
+        "tokens/s",
+        "transformers GPT2LMHeadModel + TRL-style log-probs",
+        n / t_peer,
+        n / t_ours,
         target=1.0,
-    )  # fmt: skip
+    )
 
 
 if __name__ == "__main__":

@@ -136,9 +136,15 @@ def ours_run(corpus: Path, out: Path) -> dict[str, Any]:
     # shards); the rest of encode_corpus is the plan's scan, the tokenizer, tokens.json.
     parts_s = sum(json.loads(p.read_text()).get("seconds", 0.0) for p in out.glob("parts/*.json"))
     shutil.rmtree(out)
-    return {"seconds": end - start, "open_s": opened - start, "parts_s": parts_s, "cpu_s": cpu,
-            "tokens": sum(meta.tokens.values()), "text_bytes": sum(meta.text_bytes.values()),
-            "documents": sum(meta.documents.values())}  # fmt: skip
+    return {
+        "seconds": end - start,
+        "open_s": opened - start,
+        "parts_s": parts_s,
+        "cpu_s": cpu,
+        "tokens": sum(meta.tokens.values()),
+        "text_bytes": sum(meta.text_bytes.values()),
+        "documents": sum(meta.documents.values()),
+    }
 
 
 def cpu_seconds() -> float:
@@ -192,10 +198,12 @@ def baseline_run(corpus: Path, work: Path, val_fraction: float) -> dict[str, Any
     # Cache files named explicitly, inside `work`: by default they would go next to the
     # dataset's own files, where open_corpus would fingerprint them in ours' next run.
     split_dataset = dataset.train_test_split(
-        test_size=val_fraction, seed=BASELINE_SEED, shuffle=True,
+        test_size=val_fraction,
+        seed=BASELINE_SEED,
+        shuffle=True,
         train_indices_cache_file_name=str(work / "train-indices.arrow"),
         test_indices_cache_file_name=str(work / "test-indices.arrow"),
-    )  # fmt: skip
+    )
     split_dataset["val"] = split_dataset.pop("test")  # rename the test split to val
     split = time.perf_counter()
     tokenized = split_dataset.map(
@@ -238,8 +246,14 @@ def baseline_run(corpus: Path, work: Path, val_fraction: float) -> dict[str, Any
     end = time.perf_counter()
     cpu = cpu_seconds() - cpu_before
     shutil.rmtree(work)  # Linux: files still mapped by this process can go
-    return {"seconds": end - start, "split_s": split - start, "map_s": mapped - split,
-            "write_s": end - mapped, "cpu_s": cpu, "tokens": tokens}  # fmt: skip
+    return {
+        "seconds": end - start,
+        "split_s": split - start,
+        "map_s": mapped - split,
+        "write_s": end - mapped,
+        "cpu_s": cpu,
+        "tokens": tokens,
+    }
 
 
 # ---------------------------------------------------------------------------------------
@@ -276,8 +290,12 @@ def memory_child(corpus: Path, out: Path) -> int:
 
 def measure_memory(corpus: Path, work: Path) -> dict[str, Any]:
     out = work / f"memory-{corpus.name}"
-    report = run_child("benchmarks.bench_encode", ["--memory-child", str(corpus), str(out)],
-                       _RESULT, f"memory run on {corpus}")  # fmt: skip
+    report = run_child(
+        "benchmarks.bench_encode",
+        ["--memory-child", str(corpus), str(out)],
+        _RESULT,
+        f"memory run on {corpus}",
+    )
     shutil.rmtree(out, ignore_errors=True)
     return report
 
@@ -310,10 +328,13 @@ def _benchmark(args: argparse.Namespace, root: Path) -> int:
     texts = corpus_texts(corpora[0])
     corpus_bytes = sum(len(text.encode("utf-8")) for text in texts)
     megabytes = corpus_bytes / MB
-    print(f"corpus: {megabytes:.2f} MB of varied text in {len(texts):,} documents of about "
-          f"{DOC_BYTES / 1000:.0f} KB, saved with save_to_disk (made in "
-          f"{time.perf_counter() - started:.0f} s, not timed); {THREADS} threads or processes "
-          f"for each, {os.cpu_count()} CPU cores", flush=True)  # fmt: skip
+    print(
+        f"corpus: {megabytes:.2f} MB of varied text in {len(texts):,} documents of about "
+        f"{DOC_BYTES / 1000:.0f} KB, saved with save_to_disk (made in "
+        f"{time.perf_counter() - started:.0f} s, not timed); {THREADS} threads or processes "
+        f"for each, {os.cpu_count()} CPU cores",
+        flush=True,
+    )
 
     # Memory first, while the machine is otherwise quiet; each size in a fresh process.
     memory = {}
@@ -334,28 +355,38 @@ def _benchmark(args: argparse.Namespace, root: Path) -> int:
     def mb_s(name: str) -> str:
         speeds = [megabytes / run["seconds"] for run in runs[name]]
         tokens = runs[name][-1]["tokens"]
-        return (f"{megabytes / median(name, 'seconds'):6.2f} MB/s  (runs {min(speeds):.2f}-"
-                f"{max(speeds):.2f}; {median(name, 'seconds'):.1f} s, {tokens:,} tokens, "
-                f"{median(name, 'cpu_s'):.1f} CPU s)")  # fmt: skip
+        return (
+            f"{megabytes / median(name, 'seconds'):6.2f} MB/s  (runs {min(speeds):.2f}-"
+            f"{max(speeds):.2f}; {median(name, 'seconds'):.1f} s, {tokens:,} tokens, "
+            f"{median(name, 'cpu_s'):.1f} CPU s)"
+        )
 
     ours = megabytes / median("ours", "seconds")
     to_baseline = ours / (megabytes / median("baseline", "seconds"))
     to_ceiling = ours / (megabytes / median("ceiling", "seconds"))
-    print(f"\nencode {megabytes:.1f} MB of text to token shards: median of {args.repeats} runs, "
-          "ours / baseline / ceiling taking turns")  # fmt: skip
+    print(
+        f"\nencode {megabytes:.1f} MB of text to token shards: median of {args.repeats} runs, "
+        "ours / baseline / ceiling taking turns"
+    )
     print(f"  baseline (nanoGPT prepare.py way)     : {mb_s('baseline')}")
     print(f"  ceiling (tiktoken batch, in memory)   : {mb_s('ceiling')}")
     print(f"  ours (open_corpus + encode_corpus)    : {mb_s('ours')}")
-    print(f"  ratio ours/baseline: {to_baseline:.2f}x   (target >= {SPEED_TARGET}x: "
-          f"{'meets' if to_baseline >= SPEED_TARGET else 'MISSES'})")  # fmt: skip
-    print(f"  ratio ours/ceiling : {to_ceiling:.2f}x   (target >= {CEILING_TARGET}x: "
-          f"{'meets' if to_ceiling >= CEILING_TARGET else 'MISSES'})")  # fmt: skip
+    print(
+        f"  ratio ours/baseline: {to_baseline:.2f}x   (target >= {SPEED_TARGET}x: "
+        f"{'meets' if to_baseline >= SPEED_TARGET else 'MISSES'})"
+    )
+    print(
+        f"  ratio ours/ceiling : {to_ceiling:.2f}x   (target >= {CEILING_TARGET}x: "
+        f"{'meets' if to_ceiling >= CEILING_TARGET else 'MISSES'})"
+    )
     # Where the time goes (medians, seconds).
     rest = median("ours", "seconds") - median("ours", "open_s") - median("ours", "parts_s")
-    print(f"  ours, s    : open_corpus (checks, SHA-256 of the files) "
-          f"{median('ours', 'open_s'):.2f}, parts (read, encode, write) "
-          f"{median('ours', 'parts_s'):.2f}, rest (plan's scan, tokenizer, metadata) "
-          f"{rest:.2f}")  # fmt: skip
+    print(
+        f"  ours, s    : open_corpus (checks, SHA-256 of the files) "
+        f"{median('ours', 'open_s'):.2f}, parts (read, encode, write) "
+        f"{median('ours', 'parts_s'):.2f}, rest (plan's scan, tokenizer, metadata) "
+        f"{rest:.2f}"
+    )
     print(
         f"  baseline, s: load + train_test_split {median('baseline', 'split_s'):.2f}, "
         f"map (encode, num_proc={THREADS}) {median('baseline', 'map_s'):.2f}, "
@@ -367,21 +398,27 @@ def _benchmark(args: argparse.Namespace, root: Path) -> int:
     for name, name_runs in runs.items():
         for run in name_runs:
             if run["tokens"] != expected:
-                warnings.append(f"{name} gave {run['tokens']:,} tokens, the baseline "
-                                f"{expected:,}: they did not do the same work")  # fmt: skip
+                warnings.append(
+                    f"{name} gave {run['tokens']:,} tokens, the baseline "
+                    f"{expected:,}: they did not do the same work"
+                )
     for run in runs["ours"]:
         if run["text_bytes"] != corpus_bytes or run["documents"] != len(texts):
-            warnings.append(f"ours encoded {run['documents']:,} documents, "
-                            f"{run['text_bytes']:,} bytes; the corpus holds {len(texts):,}, "
-                            f"{corpus_bytes:,}")  # fmt: skip
+            warnings.append(
+                f"ours encoded {run['documents']:,} documents, "
+                f"{run['text_bytes']:,} bytes; the corpus holds {len(texts):,}, "
+                f"{corpus_bytes:,}"
+            )
 
     if memory:
         print("\npeak RSS (VmHWM), ours in a fresh process per size:")
         for figures in memory.values():
             size = figures["text_bytes"] / MB
-            print(f"  {size:6.1f} MB of text: {figures['peak_kb'] / 1024:6.0f} MiB  "
-                  f"({figures['seconds']:.1f} s, {size / figures['seconds']:.2f} MB/s, "
-                  f"{figures['tokens']:,} tokens)")  # fmt: skip
+            print(
+                f"  {size:6.1f} MB of text: {figures['peak_kb'] / 1024:6.0f} MiB  "
+                f"({figures['seconds']:.1f} s, {size / figures['seconds']:.2f} MB/s, "
+                f"{figures['tokens']:,} tokens)"
+            )
         small, large = (memory[corpus] for corpus in corpora)
         ratio = large["peak_kb"] / small["peak_kb"]
         verdict = "meets" if ratio < MEMORY_TARGET else "MISSES"

@@ -28,9 +28,13 @@ def main(repeats: int = 5) -> float:
     def run_peer():
         with torch.no_grad():
             return peer.generate(
-                prompts, attention_mask=torch.ones_like(prompts), max_new_tokens=NEW,
-                min_new_tokens=NEW, do_sample=False, pad_token_id=50256,
-            )  # fmt: skip
+                prompts,
+                attention_mask=torch.ones_like(prompts),
+                max_new_tokens=NEW,
+                min_new_tokens=NEW,
+                do_sample=False,
+                pad_token_id=50256,
+            )
 
     # Same tokens out, or the comparison means nothing.
     theirs = run_peer()[:, PROMPT:].tolist()
@@ -41,8 +45,12 @@ def main(repeats: int = 5) -> float:
     print(f"threads: {torch.get_num_threads()}, median of {repeats} runs each")
     return report(
         "Greedy generation, batch 8, prompt 64, 128 new tokens, KV cache (new tokens/s)",
-        "tokens/s", "transformers generate", n / t_peer, n / t_ours, target=1.0,
-    )  # fmt: skip
+        "tokens/s",
+        "transformers generate",
+        n / t_peer,
+        n / t_ours,
+        target=1.0,
+    )
 
 
 if __name__ == "__main__":

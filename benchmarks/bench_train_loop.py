@@ -72,17 +72,26 @@ CONTEXT, MICRO_BATCH = 256, 8
 BATCH_TOKENS = CONTEXT * MICRO_BATCH  # one pass per step: no accumulation
 LR, BETAS, WEIGHT_DECAY, GRAD_CLIP = 3e-4, (0.9, 0.95), 0.1, 1.0
 PEER_SHAPE = dict(
-    n_layer=LAYERS, n_head=HEADS, n_embd=WIDTH, n_positions=CONTEXT, vocab_size=VOCAB,
-    resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
-)  # fmt: skip
+    n_layer=LAYERS,
+    n_head=HEADS,
+    n_embd=WIDTH,
+    n_positions=CONTEXT,
+    vocab_size=VOCAB,
+    resid_pdrop=0.0,
+    embd_pdrop=0.0,
+    attn_pdrop=0.0,
+)
 CORPUS_MB = 3.0
 MB = 1_000_000
 # Above any step count here: no evaluation or checkpoint before the last step.
 NEVER = 1_000_000
 _HF_VARIABLES = (
-    "HF_HOME", "HF_DATASETS_CACHE", "HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE",
+    "HF_HOME",
+    "HF_DATASETS_CACHE",
+    "HF_DATASETS_OFFLINE",
+    "HF_HUB_OFFLINE",
     "HF_DATASETS_DISABLE_PROGRESS_BARS",
-)  # fmt: skip
+)
 
 
 @contextlib.contextmanager
@@ -136,13 +145,28 @@ def ours_round(tokens: Path, run_dir: Path, steps: int, seed: int) -> dict[str, 
     from tasks.train.settings import TrainSettings
 
     settings = TrainSettings(
-        tokens=tokens, model=PRESET, context=CONTEXT, micro_batch=MICRO_BATCH,
-        batch_tokens=BATCH_TOKENS, max_steps=steps, warmup_steps=0, learning_rate=LR,
+        tokens=tokens,
+        model=PRESET,
+        context=CONTEXT,
+        micro_batch=MICRO_BATCH,
+        batch_tokens=BATCH_TOKENS,
+        max_steps=steps,
+        warmup_steps=0,
+        learning_rate=LR,
         min_learning_rate=LR,
-        weight_decay=WEIGHT_DECAY, beta1=BETAS[0], beta2=BETAS[1], grad_clip=GRAD_CLIP,
-        dropout=0.0, eval_interval=NEVER, checkpoint_interval=NEVER, eval_batches=1,
-        seed=seed, device="cpu", precision="fp32", compile=False,
-    )  # fmt: skip
+        weight_decay=WEIGHT_DECAY,
+        beta1=BETAS[0],
+        beta2=BETAS[1],
+        grad_clip=GRAD_CLIP,
+        dropout=0.0,
+        eval_interval=NEVER,
+        checkpoint_interval=NEVER,
+        eval_batches=1,
+        seed=seed,
+        device="cpu",
+        precision="fp32",
+        compile=False,
+    )
     # No warm-up and a minimum equal to the peak: the schedule is flat, the peer's constant
     # 3e-4. The rate costs nothing either way; it keeps the two losses comparable.
     rates: list[float] = []
@@ -235,8 +259,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="fresh runs of each side")
     parser.add_argument("--steps", type=int, default=8, help="timed steps per round")
     parser.add_argument("--warmup", type=int, default=2, help="steps left out per round")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
-                        help="torch threads for both sides (default: torch's own)")  # fmt: skip
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=torch.get_num_threads(),
+        help="torch threads for both sides (default: torch's own)",
+    )
     parser.add_argument("--mb", type=float, default=CORPUS_MB, help="MB of text to encode")
     args = parser.parse_args(argv)
 
@@ -258,10 +286,12 @@ def _benchmark(args: argparse.Namespace, root: Path) -> int:
 def _run(args: argparse.Namespace, root: Path) -> int:
     started = time.perf_counter()
     tokens, train_tokens = make_tokens(root, args.mb)
-    print(f"tokens: {train_tokens:,} train tokens from {args.mb:.0f} MB of varied text, encoded "
-          f"with GPT-2's files (made in {time.perf_counter() - started:.0f} s, not timed); "
-          f"torch threads: {torch.get_num_threads()} for both, {os.cpu_count()} CPU cores",
-          flush=True)  # fmt: skip
+    print(
+        f"tokens: {train_tokens:,} train tokens from {args.mb:.0f} MB of varied text, encoded "
+        f"with GPT-2's files (made in {time.perf_counter() - started:.0f} s, not timed); "
+        f"torch threads: {torch.get_num_threads()} for both, {os.cpu_count()} CPU cores",
+        flush=True,
+    )
 
     steps = args.warmup + args.steps
     runs: dict[str, list[dict[str, Any]]] = {"ours": [], "peer": []}
@@ -273,10 +303,14 @@ def _run(args: argparse.Namespace, root: Path) -> int:
             else:
                 run = peer_round(tokens, steps, seed=round_)
             runs[name].append(run)
-        medians = {name: statistics.median(runs[name][-1]["tokens_per_s"][args.warmup :])
-                   for name in runs}  # fmt: skip
-        print(f"  round {round_ + 1}/{args.rounds}: ours {medians['ours']:,.0f}, peer "
-              f"{medians['peer']:,.0f} tokens/s (medians)", flush=True)  # fmt: skip
+        medians = {
+            name: statistics.median(runs[name][-1]["tokens_per_s"][args.warmup :]) for name in runs
+        }
+        print(
+            f"  round {round_ + 1}/{args.rounds}: ours {medians['ours']:,.0f}, peer "
+            f"{medians['peer']:,.0f} tokens/s (medians)",
+            flush=True,
+        )
 
     def timed(name: str) -> list[float]:
         return [rate for run in runs[name] for rate in run["tokens_per_s"][args.warmup :]]
@@ -285,22 +319,30 @@ def _run(args: argparse.Namespace, root: Path) -> int:
     ratio = ours / peer
     verdict = "meets" if ratio >= TARGET else "MISSES"
     count = args.rounds * args.steps
-    print(f"\nTraining loop, {LAYERS}x{WIDTH}, {HEADS} heads, ctx {CONTEXT}, batch "
-          f"{MICRO_BATCH}, vocab {VOCAB:,}, fp32, AdamW + clip, data from a tokens folder "
-          "(tokens/s per step)")  # fmt: skip
-    print(f"  median of {count} steps each ({args.rounds} rounds of {args.steps}, after "
-          f"{args.warmup} warm-up steps per round), the two sides taking turns")  # fmt: skip
+    print(
+        f"\nTraining loop, {LAYERS}x{WIDTH}, {HEADS} heads, ctx {CONTEXT}, batch "
+        f"{MICRO_BATCH}, vocab {VOCAB:,}, fp32, AdamW + clip, data from a tokens folder "
+        "(tokens/s per step)"
+    )
+    print(
+        f"  median of {count} steps each ({args.rounds} rounds of {args.steps}, after "
+        f"{args.warmup} warm-up steps per round), the two sides taking turns"
+    )
     for name, label in (("peer", "peer (GPT2LMHeadModel loop)"), ("ours", "ours (gpt2lab train)")):
         values = timed(name)
-        print(f"  {label:<28}: {statistics.median(values):8.0f} tokens/s  (steps "
-              f"{min(values):.0f}-{max(values):.0f}; {BATCH_TOKENS / statistics.median(values):.2f}"
-              f" s/step)")  # fmt: skip
+        print(
+            f"  {label:<28}: {statistics.median(values):8.0f} tokens/s  (steps "
+            f"{min(values):.0f}-{max(values):.0f}; {BATCH_TOKENS / statistics.median(values):.2f}"
+            f" s/step)"
+        )
     for name in ("peer", "ours"):
         warm = [f"{rate:.0f}" for run in runs[name] for rate in run["tokens_per_s"][: args.warmup]]
         print(f"  {name} warm-up steps, not counted: {', '.join(warm)} tokens/s")
     print(f"  ratio ours/peer             : {ratio:8.2f}x   (target >= {TARGET}x: {verdict})")
-    print("  ours' per-step figures exclude its final evaluation and checkpoints, which come "
-          "after the last step's timing")  # fmt: skip
+    print(
+        "  ours' per-step figures exclude its final evaluation and checkpoints, which come "
+        "after the last step's timing"
+    )
     print("  (the model alone, one fixed batch, no data or clipping: bench_train_step)")
     for name in ("peer", "ours"):
         first = statistics.median(run["losses"][0] for run in runs[name])

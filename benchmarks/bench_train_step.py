@@ -14,9 +14,15 @@ from model.loss import IGNORE_INDEX
 
 BATCH, CONTEXT = 8, 256
 SHAPE = dict(
-    vocab_size=50257, n_positions=CONTEXT, n_embd=256, n_layer=4, n_head=4,
-    resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
-)  # fmt: skip
+    vocab_size=50257,
+    n_positions=CONTEXT,
+    n_embd=256,
+    n_layer=4,
+    n_head=4,
+    resid_pdrop=0.0,
+    embd_pdrop=0.0,
+    attn_pdrop=0.0,
+)
 
 
 def main(repeats: int = 5) -> float:
@@ -46,8 +52,12 @@ def main(repeats: int = 5) -> float:
     print(f"threads: {torch.get_num_threads()}, median of {repeats} steps each")
     return report(
         "Training step, 4x256, ctx 256, batch 8, vocab 50257, fp32 (tokens/s)",
-        "tokens/s", "transformers GPT2LMHeadModel", n / t_peer, n / t_ours, target=1.2,
-    )  # fmt: skip
+        "tokens/s",
+        "transformers GPT2LMHeadModel",
+        n / t_peer,
+        n / t_ours,
+        target=1.2,
+    )
 
 
 if __name__ == "__main__":

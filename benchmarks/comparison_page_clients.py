@@ -32,22 +32,37 @@ from pipelines.services import free_port
 
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 60.0  # a cold start on a busy 2-core machine takes a few seconds
-PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY",
-                   "ALL_PROXY")  # fmt: skip
+PROXY_VARIABLES = (
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+)
 
 
 def _server_environment(workdir: Path, extra: Mapping[str, str]) -> dict[str, str]:
     """The child's environment: its own workspace under `workdir`, no proxies, `extra`."""
     env = {k: v for k, v in os.environ.items() if k not in PROXY_VARIABLES}
-    env.update({"GPT2LAB_HOME": str(workdir / "workspace"), "NO_PROXY": "127.0.0.1,localhost",
-                "no_proxy": "127.0.0.1,localhost", **extra})  # fmt: skip
+    env.update(
+        {
+            "GPT2LAB_HOME": str(workdir / "workspace"),
+            "NO_PROXY": "127.0.0.1,localhost",
+            "no_proxy": "127.0.0.1,localhost",
+            **extra,
+        }
+    )
     return env
 
 
 def _start(
-    command: Callable[[int], list[str]], workdir: Path, env: dict[str, str], log_path: Path,
+    command: Callable[[int], list[str]],
+    workdir: Path,
+    env: dict[str, str],
+    log_path: Path,
     is_up: Callable[[str], bool],
-) -> tuple[subprocess.Popen, str]:  # fmt: skip
+) -> tuple[subprocess.Popen, str]:
     """Start `command(port)` on a free port; returns (process, base URL) once it is up."""
     for _attempt in range(3):
         port = free_port()
@@ -55,8 +70,14 @@ def _start(
         # The log goes to a file, not a pipe: nobody reads a pipe while the test runs, and
         # a full pipe would stall the server.
         with open(log_path, "ab") as log:
-            process = subprocess.Popen(command(port), stdout=log, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL, cwd=workdir, env=env)  # fmt: skip
+            process = subprocess.Popen(
+                command(port),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=workdir,
+                env=env,
+            )
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline and process.poll() is None:
             if is_up(url):
@@ -86,9 +107,12 @@ def _tail(log_path: Path, lines: int = 60) -> str:
 
 @contextmanager
 def running_server(
-    command: Callable[[int], list[str]], workdir: Path, *, env: Mapping[str, str] | None = None,
+    command: Callable[[int], list[str]],
+    workdir: Path,
+    *,
+    env: Mapping[str, str] | None = None,
     is_up: Callable[[str], bool] = page_is_up,
-) -> Iterator[str]:  # fmt: skip
+) -> Iterator[str]:
     """Run `command(port)` on a free loopback port; yields its base URL
     (`http://127.0.0.1:<port>`) once `is_up(url)`, and stops the process afterwards.
     `workdir` holds the child's workspace and its log; when the body fails, the log is
@@ -117,8 +141,7 @@ def running_page(database_url: str, workdir: Path, admin_token: str) -> Iterator
     in the environment, not on the command line); yields its base URL."""
 
     def command(port: int) -> list[str]:
-        return [sys.executable, "-m", "pipelines.comparison_server", database_url,
-                HOST, str(port)]  # fmt: skip
+        return [sys.executable, "-m", "pipelines.comparison_server", database_url, HOST, str(port)]
 
     with running_server(command, workdir, env={ADMIN_TOKEN_ENV: admin_token}) as url:
         yield url
@@ -174,8 +197,9 @@ def _annotate(url: str, name: str, token: str, start: threading.Barrier) -> Anno
                 run.statuses.append(response.status_code)
                 run.sent[int(fields["item_id"])] = choice
                 if response.status_code != 303:
-                    raise RuntimeError(f"vote answered {response.status_code}: "
-                                       f"{response.text[:200]}")  # fmt: skip
+                    raise RuntimeError(
+                        f"vote answered {response.status_code}: {response.text[:200]}"
+                    )
                 started = time.perf_counter()
                 page = client.get("/judge")
                 run.judge_seconds.append(time.perf_counter() - started)

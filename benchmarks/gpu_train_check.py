@@ -97,14 +97,18 @@ def write_random_tokens(
     which = _tokenizer_into(folder / TOKENIZER_DIR, gpt2_dir)
     totals = {s: sum(i.tokens for i in infos if i.split == s) for s in ("train", "val")}
     meta = TokenShardsMeta(
-        dtype="uint16", vocab_size=VOCAB, eot_token=EOT,
+        dtype="uint16",
+        vocab_size=VOCAB,
+        eot_token=EOT,
         tokenizer={"name": which, "fingerprint": "synthetic", "source": str(gpt2_dir)},
         corpus={"path": "synthetic", "fingerprint": f"random-uint16-seed-{seed}"},
         split={"val_fraction": val_tokens / (train_tokens + val_tokens), "by": "synthetic"},
-        documents={s: sum(1 for i in infos if i.split == s) for s in totals}, tokens=totals,
-        text_bytes=dict.fromkeys(totals, 0), shards=infos,
+        documents={s: sum(1 for i in infos if i.split == s) for s in totals},
+        tokens=totals,
+        text_bytes=dict.fromkeys(totals, 0),
+        shards=infos,
         fingerprint=tokens_fingerprint("uint16", "synthetic", infos),
-    )  # fmt: skip
+    )
     write_json_atomically(folder / META_FILE, meta)
     return which
 
@@ -158,40 +162,67 @@ def throughput(args: argparse.Namespace, tokens: Path, root: Path) -> tuple[bool
     from tasks.train.settings import TrainSettings
 
     settings = TrainSettings(
-        tokens=tokens, model="gpt2", context=1024, micro_batch=args.micro_batch,
-        batch_tokens=args.batch_tokens, max_steps=args.steps, learning_rate=6e-4,
-        warmup_steps=min(10, args.steps), eval_interval=NEVER, eval_batches=1,
-        checkpoint_interval=NEVER, precision="bf16", compile=True, device="cuda",
-    )  # fmt: skip
+        tokens=tokens,
+        model="gpt2",
+        context=1024,
+        micro_batch=args.micro_batch,
+        batch_tokens=args.batch_tokens,
+        max_steps=args.steps,
+        learning_rate=6e-4,
+        warmup_steps=min(10, args.steps),
+        eval_interval=NEVER,
+        eval_batches=1,
+        checkpoint_interval=NEVER,
+        precision="bf16",
+        compile=True,
+        device="cuda",
+    )
     passes = settings.accumulation_steps(settings.context)
-    print(f"\n== Throughput: GPT-2 124M, context 1024, {args.micro_batch} sequences x {passes} "
-          f"passes = {args.batch_tokens:,} tokens per step, bf16, torch.compile, "
-          f"{args.steps} steps", flush=True)  # fmt: skip
+    print(
+        f"\n== Throughput: GPT-2 124M, context 1024, {args.micro_batch} sequences x {passes} "
+        f"passes = {args.batch_tokens:,} tokens per step, bf16, torch.compile, "
+        f"{args.steps} steps",
+        flush=True,
+    )
     run = run_train(settings, root / "throughput")
     problems = _missing_steps("throughput", run, args.steps)
     timed = [run["steps"][s] for s in sorted(run["steps"]) if s > args.skip]
     if not timed:
         return False, problems + [f"no step after the {args.skip} skipped ones"]
     rates = [m["tokens_per_s"] for m in timed]
-    print(f"  whole run {run['seconds']:.0f} s (compile, {args.steps} steps, final evaluation "
-          "and checkpoints)")  # fmt: skip
-    print("  first steps, s: " + ", ".join(
-        f"{settings.batch_tokens / run['steps'][s]['tokens_per_s']:.2f}"
-        for s in sorted(run["steps"])[: args.skip]))  # fmt: skip
-    print(f"  tokens/s, median of steps {args.skip + 1}-{args.steps}: "
-          f"{statistics.median(rates):,.0f}  (range {min(rates):,.0f}-{max(rates):,.0f}; "
-          f"{settings.batch_tokens / statistics.median(rates):.3f} s/step)")  # fmt: skip
+    print(
+        f"  whole run {run['seconds']:.0f} s (compile, {args.steps} steps, final evaluation "
+        "and checkpoints)"
+    )
+    print(
+        "  first steps, s: "
+        + ", ".join(
+            f"{settings.batch_tokens / run['steps'][s]['tokens_per_s']:.2f}"
+            for s in sorted(run["steps"])[: args.skip]
+        )
+    )
+    print(
+        f"  tokens/s, median of steps {args.skip + 1}-{args.steps}: "
+        f"{statistics.median(rates):,.0f}  (range {min(rates):,.0f}-{max(rates):,.0f}; "
+        f"{settings.batch_tokens / statistics.median(rates):.3f} s/step)"
+    )
     losses = [m["loss"] for m in run["steps"].values()]
-    print(f"  loss: step 1 {losses[0]:.3f}, step {len(losses)} {losses[-1]:.3f} (random ids: "
-          f"about ln({VOCAB}) = {math.log(VOCAB):.3f} is the floor)")  # fmt: skip
+    print(
+        f"  loss: step 1 {losses[0]:.3f}, step {len(losses)} {losses[-1]:.3f} (random ids: "
+        f"about ln({VOCAB}) = {math.log(VOCAB):.3f} is the floor)"
+    )
     if timed[0]["mfu"] is None:
-        print(f"  MFU: not reported ({torch.cuda.get_device_name()} has no bf16 peak in "
-              "loop._PEAK_BF16); no verdict")  # fmt: skip
+        print(
+            f"  MFU: not reported ({torch.cuda.get_device_name()} has no bf16 peak in "
+            "loop._PEAK_BF16); no verdict"
+        )
         return True, problems
     mfu = [m["mfu"] for m in timed]
     verdict = "meets" if statistics.median(mfu) >= MFU_TARGET else "MISSES"
-    print(f"  MFU, median: {statistics.median(mfu):.3f}  (range {min(mfu):.3f}-{max(mfu):.3f}; "
-          f"target >= {MFU_TARGET}: {verdict})")  # fmt: skip
+    print(
+        f"  MFU, median: {statistics.median(mfu):.3f}  (range {min(mfu):.3f}-{max(mfu):.3f}; "
+        f"target >= {MFU_TARGET}: {verdict})"
+    )
     return True, problems
 
 
@@ -201,32 +232,50 @@ def resume(args: argparse.Namespace, tokens: Path, root: Path) -> list[str]:
     def settings(checkpoint_interval: int) -> TrainSettings:
         # Only checkpoint_interval differs between the runs, and a resumed run may change it.
         return TrainSettings(
-            tokens=tokens, model="gpt2", context=1024, micro_batch=args.resume_micro_batch,
-            batch_tokens=args.resume_micro_batch * 1024 * 2, max_steps=RESUME_STEPS,
-            learning_rate=6e-4, warmup_steps=10, eval_interval=NEVER, eval_batches=1,
-            checkpoint_interval=checkpoint_interval, precision="bf16", compile=False,
-            device="cuda", seed=1,
-        )  # fmt: skip
+            tokens=tokens,
+            model="gpt2",
+            context=1024,
+            micro_batch=args.resume_micro_batch,
+            batch_tokens=args.resume_micro_batch * 1024 * 2,
+            max_steps=RESUME_STEPS,
+            learning_rate=6e-4,
+            warmup_steps=10,
+            eval_interval=NEVER,
+            eval_batches=1,
+            checkpoint_interval=checkpoint_interval,
+            precision="bf16",
+            compile=False,
+            device="cuda",
+            seed=1,
+        )
 
-    print(f"\n== Resume: {RESUME_STEPS} steps, GPT-2 124M, context 1024, "
-          f"{args.resume_micro_batch} sequences x 2 passes per step, bf16, not compiled",
-          flush=True)  # fmt: skip
+    print(
+        f"\n== Resume: {RESUME_STEPS} steps, GPT-2 124M, context 1024, "
+        f"{args.resume_micro_batch} sequences x 2 passes per step, bf16, not compiled",
+        flush=True,
+    )
     a = run_train(settings(NEVER), root / "resume-a")
     a2 = run_train(settings(NEVER), root / "resume-a2")
     first = run_train(settings(RESUME_AT), root / "resume-b", stop_after_checkpoint=RESUME_AT)
     second = run_train(settings(RESUME_AT), root / "resume-b")  # same folder: resumes
     for name in ("resume-a", "resume-a2", "resume-b"):
         shutil.rmtree(root / name, ignore_errors=True)  # GBs of checkpoints each
-    print(f"  A {a['seconds']:.0f} s, A2 {a2['seconds']:.0f} s, B {first['seconds']:.0f} s "
-          f"to the interrupt + {second['seconds']:.0f} s resumed")  # fmt: skip
+    print(
+        f"  A {a['seconds']:.0f} s, A2 {a2['seconds']:.0f} s, B {first['seconds']:.0f} s "
+        f"to the interrupt + {second['seconds']:.0f} s resumed"
+    )
     problems = _missing_steps("A", a, RESUME_STEPS) + _missing_steps("A2", a2, RESUME_STEPS)
     if not first["interrupted"] or sorted(first["steps"]) != list(range(1, RESUME_AT + 1)):
-        problems.append(f"B's first session was not stopped after step {RESUME_AT} "
-                        f"(steps {sorted(first['steps'])})")  # fmt: skip
+        problems.append(
+            f"B's first session was not stopped after step {RESUME_AT} "
+            f"(steps {sorted(first['steps'])})"
+        )
     resumed = list(range(RESUME_AT + 1, RESUME_STEPS + 1))
     if sorted(second["steps"]) != resumed:
-        problems.append(f"B's second session ran steps {sorted(second['steps'])}, not "
-                        f"{RESUME_AT + 1}-{RESUME_STEPS}: it did not resume")  # fmt: skip
+        problems.append(
+            f"B's second session ran steps {sorted(second['steps'])}, not "
+            f"{RESUME_AT + 1}-{RESUME_STEPS}: it did not resume"
+        )
     if problems:
         return problems
 
@@ -235,26 +284,39 @@ def resume(args: argparse.Namespace, tokens: Path, root: Path) -> list[str]:
 
     before = list(range(1, RESUME_AT + 1))
     comparisons = [
-        (f"A vs A2, steps 1-{RESUME_STEPS} (run-to-run floor)", losses(a, before + resumed),
-         losses(a2, before + resumed)),
-        (f"A vs B, steps 1-{RESUME_AT} (before the stop)", losses(a, before),
-         losses(first, before)),
-        (f"A vs B, steps {RESUME_AT + 1}-{RESUME_STEPS} (resumed)", losses(a, resumed),
-         losses(second, resumed)),
-    ]  # fmt: skip
+        (
+            f"A vs A2, steps 1-{RESUME_STEPS} (run-to-run floor)",
+            losses(a, before + resumed),
+            losses(a2, before + resumed),
+        ),
+        (
+            f"A vs B, steps 1-{RESUME_AT} (before the stop)",
+            losses(a, before),
+            losses(first, before),
+        ),
+        (
+            f"A vs B, steps {RESUME_AT + 1}-{RESUME_STEPS} (resumed)",
+            losses(a, resumed),
+            losses(second, resumed),
+        ),
+    ]
     for label, x, y in comparisons:
         if not (np.isfinite(x).all() and np.isfinite(y).all()):
             problems.append(f"{label}: a loss is not finite")
             continue
         diff = float(np.abs(x - y).max())
-        print(f"  {label:<40}: max |difference| {diff:.3e}   equal: "
-              f"{'yes' if diff == 0 else 'no'}, within 1e-6: {'yes' if diff <= 1e-6 else 'no'}, "
-              f"within 1e-3: {'yes' if diff <= 1e-3 else 'no'}")  # fmt: skip
-    print(f"  losses at steps {RESUME_AT + 1}, {RESUME_STEPS}: A "
-          f"{a['steps'][RESUME_AT + 1]['loss']:.6f}, "
-          f"{a['steps'][RESUME_STEPS]['loss']:.6f}; B "
-          f"{second['steps'][RESUME_AT + 1]['loss']:.6f}, "
-          f"{second['steps'][RESUME_STEPS]['loss']:.6f}")  # fmt: skip
+        print(
+            f"  {label:<40}: max |difference| {diff:.3e}   equal: "
+            f"{'yes' if diff == 0 else 'no'}, within 1e-6: {'yes' if diff <= 1e-6 else 'no'}, "
+            f"within 1e-3: {'yes' if diff <= 1e-3 else 'no'}"
+        )
+    print(
+        f"  losses at steps {RESUME_AT + 1}, {RESUME_STEPS}: A "
+        f"{a['steps'][RESUME_AT + 1]['loss']:.6f}, "
+        f"{a['steps'][RESUME_STEPS]['loss']:.6f}; B "
+        f"{second['steps'][RESUME_AT + 1]['loss']:.6f}, "
+        f"{second['steps'][RESUME_STEPS]['loss']:.6f}"
+    )
     return problems
 
 
@@ -283,19 +345,36 @@ def _missing_steps(name: str, run: dict, steps: int) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--micro-batch", type=int, default=16, help="throughput: sequences "
-                        "per pass")  # fmt: skip
-    parser.add_argument("--batch-tokens", type=int, default=16 * 1024 * 8,
-                        help="throughput: tokens per optimizer step")  # fmt: skip
+    parser.add_argument(
+        "--micro-batch", type=int, default=16, help="throughput: sequences per pass"
+    )
+    parser.add_argument(
+        "--batch-tokens",
+        type=int,
+        default=16 * 1024 * 8,
+        help="throughput: tokens per optimizer step",
+    )
     parser.add_argument("--steps", type=int, default=30, help="throughput: optimizer steps")
-    parser.add_argument("--skip", type=int, default=8, help="throughput: first steps left "
-                        "out of the medians (compilation, warm-up)")  # fmt: skip
-    parser.add_argument("--resume-micro-batch", type=int, default=8, help="resume: sequences "
-                        "per pass (2 passes per step)")  # fmt: skip
+    parser.add_argument(
+        "--skip",
+        type=int,
+        default=8,
+        help="throughput: first steps left out of the medians (compilation, warm-up)",
+    )
+    parser.add_argument(
+        "--resume-micro-batch",
+        type=int,
+        default=8,
+        help="resume: sequences per pass (2 passes per step)",
+    )
     parser.add_argument("--train-tokens", type=int, default=50_000_000)
     parser.add_argument("--val-tokens", type=int, default=1_000_000)
-    parser.add_argument("--gpt2-dir", type=Path, default=GPT2_DIR,
-                        help="folder with GPT-2's encoder.json and vocab.bpe")  # fmt: skip
+    parser.add_argument(
+        "--gpt2-dir",
+        type=Path,
+        default=GPT2_DIR,
+        help="folder with GPT-2's encoder.json and vocab.bpe",
+    )
     parser.add_argument("--no-resume", action="store_true", help="skip the resume check")
     parser.add_argument("--keep", type=Path, help="work in this new folder and keep it")
     args = parser.parse_args(argv)
@@ -303,8 +382,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--batch-tokens must be a multiple of --micro-batch x 1024")
 
     if not torch.cuda.is_available():
-        print("gpu_train_check: no CUDA GPU here (torch.cuda.is_available() is False); "
-              "run it on an NVIDIA H100/H200 machine")  # fmt: skip
+        print(
+            "gpu_train_check: no CUDA GPU here (torch.cuda.is_available() is False); "
+            "run it on an NVIDIA H100/H200 machine"
+        )
         return 2
     if args.keep:
         return _check(args, args.keep)
@@ -315,13 +396,18 @@ def main(argv: list[str] | None = None) -> int:
 def _check(args: argparse.Namespace, root: Path) -> int:
     started = time.perf_counter()
     props = torch.cuda.get_device_properties(0)
-    print(f"GPU: {props.name}, {props.total_memory / 2**30:.0f} GiB; torch {torch.__version__}, "
-          f"CUDA {torch.version.cuda}", flush=True)  # fmt: skip
+    print(
+        f"GPU: {props.name}, {props.total_memory / 2**30:.0f} GiB; torch {torch.__version__}, "
+        f"CUDA {torch.version.cuda}",
+        flush=True,
+    )
     tokens = root / "tokens"
     which = write_random_tokens(tokens, args.train_tokens, args.val_tokens, args.gpt2_dir)
-    print(f"tokens: {args.train_tokens:,} train + {args.val_tokens:,} val random ids in "
-          f"{tokens}, tokenizer: {which} ({time.perf_counter() - started:.0f} s)",
-          flush=True)  # fmt: skip
+    print(
+        f"tokens: {args.train_tokens:,} train + {args.val_tokens:,} val random ids in "
+        f"{tokens}, tokenizer: {which} ({time.perf_counter() - started:.0f} s)",
+        flush=True,
+    )
 
     ran, problems = _guarded("throughput", lambda: throughput(args, tokens, root))
     shutil.rmtree(root / "throughput", ignore_errors=True)  # its checkpoints, GBs

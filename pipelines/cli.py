@@ -131,9 +131,14 @@ def generate(
                 f"tokenizer has {tok.n_vocab} tokens but the model only {net.config.vocab_size}"
             )
         events = stream(
-            net, [prompt_ids], sampling, eot_token=tok.eot_token, stop_strings=stop or (),
-            decode=tok.decode, alternatives=5 if show_probs else 0,
-        )  # fmt: skip
+            net,
+            [prompt_ids],
+            sampling,
+            eot_token=tok.eot_token,
+            stop_strings=stop or (),
+            decode=tok.decode,
+            alternatives=5 if show_probs else 0,
+        )
         if show_probs:
             _print_with_probabilities(events, tok, prompt)
         else:
@@ -252,10 +257,15 @@ def encode(
     if tokenizer is not None and train_tokenizer:
         raise _fail(ValueError("give --tokenizer or --train-tokenizer, not both"))
     overrides = {
-        "corpus": corpus, "out": out, "tokenizer": tokenizer, "vocab_size": vocab_size,
-        "train_tokenizer": train_tokenizer or None, "val_fraction": val_fraction,
-        "dtype": dtype, "threads": threads,
-    }  # fmt: skip
+        "corpus": corpus,
+        "out": out,
+        "tokenizer": tokenizer,
+        "vocab_size": vocab_size,
+        "train_tokenizer": train_tokenizer or None,
+        "val_fraction": val_fraction,
+        "dtype": dtype,
+        "threads": threads,
+    }
     try:
         settings = load_config(EncodeConfig, config, overrides)
         result = run_encode(settings)
@@ -299,8 +309,13 @@ def train(
     out: Annotated[Path | None, typer.Option(help="Run folder.")] = None,
 ) -> None:
     """Pretrain GPT-2 on token shards (resumes a run folder's newest checkpoint)."""
-    overrides = {"tokens": tokens, "name": name, "max_steps": max_steps, "device": device,
-                 "out": out}  # fmt: skip
+    overrides = {
+        "tokens": tokens,
+        "name": name,
+        "max_steps": max_steps,
+        "device": device,
+        "out": out,
+    }
     _run_training(config, overrides)
 
 
@@ -320,8 +335,15 @@ def finetune(
     out: Annotated[Path | None, typer.Option(help="Run folder.")] = None,
 ) -> None:
     """Fine-tune a pretrained model on a smaller corpus (resumable)."""
-    overrides = {"init_from": init_from, "tokens": data, "name": name, "max_steps": max_steps,
-                 "learning_rate": learning_rate, "device": device, "out": out}  # fmt: skip
+    overrides = {
+        "init_from": init_from,
+        "tokens": data,
+        "name": name,
+        "max_steps": max_steps,
+        "learning_rate": learning_rate,
+        "device": device,
+        "out": out,
+    }
     _run_training(config, overrides)
 
 
@@ -362,8 +384,14 @@ def evaluate(
 
     try:
         names = [name.strip() for name in tasks.split(",") if name.strip()]
-        config = EvaluateConfig(model=model, tasks=names, limit=limit, tokenizer=tokenizer,
-                                use_cache=not no_cache, source=source)  # fmt: skip
+        config = EvaluateConfig(
+            model=model,
+            tasks=names,
+            limit=limit,
+            tokenizer=tokenizer,
+            use_cache=not no_cache,
+            source=source,
+        )
         get_tasks(config.tasks)  # an unknown name: one line listing the known ones
         result = run_evaluate(config)
     except ValueError as err:
@@ -429,8 +457,14 @@ def compare(
     from pipelines.preferences import make_batch
 
     del models_flag  # only there so that `--models A B` reads naturally
-    overrides = {"models": models, "prompts": prompts, "n": n, "batch": batch,
-                 "annotators": annotators, "database": database}  # fmt: skip
+    overrides = {
+        "models": models,
+        "prompts": prompts,
+        "n": n,
+        "batch": batch,
+        "annotators": annotators,
+        "database": database,
+    }
     try:
         settings = _preferences_config(config, overrides)
         ready = make_batch.fn(settings)
@@ -441,8 +475,10 @@ def compare(
         console.print(f"batch {ready.name} already exists: reusing it (no new invites)")
         return
     if ready.invites_file is None:  # --annotators 0
-        console.print(f"batch {ready.name} made, with no invite links: invite annotators on "
-                      "the admin page (gpt2lab serve-comparisons, then /admin)")  # fmt: skip
+        console.print(
+            f"batch {ready.name} made, with no invite links: invite annotators on "
+            "the admin page (gpt2lab serve-comparisons, then /admin)"
+        )
         return
     console.print(f"batch {ready.name} made", end="; ")
     _print_invites(console, ready.invites_file)
@@ -505,9 +541,15 @@ def preferences_run(
     from pipelines.preferences import preferences_flow
 
     del models_flag
-    overrides = {"models": models, "prompts": prompts, "n": n, "judge": judge,
-                 "target_votes": target_votes, "deadline_hours": deadline_hours,
-                 "database": database}  # fmt: skip
+    overrides = {
+        "models": models,
+        "prompts": prompts,
+        "n": n,
+        "judge": judge,
+        "target_votes": target_votes,
+        "deadline_hours": deadline_hours,
+        "database": database,
+    }
     try:
         result = preferences_flow(_preferences_config(config, overrides))
     except ValueError as err:
@@ -569,9 +611,13 @@ def tune(
     from pipelines.config_files import load_config
     from pipelines.tuning import TuningConfig, check_votes, preference_tuning_flow
 
-    overrides = {"batch": from_batch, "allow_simulated": allow_simulated or None,
-                 "start_model": start_model, "compare": compare_with,
-                 "database": database}  # fmt: skip
+    overrides = {
+        "batch": from_batch,
+        "allow_simulated": allow_simulated or None,
+        "start_model": start_model,
+        "compare": compare_with,
+        "database": database,
+    }
     try:
         settings = load_config(TuningConfig, config, overrides)
         check_votes(settings)  # bad votes: one line here, not a failed flow run's traceback
@@ -607,9 +653,11 @@ def demo(
     console.rule(f"gpt2lab demo: {time.perf_counter() - started:.0f} s")
     _print_end_to_end(result)
     checkpoint = result.outputs["finetune"]["checkpoint"]
-    console.print(f"Open {result.report} in a browser, or run `gpt2lab ui` and look at the "
-                  "'end-to-end' experiment. Sample the fine-tuned model with:\n"
-                  f"  gpt2lab generate --model {checkpoint} --prompt 'Day 3. Wind'")  # fmt: skip
+    console.print(
+        f"Open {result.report} in a browser, or run `gpt2lab ui` and look at the "
+        "'end-to-end' experiment. Sample the fine-tuned model with:\n"
+        f"  gpt2lab generate --model {checkpoint} --prompt 'Day 3. Wind'"
+    )
 
 
 @app.command()
@@ -642,9 +690,12 @@ def tour(
     net = load_model(result.model_dir)
     console.rule("next-token prediction, step by step")
     events = stream(
-        net, [tok.encode(config.prompts[0])], SamplingConfig(max_new_tokens=8, temperature=0),
-        eot_token=tok.eot_token, alternatives=5,
-    )  # fmt: skip
+        net,
+        [tok.encode(config.prompts[0])],
+        SamplingConfig(max_new_tokens=8, temperature=0),
+        eot_token=tok.eot_token,
+        alternatives=5,
+    )
     _print_with_probabilities(events, tok, config.prompts[0])
     console.print(
         f"MLflow run {result.mlflow_run_id} in experiment 'tour'; try:\n"
@@ -680,8 +731,9 @@ def _print_end_to_end(result) -> None:
     for stage, status in result.stages.items():
         console.print(f"  {stage:<12} {status}")
     console.print(f"report: {result.report}")
-    console.print(f"MLflow run {result.mlflow_run_id} in experiment 'end-to-end'; "
-                  "see it with: gpt2lab ui")  # fmt: skip
+    console.print(
+        f"MLflow run {result.mlflow_run_id} in experiment 'end-to-end'; see it with: gpt2lab ui"
+    )
 
 
 @app.command()
@@ -733,8 +785,9 @@ def schedule(
 
     try:
         settings = load_config(EndToEndConfig, config, {})
-        serve_end_to_end(settings, deployment=deployment, cron=cron, interval=interval,
-                         port=prefect_port)  # fmt: skip
+        serve_end_to_end(
+            settings, deployment=deployment, cron=cron, interval=interval, port=prefect_port
+        )
     except (ValueError, RuntimeError) as err:
         raise _fail(err) from None
     except KeyboardInterrupt:

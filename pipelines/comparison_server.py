@@ -80,12 +80,12 @@ def start_page(
         return url, False
     log_path = workspace_dir() / "logs" / f"comparison-page-{port}.log"
     env = {**os.environ, ADMIN_TOKEN_ENV: admin_token()}  # not on the command line: ps shows it
-    command = [sys.executable, "-m", "pipelines.comparison_server",
-               database_url, host, str(port)]  # fmt: skip
+    command = [sys.executable, "-m", "pipelines.comparison_server", database_url, host, str(port)]
     process = spawn(command, log_path, env, detached=True)
     _pid_file(port).write_text(f"{process.pid}\n")
-    wait_until_up(f"the comparison page at {url}", lambda: page_is_up(url), process, log_path,
-                  timeout)  # fmt: skip
+    wait_until_up(
+        f"the comparison page at {url}", lambda: page_is_up(url), process, log_path, timeout
+    )
     return url, True
 
 

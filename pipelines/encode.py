@@ -85,8 +85,14 @@ def encode_flow(config: EncodeConfig) -> EncodeResult:
     source: CorpusSource = open_corpus_task(config.corpus)
     plan: EncodePlan = start_encoding_task(source, config.out, config.choice(), config.settings())
     total = len(plan.parts)
-    logger.info("%s: %d documents in %d parts -> %s (%s)", source.path, source.documents,
-                total, config.out, plan.dtype)  # fmt: skip
+    logger.info(
+        "%s: %d documents in %d parts -> %s (%s)",
+        source.path,
+        source.documents,
+        total,
+        config.out,
+        plan.dtype,
+    )
     progress = create_progress_artifact(0.0, description=f"encoding {source.path}")
     encoded_mb, encoding_seconds, parts_encoded = 0.0, 0.0, 0
     for index in range(total):
@@ -99,18 +105,28 @@ def encode_flow(config: EncodeConfig) -> EncodeResult:
             encoding_seconds += record.seconds
             parts_encoded += 1
             speed = text_mb / max(record.seconds, 1e-9)
-            logger.info("part %d/%d: %.1f MB of text in %.1f s (%.1f MB/s)",
-                        index + 1, total, text_mb, record.seconds, speed)  # fmt: skip
+            logger.info(
+                "part %d/%d: %.1f MB of text in %.1f s (%.1f MB/s)",
+                index + 1,
+                total,
+                text_mb,
+                record.seconds,
+                speed,
+            )
         update_progress_artifact(progress, 100.0 * (index + 1) / total)
     meta: TokenShardsMeta = finish_task(config.out, plan, source)
     logger.info("tokens: %s; fingerprint %s", meta.tokens, meta.fingerprint[:16])
     throughput = encoded_mb / encoding_seconds if encoding_seconds else None
     run_id = log_encode_run(config, meta, tokenizer_in(config.out), throughput)
     return EncodeResult(
-        tokens_dir=config.out, fingerprint=meta.fingerprint, tokens=meta.tokens,
-        documents=meta.documents, shards=len(meta.shards), parts_encoded=parts_encoded,
+        tokens_dir=config.out,
+        fingerprint=meta.fingerprint,
+        tokens=meta.tokens,
+        documents=meta.documents,
+        shards=len(meta.shards),
+        parts_encoded=parts_encoded,
         mlflow_run_id=run_id,
-    )  # fmt: skip
+    )
 
 
 def log_encode_run(
@@ -118,8 +134,11 @@ def log_encode_run(
 ) -> str:
     """One MLflow run: token counts per split, compression, speed, the tokenizer's files,
     and for a trained BPE its first merges. Returns the run id."""
-    lineage = {"corpus": meta.corpus["fingerprint"], "tokenizer": meta.tokenizer["fingerprint"],
-               "tokens": meta.fingerprint}  # fmt: skip
+    lineage = {
+        "corpus": meta.corpus["fingerprint"],
+        "tokenizer": meta.tokenizer["fingerprint"],
+        "tokens": meta.fingerprint,
+    }
     params = config.model_dump(mode="json", exclude={"corpus", "out"})
     with tracked_run("encode", lineage=lineage, params=params) as run:
         metrics: dict[str, float] = {SHARDS: len(meta.shards)}

@@ -64,13 +64,27 @@ SECTION_DEFAULTS: dict[str, dict[str, Any]] = {
     "corpus": {},
     # val_fraction: a corpus of a hundred pages needs a larger share than GPT-2's 0.5%.
     "encode": {"train_tokenizer": True, "vocab_size": 2048, "val_fraction": 0.1},
-    "pretrain": {"model": "tiny", "context": 128, "max_steps": 300, "eval_interval": 100,
-                 "checkpoint_interval": 100, "device": "cpu", "register_as": None},
-    "finetune": {"context": 128, "max_steps": 100, "learning_rate": 1e-3, "eval_interval": 50,
-                 "checkpoint_interval": 50, "device": "cpu", "register_as": None},
+    "pretrain": {
+        "model": "tiny",
+        "context": 128,
+        "max_steps": 300,
+        "eval_interval": 100,
+        "checkpoint_interval": 100,
+        "device": "cpu",
+        "register_as": None,
+    },
+    "finetune": {
+        "context": 128,
+        "max_steps": 100,
+        "learning_rate": 1e-3,
+        "eval_interval": 50,
+        "checkpoint_interval": 50,
+        "device": "cpu",
+        "register_as": None,
+    },
     "evaluate": {"tasks": ["wikitext2-perplexity", "lambada", "wmt14-en-fr"], "limit": 8},
     "preferences": {"judge": "simulated", "n": 12, "max_new_tokens": 32, "annotators": 0},
-}  # fmt: skip
+}
 
 
 class EndToEndConfig(BaseModel):
@@ -106,7 +120,7 @@ class EndToEndConfig(BaseModel):
             "finetune": lambda: _train_config(self, "finetune", p, str(p), p),
             "evaluate": lambda: _evaluate_config(self, str(p)),
             "preferences": lambda: _preferences_config(self, [str(p), str(p / "b")]),
-        }  # fmt: skip
+        }
         for section, check in checks.items():
             try:
                 check()
@@ -144,8 +158,9 @@ def _encode_config(config: EndToEndConfig, corpus: Path, out: Path) -> EncodeCon
     return EncodeConfig(**{**config.encode, "corpus": corpus, "out": out})
 
 
-def _train_config(config: EndToEndConfig, stage: str, tokens: Path, init_from: str | None,
-                  out: Path) -> TrainConfig:  # fmt: skip
+def _train_config(
+    config: EndToEndConfig, stage: str, tokens: Path, init_from: str | None, out: Path
+) -> TrainConfig:
     section = config.pretrain if stage == "pretrain" else config.finetune
     values = {"name": f"{config.name}-{stage}", **section, "tokens": tokens, "out": out}
     if init_from is not None:
@@ -180,8 +195,7 @@ class _Stages:
         self.status: dict[str, str] = {}
         self.outputs: dict[str, dict[str, Any]] = {}
 
-    def run(self, stage: str, settings: BaseModel, inputs: dict[str, str], work: Work,
-            out: Path):  # fmt: skip
+    def run(self, stage: str, settings: BaseModel, inputs: dict[str, str], work: Work, out: Path):
         """Do `work` for `stage` (writing into `out`), unless a record with the same key
         says it is done. Work left in `out` by an interrupted run with the same key is
         resumed; work made with another key (other settings or inputs) is cleared first."""
@@ -191,8 +205,9 @@ class _Stages:
         if record is not None:
             logger.info("%s: unchanged since run %s, skipped", stage, record.run_id)
             tags = {STAGE_TAG: stage, CACHED_TAG: "true", CACHED_FROM_TAG: record.run_id}
-            with tracked_run(EXPERIMENT, f"{stage} (cached)", parent_run_id=self.parent_run_id,
-                             tags=tags):  # fmt: skip
+            with tracked_run(
+                EXPERIMENT, f"{stage} (cached)", parent_run_id=self.parent_run_id, tags=tags
+            ):
                 pass
             self.status[stage] = "cached"
         else:
@@ -207,8 +222,7 @@ class _Stages:
                     run_id, outputs, paths = work()
             except Exception as error:
                 raise RuntimeError(f"stage {stage} failed: {error}") from error
-            record = StageRecord(stage=stage, key=key, run_id=run_id, outputs=outputs,
-                                 paths=paths)  # fmt: skip
+            record = StageRecord(stage=stage, key=key, run_id=run_id, outputs=outputs, paths=paths)
             self.cache.put(record)
             self.status[stage] = "ran"
         self.outputs[stage] = record.outputs
@@ -219,26 +233,41 @@ class _Stages:
 def end_to_end_flow(config: EndToEndConfig) -> EndToEndResult:
     """corpus -> encode -> pretrain -> finetune -> evaluate -> preferences (see the module)."""
     config.run_dir().mkdir(parents=True, exist_ok=True)
-    with tracked_run(EXPERIMENT, config.name, params=config.model_dump(mode="json"),
-                     tags={KIND_TAG: END_TO_END_KIND}) as parent:  # fmt: skip
+    with tracked_run(
+        EXPERIMENT,
+        config.name,
+        params=config.model_dump(mode="json"),
+        tags={KIND_TAG: END_TO_END_KIND},
+    ) as parent:
         stages = _Stages(config, parent.info.run_id)
         corpus = _corpus_stage(stages)
         tokens = _encode_stage(stages, corpus)
-        pretrained = _train_stage(stages, "pretrain", Path(tokens["tokens"]), None,
-                                  {"tokens": tokens["fingerprint"]})  # fmt: skip
+        pretrained = _train_stage(
+            stages, "pretrain", Path(tokens["tokens"]), None, {"tokens": tokens["fingerprint"]}
+        )
         style = config.finetune_data or _write_style_set(config.run_dir())
-        tuned = _train_stage(stages, "finetune", style, pretrained,
-                             {"data": fingerprint_path(style)})  # fmt: skip
+        tuned = _train_stage(
+            stages, "finetune", style, pretrained, {"data": fingerprint_path(style)}
+        )
         _evaluate_stage(stages, tuned)
         _preferences_stage(stages, pretrained, tuned)
-        lineage = {"corpus": corpus["fingerprint"], "tokenizer": tokens["tokenizer"],
-                   "tokens": tokens["fingerprint"], "checkpoint": tuned["fingerprint"]}  # fmt: skip
+        lineage = {
+            "corpus": corpus["fingerprint"],
+            "tokenizer": tokens["tokenizer"],
+            "tokens": tokens["fingerprint"],
+            "checkpoint": tuned["fingerprint"],
+        }
         client = _client()
         for tag, value in lineage_tags(lineage).items():
             client.set_tag(parent.info.run_id, tag, value)
     report = _report(parent.info.run_id, config.run_dir() / "report")
-    return EndToEndResult(run_dir=config.run_dir(), mlflow_run_id=parent.info.run_id,
-                          stages=stages.status, outputs=stages.outputs, report=report)  # fmt: skip
+    return EndToEndResult(
+        run_dir=config.run_dir(),
+        mlflow_run_id=parent.info.run_id,
+        stages=stages.status,
+        outputs=stages.outputs,
+        report=report,
+    )
 
 
 def _report(run_id: str, folder: Path) -> Path:
@@ -252,8 +281,11 @@ def _report(run_id: str, folder: Path) -> Path:
     client = _client()
     client.log_artifact(run_id, str(html), "report")
     client.log_artifact(run_id, str(markdown), "report")
-    create_markdown_artifact(markdown.read_text(encoding="utf-8"), key="end-to-end-report",
-                             description=f"end-to-end run {run_id}")  # fmt: skip
+    create_markdown_artifact(
+        markdown.read_text(encoding="utf-8"),
+        key="end-to-end-report",
+        description=f"end-to-end run {run_id}",
+    )
     return html
 
 
@@ -279,8 +311,11 @@ def _corpus_stage(stages: _Stages) -> dict[str, Any]:
         with ExitStack() as stack:
             links = config.links or [_serve_miniweb(stack, config)]
             result = corpus_flow(_corpus_config(config, links, out))
-        outputs = {"dataset": str(result.dataset), "fingerprint": result.fingerprint,
-                   "documents": result.documents}  # fmt: skip
+        outputs = {
+            "dataset": str(result.dataset),
+            "fingerprint": result.fingerprint,
+            "documents": result.documents,
+        }
         return result.mlflow_run_id, outputs, [result.dataset]
 
     return stages.run("corpus", settings, inputs, work, out)
@@ -293,15 +328,19 @@ def _encode_stage(stages: _Stages, corpus: dict[str, Any]) -> dict[str, Any]:
     def work():
         result = encode_flow(settings)
         tokenizer = read_meta(result.tokens_dir).tokenizer["fingerprint"]
-        outputs = {"tokens": str(result.tokens_dir), "fingerprint": result.fingerprint,
-                   "tokenizer": tokenizer}  # fmt: skip
+        outputs = {
+            "tokens": str(result.tokens_dir),
+            "fingerprint": result.fingerprint,
+            "tokenizer": tokenizer,
+        }
         return result.mlflow_run_id, outputs, [result.tokens_dir]
 
     return stages.run("encode", settings, {"corpus": corpus["fingerprint"]}, work, out)
 
 
-def _train_stage(stages: _Stages, stage: str, data: Path, init: dict[str, Any] | None,
-                 inputs: dict[str, str]) -> dict[str, Any]:  # fmt: skip
+def _train_stage(
+    stages: _Stages, stage: str, data: Path, init: dict[str, Any] | None, inputs: dict[str, str]
+) -> dict[str, Any]:
     """Pretraining (from scratch on token shards) or fine-tuning (from `init`'s checkpoint)."""
     out = stages.config.run_dir() / stage
     init_from = init["checkpoint"] if init else None
@@ -314,8 +353,12 @@ def _train_stage(stages: _Stages, stage: str, data: Path, init: dict[str, Any] |
         if result.checkpoint is None:
             raise RuntimeError(f"{stage} wrote no checkpoint (max_steps too small?)")
         checkpoint = result.checkpoint
-        outputs = {"checkpoint": str(checkpoint), "fingerprint": fingerprint_path(checkpoint),
-                   "val_loss": result.val_loss, "steps": result.steps}  # fmt: skip
+        outputs = {
+            "checkpoint": str(checkpoint),
+            "fingerprint": fingerprint_path(checkpoint),
+            "val_loss": result.val_loss,
+            "steps": result.steps,
+        }
         return result.mlflow_run_id, outputs, [result.checkpoint]
 
     return stages.run(stage, settings, inputs, work, out)
@@ -338,8 +381,7 @@ def _preferences_stage(stages: _Stages, first: dict[str, Any], second: dict[str,
 
     def work():
         result = preferences_flow(settings)
-        outputs = {"batch": result.batch, "export": str(result.export),
-                   "summary": result.summary}  # fmt: skip
+        outputs = {"batch": result.batch, "export": str(result.export), "summary": result.summary}
         return result.mlflow_run_id, outputs, [result.export]
 
     inputs = {"first": first["fingerprint"], "second": second["fingerprint"]}

@@ -93,8 +93,9 @@ class PreferencesConfig(BaseModel):
     def _distinct_models(self) -> PreferencesConfig:
         if len(set(self.models)) != len(self.models):
             raise ValueError(f"models: compare different models, got {self.models}")
-        if self.labels is not None and (len(self.labels) != len(self.models)
-                                        or len(set(self.labels)) != len(self.labels)):  # fmt: skip
+        if self.labels is not None and (
+            len(self.labels) != len(self.models) or len(set(self.labels)) != len(self.labels)
+        ):
             raise ValueError(f"labels: one distinct label per model, got {self.labels}")
         return self
 
@@ -102,16 +103,33 @@ class PreferencesConfig(BaseModel):
         return self.database or default_database_url()
 
     def continuation_settings(self) -> ContinuationSettings:
-        return ContinuationSettings(max_new_tokens=self.max_new_tokens, top_p=self.top_p,
-                                    temperature=self.temperature, top_k=self.top_k)  # fmt: skip
+        return ContinuationSettings(
+            max_new_tokens=self.max_new_tokens,
+            top_p=self.top_p,
+            temperature=self.temperature,
+            top_k=self.top_k,
+        )
 
     def batch_name(self) -> str:
         """The given name, or one derived from everything that shapes the batch."""
         if self.batch:
             return self.batch
-        shaping = self.model_dump(mode="json", include={
-            "models", "n", "seed", "max_new_tokens", "temperature", "top_k", "top_p",
-            "repeat_fraction", "gold_fraction", "tokenizer", "labels"})  # fmt: skip
+        shaping = self.model_dump(
+            mode="json",
+            include={
+                "models",
+                "n",
+                "seed",
+                "max_new_tokens",
+                "temperature",
+                "top_k",
+                "top_p",
+                "repeat_fraction",
+                "gold_fraction",
+                "tokenizer",
+                "labels",
+            },
+        )
         shaping["prompts"] = fingerprint_path(self.prompts)
         shaping["checkpoints"] = [model_fingerprint(m) for m in self.models]
         digest = hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()
@@ -165,17 +183,28 @@ def make_batch(config: PreferencesConfig) -> BatchReady:
 
     deadline = datetime.now(UTC) + timedelta(hours=config.deadline_hours)
     with Session(engine) as session, session.begin():
-        spec = BatchSpec(name=name, models=config.models, prompts=prompts, seed=config.seed,
-                         repeat_fraction=config.repeat_fraction,
-                         gold_fraction=config.gold_fraction,
-                         settings={**settings.to_dict(), "prompts_file": str(config.prompts),
-                                   "labels": config.labels},
-                         target_votes=config.target_votes, deadline=deadline)  # fmt: skip
+        spec = BatchSpec(
+            name=name,
+            models=config.models,
+            prompts=prompts,
+            seed=config.seed,
+            repeat_fraction=config.repeat_fraction,
+            gold_fraction=config.gold_fraction,
+            settings={
+                **settings.to_dict(),
+                "prompts_file": str(config.prompts),
+                "labels": config.labels,
+            },
+            target_votes=config.target_votes,
+            deadline=deadline,
+        )
         batch = create_batch(session, spec, sample)
         if batch.target_votes is None:  # every comparison judged once
             batch.target_votes = len(prompts) * len(config.models) * (len(config.models) - 1) // 2
-        tokens = {f"annotator-{i + 1}": invite(session, batch, f"annotator-{i + 1}")
-                  for i in range(config.annotators)}  # fmt: skip
+        tokens = {
+            f"annotator-{i + 1}": invite(session, batch, f"annotator-{i + 1}")
+            for i in range(config.annotators)
+        }
     engine.dispose()
     invites_file = write_invites(name, tokens, config) if tokens else None
     return BatchReady(name=name, made_now=True, invites_file=invites_file)
@@ -237,8 +266,12 @@ def wait_for_votes(database_url: str, batch_name: str, poll_seconds: float) -> s
             if count >= target:
                 return "target"
             if deadline is not None and datetime.now(UTC) >= deadline:
-                logger.info("%s: deadline %s passed with %d comparisons", batch_name,
-                            deadline.isoformat(timespec="minutes"), count)  # fmt: skip
+                logger.info(
+                    "%s: deadline %s passed with %d comparisons",
+                    batch_name,
+                    deadline.isoformat(timespec="minutes"),
+                    count,
+                )
                 return "deadline"
             time.sleep(poll_seconds)
     finally:
@@ -267,20 +300,33 @@ def report_batch(
     folder = workspace_dir() / "preferences" / batch_name / judge
     markdown = summary.markdown()
     export_results(folder, pairs, votes, {"summary.md": markdown})
-    rows = [(f"{summary.labels[w.model]} vs {summary.labels[w.opponent]}", w.rate, w.low, w.high)
-            for w in summary.win_rates if w.wins + w.losses + w.ties]  # fmt: skip
+    rows = [
+        (f"{summary.labels[w.model]} vs {summary.labels[w.opponent]}", w.rate, w.low, w.high)
+        for w in summary.win_rates
+        if w.wins + w.losses + w.ties
+    ]
     chart = None
     if rows:
-        chart = win_rate_chart(rows, folder / "win_rates.png",
-                               title=f"{batch_name}: {judge} judge")  # fmt: skip
+        chart = win_rate_chart(rows, folder / "win_rates.png", title=f"{batch_name}: {judge} judge")
 
-    lineage = {f"checkpoint.{label}": model_fingerprint(model)
-               for model, label in summary.labels.items()}  # fmt: skip
+    lineage = {
+        f"checkpoint.{label}": model_fingerprint(model) for model, label in summary.labels.items()
+    }
     sampling = {f"sampling.{key}": value for key, value in settings.items()}
-    params = {"batch": batch_name, "judge": judge, "models": json.dumps(models),
-              "ended_by": ended_by, **sampling}  # fmt: skip
-    with tracked_run("preferences", run_name=f"{batch_name} ({judge})", lineage=lineage,
-                     params=params, tags={JUDGE_TAG: judge}) as run:  # fmt: skip
+    params = {
+        "batch": batch_name,
+        "judge": judge,
+        "models": json.dumps(models),
+        "ended_by": ended_by,
+        **sampling,
+    }
+    with tracked_run(
+        "preferences",
+        run_name=f"{batch_name} ({judge})",
+        lineage=lineage,
+        params=params,
+        tags={JUDGE_TAG: judge},
+    ) as run:
         log_metrics_batch(run, summary_metrics(summary))
         mlflow.log_table(win_rate_table(summary), WIN_RATES_TABLE)
         mlflow.log_table(annotator_table(summary), "annotators.json")
@@ -290,9 +336,15 @@ def report_batch(
         mlflow.log_artifacts(str(folder / "pairs"), "pairs")
         mlflow.log_artifact(str(folder / "votes.jsonl"))
     create_markdown_artifact(markdown, key="preferences", description=f"{batch_name} ({judge})")
-    return PreferencesResult(batch=batch_name, judge=judge, votes=summary.votes,
-                             ended_by=ended_by, summary=summary_metrics(summary), export=folder,
-                             mlflow_run_id=run.info.run_id)  # fmt: skip
+    return PreferencesResult(
+        batch=batch_name,
+        judge=judge,
+        votes=summary.votes,
+        ended_by=ended_by,
+        summary=summary_metrics(summary),
+        export=folder,
+        mlflow_run_id=run.info.run_id,
+    )
 
 
 def _safe(url: str) -> str:
@@ -325,7 +377,8 @@ def preferences_flow(config: PreferencesConfig) -> PreferencesResult:
 
 
 @flow(name="preferences-report")
-def preferences_report_flow(batch: str, judge: Judge = "people",
-                            database: str | None = None) -> PreferencesResult:  # fmt: skip
+def preferences_report_flow(
+    batch: str, judge: Judge = "people", database: str | None = None
+) -> PreferencesResult:
     """Analyse and log a batch as it stands now (no waiting)."""
     return report_batch(database or default_database_url(), batch, judge, "report")

@@ -17,8 +17,15 @@ import os
 from pipelines.ui import start_prefect_server, stop_ui
 
 
-def serve_end_to_end(config, *, deployment: str, cron: str | None, interval: float | None,
-                     host: str = "127.0.0.1", port: int = 4200) -> None:  # fmt: skip
+def serve_end_to_end(
+    config,
+    *,
+    deployment: str,
+    cron: str | None,
+    interval: float | None,
+    host: str = "127.0.0.1",
+    port: int = 4200,
+) -> None:
     """Serve the end-to-end flow with `config` on a cron string or an interval (seconds)."""
     if (cron is None) == (interval is None):
         raise ValueError("give exactly one of --cron or --interval")

@@ -28,19 +28,30 @@ def answers(url: str, check: Callable[[httpx.Response], bool] = lambda r: r.is_s
         return False
 
 
-def spawn(command: Sequence[str], log_path: Path, env: Mapping[str, str] | None = None, *,
-          detached: bool = False) -> subprocess.Popen:  # fmt: skip
+def spawn(
+    command: Sequence[str],
+    log_path: Path,
+    env: Mapping[str, str] | None = None,
+    *,
+    detached: bool = False,
+) -> subprocess.Popen:
     """Start `command` with its output appended to `log_path`. A detached process has its
     own session: it outlives the process that started it (and its Ctrl-C)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
-        return subprocess.Popen(list(command), stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, env=None if env is None else dict(env),
-                                start_new_session=detached)  # fmt: skip
+        return subprocess.Popen(
+            list(command),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=None if env is None else dict(env),
+            start_new_session=detached,
+        )
 
 
-def wait_until_up(what: str, is_up: Callable[[], bool], process: subprocess.Popen,
-                  log_path: Path, timeout: float) -> None:  # fmt: skip
+def wait_until_up(
+    what: str, is_up: Callable[[], bool], process: subprocess.Popen, log_path: Path, timeout: float
+) -> None:
     """Wait until `is_up()`; a process that exits first, or a timeout, is an error that
     quotes the last line of its log."""
     deadline = time.monotonic() + timeout

@@ -70,9 +70,13 @@ def tour_flow(config: TourConfig = TourConfig()) -> TourResult:
     )
     with tracked_run("tour", lineage={"tokenizer": tokenizer.fingerprint}, params=config) as run:
         fitted = fit_tiny_model_task(
-            text, tokenizer.path, model_config, config.steps, checkpoints_dir() / "tour",
+            text,
+            tokenizer.path,
+            model_config,
+            config.steps,
+            checkpoints_dir() / "tour",
             seed=config.seed,
-        )  # fmt: skip
+        )
         mlflow.set_tags(lineage_tags({"checkpoint": fitted.fingerprint}))
         log_metrics_batch(run, [(TRAIN_LOSS, loss, i) for i, loss in enumerate(fitted.losses)])
         samples = sample_texts_task(fitted.path, config.prompts, sampling)

@@ -132,8 +132,9 @@ class MlflowProgress:
     def samples(self, model: GPT) -> str:
         """The fixed prompts continued with a fixed seed: the same question at every
         evaluation, so the answers show what the model has learnt since."""
-        sampling = SamplingConfig(max_new_tokens=self.config.sample_tokens, temperature=0.8,
-                                  top_k=40, seed=0)  # fmt: skip
+        sampling = SamplingConfig(
+            max_new_tokens=self.config.sample_tokens, temperature=0.8, top_k=40, seed=0
+        )
         prompts = [self.tokenizer.encode(p) for p in self.config.prompts]
         completions = generate(model, prompts, sampling, eot_token=self.tokenizer.eot_token)
         return "\n\n".join(
@@ -173,19 +174,32 @@ def train_flow(config: TrainConfig) -> TrainFlowResult:
         if result.last_checkpoint is not None and config.register_as:
             version = register(result, config.register_as)
     return TrainFlowResult(
-        run_dir=config.run_dir(), steps=result.steps, val_loss=result.val_loss,
-        best_val_loss=result.best_val_loss, checkpoint=result.last_checkpoint,
-        model_version=version, mlflow_run_id=run_id,
-    )  # fmt: skip
+        run_dir=config.run_dir(),
+        steps=result.steps,
+        val_loss=result.val_loss,
+        best_val_loss=result.best_val_loss,
+        checkpoint=result.last_checkpoint,
+        model_version=version,
+        mlflow_run_id=run_id,
+    )
 
 
 def torchrun_command(
     config_file: Path, run_dir: Path, devices: int, mlflow_run_id: str | None = None
 ) -> list[str]:
     """torchrun on this machine, starting `devices` processes of train_worker."""
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               "--nproc_per_node", str(devices), "-m", "pipelines.train_worker",
-               str(config_file), str(run_dir)]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        str(devices),
+        "-m",
+        "pipelines.train_worker",
+        str(config_file),
+        str(run_dir),
+    ]
     return command + (["--mlflow-run-id", mlflow_run_id] if mlflow_run_id else [])
 
 
@@ -231,8 +245,9 @@ def log_loss_curve(run_id: str, vocab_size: int) -> None:
     train_points = [(m.step, m.value) for m in client.get_metric_history(run_id, TRAIN_LOSS)]
     val_points = [(m.step, m.value) for m in client.get_metric_history(run_id, VAL_LOSS)]
     with tempfile.TemporaryDirectory() as tmp:
-        chart = loss_curve(sorted(train_points), sorted(val_points), Path(tmp) / "loss.png",
-                           vocab_size=vocab_size)  # fmt: skip
+        chart = loss_curve(
+            sorted(train_points), sorted(val_points), Path(tmp) / "loss.png", vocab_size=vocab_size
+        )
         client.log_artifact(run_id, str(chart), "charts")
 
 

@@ -130,8 +130,9 @@ def _load(config: TuningConfig) -> BatchComparisons:
     engine = open_database(config.database_url())
     try:
         with Session(engine) as session:
-            return comparisons_from_batch(session, config.batch,
-                                          allow_simulated=config.allow_simulated)  # fmt: skip
+            return comparisons_from_batch(
+                session, config.batch, allow_simulated=config.allow_simulated
+            )
     finally:
         engine.dispose()
 
@@ -140,8 +141,9 @@ def run_name(config: TuningConfig, votes_fingerprint: str, start_fingerprint: st
     """The given name, or the batch's plus a digest of everything that shapes the result."""
     if config.name:
         return config.name
-    shaping = config.model_dump(mode="json", include={"held_out_fraction", "seed", "reward",
-                                                      "dpo", "start_model"})  # fmt: skip
+    shaping = config.model_dump(
+        mode="json", include={"held_out_fraction", "seed", "reward", "dpo", "start_model"}
+    )
     shaping |= {"votes": votes_fingerprint, "start": start_fingerprint}
     return f"{config.batch[:100]}-tuned-{short(fingerprint_config(shaping), 8)}".replace("/", "_")
 
@@ -164,10 +166,16 @@ def check_votes(config: TuningConfig) -> VotesSummary:
     before starting the flow, so that bad input is one line.)"""
     votes = _load(config)
     split = split_by_prompt(votes.comparisons, config.held_out_fraction, config.seed)
-    return VotesSummary(judge=votes.judge, votes=votes.votes,
-                        comparisons=len(votes.comparisons), train=len(split.train),
-                        held_out=len(split.held_out), fingerprint=votes.fingerprint,
-                        models=votes.models, prompts=votes.prompts)  # fmt: skip
+    return VotesSummary(
+        judge=votes.judge,
+        votes=votes.votes,
+        comparisons=len(votes.comparisons),
+        train=len(split.train),
+        held_out=len(split.held_out),
+        fingerprint=votes.fingerprint,
+        models=votes.models,
+        prompts=votes.prompts,
+    )
 
 
 load_comparisons = task(check_votes, name="load-comparisons")
@@ -189,12 +197,21 @@ def train_reward_model_task(
 
     tokenizer = load_tokenizer(start_model)
     return _trained(
-        folder / "reward-model", "reward-model", parent_run_id, config.reward,
+        folder / "reward-model",
+        "reward-model",
+        parent_run_id,
+        config.reward,
         lambda on_metrics, progress: train_reward_model(
-            load_model(start_model), tokenizer, _split(config), config.reward,
-            device=_device(config), on_metrics=on_metrics, progress=progress),
+            load_model(start_model),
+            tokenizer,
+            _split(config),
+            config.reward,
+            device=_device(config),
+            on_metrics=on_metrics,
+            progress=progress,
+        ),
         lambda result, path: save_reward_model(result.model, path, tokenizer),
-    )  # fmt: skip
+    )
 
 
 @task(name="train-dpo")
@@ -204,26 +221,45 @@ def train_dpo_task(
     from model import load_model, load_tokenizer, save_checkpoint
     from tasks.tuning.dpo_training import train_dpo
 
-    metadata = {"tuned_from": start_model, "batch": config.batch, "method": "dpo",
-                "beta": config.dpo.beta}  # fmt: skip
+    metadata = {
+        "tuned_from": start_model,
+        "batch": config.batch,
+        "method": "dpo",
+        "beta": config.dpo.beta,
+    }
     tokenizer = load_tokenizer(start_model)
     return _trained(
-        folder / "policy", "dpo", parent_run_id, config.dpo,
+        folder / "policy",
+        "dpo",
+        parent_run_id,
+        config.dpo,
         lambda on_metrics, progress: train_dpo(
-            load_model(start_model), tokenizer, _split(config), config.dpo,
-            device=_device(config), on_metrics=on_metrics, progress=progress),
-        lambda result, path: save_checkpoint(result.policy.cpu(), path, metadata,
-                                             tokenizer=tokenizer),
-    )  # fmt: skip
+            load_model(start_model),
+            tokenizer,
+            _split(config),
+            config.dpo,
+            device=_device(config),
+            on_metrics=on_metrics,
+            progress=progress,
+        ),
+        lambda result, path: save_checkpoint(
+            result.policy.cpu(), path, metadata, tokenizer=tokenizer
+        ),
+    )
 
 
 def _split(config: TuningConfig):
     return split_by_prompt(_load(config).comparisons, config.held_out_fraction, config.seed)
 
 
-def _trained(output: Path, what: str, parent_run_id: str, settings: LoopSettings,
-             train: Callable[[OnMetrics, Path], Any], save: Callable[[Any, Path], object]
-             ) -> TrainedModel:  # fmt: skip
+def _trained(
+    output: Path,
+    what: str,
+    parent_run_id: str,
+    settings: LoopSettings,
+    train: Callable[[OnMetrics, Path], Any],
+    save: Callable[[Any, Path], object],
+) -> TrainedModel:
     """Train one model in its own child run (`train(on_metrics, progress)` returns the
     result) and save it (`save(result, output)`), or reuse the one already saved: models
     are written atomically, so a folder that is there is whole. Training saves progress
@@ -233,8 +269,9 @@ def _trained(output: Path, what: str, parent_run_id: str, settings: LoopSettings
     if output.is_dir() and summary.is_file():
         logger.info("%s: reusing %s", what, output)
         return TrainedModel(**json.loads(summary.read_text()), cached=True)
-    with tracked_run(EXPERIMENT, run_name=what, parent_run_id=parent_run_id,
-                     params=settings) as run:  # fmt: skip
+    with tracked_run(
+        EXPERIMENT, run_name=what, parent_run_id=parent_run_id, params=settings
+    ) as run:
         points: list[tuple[str, float, int]] = []
 
         bar = create_progress_artifact(0.0, description=f"{what}: share of training done")
@@ -256,15 +293,23 @@ def _trained(output: Path, what: str, parent_run_id: str, settings: LoopSettings
         log_metrics_batch(run, points)
         save(result, output)
         clear_progress(progress)
-    trained = TrainedModel(path=output, steps=result.steps, held_out=result.held_out,
-                           cached=False, mlflow_run_id=run.info.run_id)  # fmt: skip
+    trained = TrainedModel(
+        path=output,
+        steps=result.steps,
+        held_out=result.held_out,
+        cached=False,
+        mlflow_run_id=run.info.run_id,
+    )
     write_file_atomically(summary, trained.model_dump_json(exclude={"cached"}, indent=2))
     return trained
 
 
 def _short(metrics: dict[str, float]) -> str:
-    return ", ".join(f"{k.removeprefix('held_out/')} {v:.3f}" for k, v in metrics.items()
-                     if k.startswith("held_out/"))  # fmt: skip
+    return ", ".join(
+        f"{k.removeprefix('held_out/')} {v:.3f}"
+        for k, v in metrics.items()
+        if k.startswith("held_out/")
+    )
 
 
 @task(name="score-samples")
@@ -309,18 +354,29 @@ def preference_tuning_flow(config: TuningConfig) -> TuningResult:
     name = run_name(config, votes.fingerprint, start_fingerprint)
     folder = workspace_dir() / "tuning" / name
     folder.mkdir(parents=True, exist_ok=True)
-    logger.info("%s: %d %s comparisons (%d to train on, %d held out) from batch %s",
-                name, votes.comparisons, votes.judge, votes.train, votes.held_out,
-                config.batch)  # fmt: skip
+    logger.info(
+        "%s: %d %s comparisons (%d to train on, %d held out) from batch %s",
+        name,
+        votes.comparisons,
+        votes.judge,
+        votes.train,
+        votes.held_out,
+        config.batch,
+    )
 
-    lineage = {"batch": config.batch, "votes": votes.fingerprint,
-               "checkpoint.start": start_fingerprint}  # fmt: skip
+    lineage = {
+        "batch": config.batch,
+        "votes": votes.fingerprint,
+        "checkpoint.start": start_fingerprint,
+    }
     tags = {BATCH_TAG: config.batch, JUDGE_TAG: votes.judge}
-    counts = {"comparisons": votes.comparisons, "train_comparisons": votes.train,
-              "held_out_comparisons": votes.held_out}  # fmt: skip
+    counts = {
+        "comparisons": votes.comparisons,
+        "train_comparisons": votes.train,
+        "held_out_comparisons": votes.held_out,
+    }
     params = config.model_dump(mode="json") | {"start_model": start_model} | counts
-    with tracked_run(EXPERIMENT, run_name=name, lineage=lineage, params=params,
-                     tags=tags) as run:  # fmt: skip
+    with tracked_run(EXPERIMENT, run_name=name, lineage=lineage, params=params, tags=tags) as run:
         run_id = run.info.run_id
         reward_model = train_reward_model_task(config, start_model, folder, run_id)
         policy = train_dpo_task(config, start_model, folder, run_id)
@@ -334,19 +390,25 @@ def preference_tuning_flow(config: TuningConfig) -> TuningResult:
     # The new batch has runs of its own (experiment `preferences`), so it is made after this
     # run has closed; its name and result are added to this run afterwards.
     compare = PreferencesConfig(
-        models=[str(policy.path), start_model], labels=["tuned", "start"],
+        models=[str(policy.path), start_model],
+        labels=["tuned", "start"],
         prompts=write_prompts(votes.prompts, folder / "prompts.jsonl"),
-        n=config.compare_n or len(votes.prompts), judge=config.compare,
-        reference_model=start_model, annotators=config.annotators,
-        database=config.database, seed=config.seed)  # fmt: skip
+        n=config.compare_n or len(votes.prompts),
+        judge=config.compare,
+        reference_model=start_model,
+        annotators=config.annotators,
+        database=config.database,
+        seed=config.seed,
+    )
     ready = make_batch(compare)
     win_rate = None
     if config.compare == "simulated":
         simulate_votes(compare, ready.name)
         report = report_batch(compare.database_url(), ready.name, "simulated", "simulated")
         win_rate = report.summary.get(f"{WIN_RATE_PREFIX}{pair_name('tuned', 'start')}")
-    summary = tuning_markdown(name, votes, reward_model, policy, sample_rewards, ready.name,
-                              config.compare, win_rate)  # fmt: skip
+    summary = tuning_markdown(
+        name, votes, reward_model, policy, sample_rewards, ready.name, config.compare, win_rate
+    )
     client = MlflowClient(tracking_uri=mlflow_tracking_uri())
     client.set_tag(run_id, FOLLOWUP_BATCH_TAG, ready.name)
     if win_rate is not None:
@@ -354,16 +416,30 @@ def preference_tuning_flow(config: TuningConfig) -> TuningResult:
     client.log_text(run_id, summary, "summary.md")
     write_file_atomically(folder / "summary.md", summary)
     create_markdown_artifact(summary, key="preference-tuning", description=name)
-    return TuningResult(name=name, folder=folder, comparisons=votes.comparisons,
-                        reward_model=reward_model, policy=policy,
-                        sample_rewards=sample_rewards, new_batch=ready.name,
-                        invites_file=ready.invites_file, win_rate=win_rate,
-                        mlflow_run_id=run_id)  # fmt: skip
+    return TuningResult(
+        name=name,
+        folder=folder,
+        comparisons=votes.comparisons,
+        reward_model=reward_model,
+        policy=policy,
+        sample_rewards=sample_rewards,
+        new_batch=ready.name,
+        invites_file=ready.invites_file,
+        win_rate=win_rate,
+        mlflow_run_id=run_id,
+    )
 
 
-def tuning_markdown(name: str, votes: VotesSummary, reward_model: TrainedModel,
-                    policy: TrainedModel, sample_rewards: dict[str, float], new_batch: str,
-                    judge: str, win_rate: float | None) -> str:  # fmt: skip
+def tuning_markdown(
+    name: str,
+    votes: VotesSummary,
+    reward_model: TrainedModel,
+    policy: TrainedModel,
+    sample_rewards: dict[str, float],
+    new_batch: str,
+    judge: str,
+    win_rate: float | None,
+) -> str:
     rm, dpo = reward_model.held_out, policy.held_out
     lines = [
         f"# Preference tuning: {name}",
@@ -381,10 +457,12 @@ def tuning_markdown(name: str, votes: VotesSummary, reward_model: TrainedModel,
         f"{sample_rewards['tuned']:.3f} |",
         "",
         f"New comparison batch, tuned vs start: `{new_batch}` ({judge} judge).",
-    ]  # fmt: skip
+    ]
     if win_rate is not None:
-        lines.append(f"Tuned model's win rate by the simulated judge: {win_rate:.3f} "
-                     "(a scripted judge, not people).")  # fmt: skip
+        lines.append(
+            f"Tuned model's win rate by the simulated judge: {win_rate:.3f} "
+            "(a scripted judge, not people)."
+        )
     else:
         lines.append("People's verdict: `gpt2lab preferences report <batch>` once votes are in.")
     return "\n".join(lines) + "\n"

@@ -19,8 +19,12 @@ class Service:
     process: subprocess.Popen | None  # None: it was already running, we only point at it
 
 
-def start_ui(host: str = "127.0.0.1", mlflow_port: int = 5000, prefect_port: int = 4200,
-             timeout: float = 120.0) -> list[Service]:  # fmt: skip
+def start_ui(
+    host: str = "127.0.0.1",
+    mlflow_port: int = 5000,
+    prefect_port: int = 4200,
+    timeout: float = 120.0,
+) -> list[Service]:
     """Start (or find already running) the MLflow UI and a Prefect server."""
     logs = workspace_dir() / "logs"
     services = []
@@ -29,22 +33,53 @@ def start_ui(host: str = "127.0.0.1", mlflow_port: int = 5000, prefect_port: int
         services.append(Service("MLflow", tracking, None))  # a tracking server you run
     else:
         mlflow_url = f"http://{host}:{mlflow_port}"
-        command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking,
-                   "--default-artifact-root", mlartifacts_dir().as_uri(), "--host", host,
-                   "--port", str(mlflow_port), "--workers", "1"]  # fmt: skip
-        services.append(_start("MLflow UI", mlflow_url, f"{mlflow_url}/health", command,
-                               logs / "mlflow-ui.log", timeout))  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "ui",
+            "--backend-store-uri",
+            tracking,
+            "--default-artifact-root",
+            mlartifacts_dir().as_uri(),
+            "--host",
+            host,
+            "--port",
+            str(mlflow_port),
+            "--workers",
+            "1",
+        ]
+        services.append(
+            _start(
+                "MLflow UI",
+                mlflow_url,
+                f"{mlflow_url}/health",
+                command,
+                logs / "mlflow-ui.log",
+                timeout,
+            )
+        )
     services.append(start_prefect_server(host, prefect_port, timeout))
     return services
 
 
-def start_prefect_server(host: str = "127.0.0.1", port: int = 4200,
-                         timeout: float = 120.0) -> Service:  # fmt: skip
+def start_prefect_server(
+    host: str = "127.0.0.1", port: int = 4200, timeout: float = 120.0
+) -> Service:
     """A Prefect server (with its UI) on `host:port`, or the one already answering there.
     Its database is in PREFECT_HOME (the workspace's `prefect/` folder by default)."""
     url = f"http://{host}:{port}"
-    command = [sys.executable, "-m", "prefect", "server", "start", "--host", host,
-               "--port", str(port)]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "prefect",
+        "server",
+        "start",
+        "--host",
+        host,
+        "--port",
+        str(port),
+    ]
     log = workspace_dir() / "logs" / "prefect-server.log"
     return _start("Prefect server", url, f"{url}/api/health", command, log, timeout)
 

@@ -25,9 +25,11 @@ def funnel_chart(stages: Sequence[tuple[str, int]], path: Path, title: str = "Co
     ax.invert_yaxis()  # first stage on top
     for bar, count in zip(bars, counts, strict=True):
         ax.text(
-            bar.get_width(), bar.get_y() + bar.get_height() / 2,
-            f" {count:,} ({count / first:.0%})", va="center",
-        )  # fmt: skip
+            bar.get_width(),
+            bar.get_y() + bar.get_height() / 2,
+            f" {count:,} ({count / first:.0%})",
+            va="center",
+        )
     ax.set_xlim(0, first * 1.25)
     ax.set_xlabel("records")
     ax.set_title(title)

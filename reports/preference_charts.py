@@ -12,9 +12,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 
 def win_rate_chart(
-    rows: Sequence[tuple[str, float, float, float]], path: Path, *, title: str,
+    rows: Sequence[tuple[str, float, float, float]],
+    path: Path,
+    *,
+    title: str,
     counts: Mapping[str, int] | None = None,
-) -> Path:  # fmt: skip
+) -> Path:
     """A bar per (label, rate, low, high): "A vs B" with A's win rate and its interval.
 
     The dashed line at 0.5 is "no preference": an interval that crosses it means the

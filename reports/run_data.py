@@ -190,9 +190,11 @@ class RunReport:
 
     def eval_rows(self) -> list[tuple[str, str, float, float | None]]:
         """(task, metric, this model's score, the paper's figure or None) per score."""
-        return [(task.task, metric, value, task.paper.get(metric))
-                for task in self.stage("evaluate").tasks
-                for metric, value in task.scores.items()]  # fmt: skip
+        return [
+            (task.task, metric, value, task.paper.get(metric))
+            for task in self.stage("evaluate").tasks
+            for metric, value in task.scores.items()
+        ]
 
     def win_rates(self) -> list[WinRate]:
         """The preference stage's win rates, with full model names and vote counts from its
@@ -240,11 +242,16 @@ def collect(parent_run_id: str, client: MlflowClient | None = None) -> RunReport
                 stages[stage] = StageRun(stage=stage, status=NOT_RUN)
     tags = dict(parent.data.tags)
     return RunReport(
-        run_id=parent.info.run_id, name=parent.info.run_name or parent.info.run_id,
-        kind=tags.get(KIND_TAG, ""), status=parent.info.status.lower(),
-        started=_when(parent.info.start_time), git_commit=tags.get(GIT_COMMIT_TAG, ""),
-        tags=tags, params=dict(parent.data.params), stages=stages,
-    )  # fmt: skip
+        run_id=parent.info.run_id,
+        name=parent.info.run_name or parent.info.run_id,
+        kind=tags.get(KIND_TAG, ""),
+        status=parent.info.status.lower(),
+        started=_when(parent.info.start_time),
+        git_commit=tags.get(GIT_COMMIT_TAG, ""),
+        tags=tags,
+        params=dict(parent.data.params),
+        stages=stages,
+    )
 
 
 def _read_stage(
@@ -258,11 +265,17 @@ def _read_stage(
         source, note = _cache_source(client, run)
     data = source.data
     found = StageRun(
-        stage=stage, status=status, run_id=run.info.run_id, data_run_id=source.info.run_id,
-        run_name=run.info.run_name or "", params=dict(data.params), metrics=dict(data.metrics),
+        stage=stage,
+        status=status,
+        run_id=run.info.run_id,
+        data_run_id=source.info.run_id,
+        run_name=run.info.run_name or "",
+        params=dict(data.params),
+        metrics=dict(data.metrics),
         # The cached run's own tags win: they say what this run used.
-        tags={**data.tags, **run.data.tags}, note=note,
-    )  # fmt: skip
+        tags={**data.tags, **run.data.tags},
+        note=note,
+    )
     source_id = source.info.run_id
     if stage in TRAINING_STAGES:
         found.histories = {key: _history(client, source_id, key) for key in LOSS_HISTORIES}
@@ -306,15 +319,17 @@ def _eval_tasks(
         scores = saved.get("scores") or {
             k: v for k, v in metrics.items() if k not in EVAL_BOOKKEEPING
         }
-        tasks.append(EvalTaskRun(
-            task=str(saved.get("task") or run.data.params.get("task") or run.info.run_name),
-            run_id=run_id,
-            # The logged metric wins over the file: it is what MLflow shows and compares.
-            scores={k: float(metrics.get(k, v)) for k, v in scores.items()},
-            paper={k: float(v) for k, v in (saved.get("paper") or {}).items()},
-            notes={k: str(v) for k, v in (saved.get("notes") or {}).items()},
-            description=str(saved.get("description") or ""),
-        ))  # fmt: skip
+        tasks.append(
+            EvalTaskRun(
+                task=str(saved.get("task") or run.data.params.get("task") or run.info.run_name),
+                run_id=run_id,
+                # The logged metric wins over the file: it is what MLflow shows and compares.
+                scores={k: float(metrics.get(k, v)) for k, v in scores.items()},
+                paper={k: float(v) for k, v in (saved.get("paper") or {}).items()},
+                notes={k: str(v) for k, v in (saved.get("notes") or {}).items()},
+                description=str(saved.get("description") or ""),
+            )
+        )
     return tasks
 
 
@@ -331,8 +346,9 @@ def _children(client: MlflowClient, run_id: str, experiments: list[str]) -> list
     runs: list[Run] = []
     token = None
     while True:
-        page = client.search_runs(experiments, filter_string=f"tags.{PARENT_RUN_TAG} = '{run_id}'",
-                                  page_token=token)  # fmt: skip
+        page = client.search_runs(
+            experiments, filter_string=f"tags.{PARENT_RUN_TAG} = '{run_id}'", page_token=token
+        )
         runs.extend(page)
         token = page.token
         if not token:
@@ -407,8 +423,11 @@ def _fresh_dir(tmp: Path) -> Path:
 
 
 def _lineage(tags: dict[str, str]) -> dict[str, str]:
-    return {k.removeprefix(LINEAGE_TAG_PREFIX): v for k, v in sorted(tags.items())
-            if k.startswith(LINEAGE_TAG_PREFIX)}  # fmt: skip
+    return {
+        k.removeprefix(LINEAGE_TAG_PREFIX): v
+        for k, v in sorted(tags.items())
+        if k.startswith(LINEAGE_TAG_PREFIX)
+    }
 
 
 def _when(millis: int | None) -> str:

@@ -122,8 +122,10 @@ def compare(parent_run_ids: Sequence[str], client: MlflowClient | None = None) -
     client = client or MlflowClient()
     reports = [collect(run_id, client) for run_id in parent_run_ids]
     section = Section("Runs side by side", "comparison", tables=[comparison_table(reports)])
-    section.notes.append("Win rates show the 95% interval in brackets; the GPT-2 paper's "
-                         "figures are for its smallest model (117M).")  # fmt: skip
+    section.notes.append(
+        "Win rates show the 95% interval in brackets; the GPT-2 paper's "
+        "figures are for its smallest model (117M)."
+    )
     title = f"gpt2lab: {len(reports)} runs compared"
     return _page(title, [section]), _markdown(title, [section])
 
@@ -138,16 +140,20 @@ def comparison_table(reports: Sequence[RunReport]) -> Table:
 
     add("started", (r.started for r in reports))
     add("status", (r.status for r in reports))
-    add("stages run", (f"{sum(s.ran for s in r.stages.values())} of {len(r.stages)}"
-                       for r in reports))  # fmt: skip
+    add(
+        "stages run",
+        (f"{sum(s.ran for s in r.stages.values())} of {len(r.stages)}" for r in reports),
+    )
     add("documents kept", (num(r.documents_kept()) for r in reports))
     add("tokens (train)", (num(r.train_tokens()) for r in reports))
     for stage in ("pretrain", "finetune"):
         add(f"final validation loss ({stage})", (num(r.final_val_loss(stage)) for r in reports))
 
     # Each evaluation score, in the order the runs first show it.
-    scores = [{(task, metric): (value, paper) for task, metric, value, paper in r.eval_rows()}
-              for r in reports]  # fmt: skip
+    scores = [
+        {(task, metric): (value, paper) for task, metric, value, paper in r.eval_rows()}
+        for r in reports
+    ]
     for key in _ordered_union(scores):
         papers = [s[key][1] for s in scores if key in s and s[key][1] is not None]
         cells = (num(s[key][0]) if key in s else MISSING for s in scores)
@@ -156,8 +162,10 @@ def comparison_table(reports: Sequence[RunReport]) -> Table:
     # Win rates under their metric names: short labels that line up across runs.
     rates = [{w.label: w for w in r.win_rate_metrics()} for r in reports]
     for label in _ordered_union(rates):
-        cells = (interval(w.rate, w.low, w.high) if (w := found.get(label)) else MISSING
-                 for found in rates)  # fmt: skip
+        cells = (
+            interval(w.rate, w.low, w.high) if (w := found.get(label)) else MISSING
+            for found in rates
+        )
         add(f"win rate: {label}", cells)
     add("preference judge", (r.judge() or MISSING for r in reports))
     add("git commit", (r.git_commit or MISSING for r in reports))

@@ -111,18 +111,30 @@ def sections(report: RunReport) -> list[Section]:
 
 
 def summary_section(report: RunReport) -> Section:
-    facts = Table(["", ""], [
-        ["run", report.name], ["MLflow run id", report.run_id], ["started", report.started],
-        ["status", report.status], ["git commit", report.git_commit or MISSING],
-    ])  # fmt: skip
-    stages = Table(["stage", "status", "MLflow run", "run id"], [
-        [name, status_text(run), run.run_name or MISSING, run.run_id or MISSING]
-        for name, run in report.stages.items()
-    ], status_column=1)  # fmt: skip
+    facts = Table(
+        ["", ""],
+        [
+            ["run", report.name],
+            ["MLflow run id", report.run_id],
+            ["started", report.started],
+            ["status", report.status],
+            ["git commit", report.git_commit or MISSING],
+        ],
+    )
+    stages = Table(
+        ["stage", "status", "MLflow run", "run id"],
+        [
+            [name, status_text(run), run.run_name or MISSING, run.run_id or MISSING]
+            for name, run in report.stages.items()
+        ],
+        status_column=1,
+    )
     warning = ""
     if report.kind != "end-to-end":
-        warning = (f"This run is tagged gpt2lab.kind = {report.kind or '(none)'}, not "
-                   "end-to-end: it may have no stage runs.")  # fmt: skip
+        warning = (
+            f"This run is tagged gpt2lab.kind = {report.kind or '(none)'}, not "
+            "end-to-end: it may have no stage runs."
+        )
     section = Section("Summary", "summary", tables=[facts, stages], warning=warning)
     section.settings = _settings(report.params)
     return section
@@ -139,17 +151,18 @@ def lineage_section(report: RunReport) -> Section:
 
     def order(key: tuple[str, str]) -> tuple[int, str]:
         base = key[0].split(".")[0]
-        return (LINEAGE_ORDER.index(base) if base in LINEAGE_ORDER else len(LINEAGE_ORDER),
-                key[0])  # fmt: skip
+        return (LINEAGE_ORDER.index(base) if base in LINEAGE_ORDER else len(LINEAGE_ORDER), key[0])
 
     keys = sorted(seen, key=order)
     rows = [[name, fingerprint, ", ".join(seen[(name, fingerprint)])] for name, fingerprint in keys]
     # One name can have several fingerprints without anything being wrong: fine-tuning
     # reads its own tokens, and a stage may fingerprint its input in its own way.
     warning = ""
-    notes = ["A fingerprint is a SHA-256 of the data's content: the same fingerprint means "
-             "the same bytes (see docs/workspace.md). Each row names the runs that recorded "
-             "it."]  # fmt: skip
+    notes = [
+        "A fingerprint is a SHA-256 of the data's content: the same fingerprint means "
+        "the same bytes (see docs/workspace.md). Each row names the runs that recorded "
+        "it."
+    ]
     if not rows:
         notes.append("No lineage was recorded.")
     return Section(
@@ -179,12 +192,17 @@ def corpus_section(report: RunReport) -> Section:
         section.chart_alt = "corpus funnel: records left after each step"
     drops = report.drops()
     if drops:
-        section.tables.append(Table(["why dropped (fate.stage.reason)", "records"],
-                                    [[key, num(n)] for key, n in drops]))  # fmt: skip
+        section.tables.append(
+            Table(
+                ["why dropped (fate.stage.reason)", "records"], [[key, num(n)] for key, n in drops]
+            )
+        )
     kept = run.tables.get("samples_kept.json", [])[:KEPT_SAMPLES_SHOWN]
     if kept:
-        rows = [[str(d.get("title", "")), str(d.get("url", "")),
-                 _snippet(str(d.get("text", "")))] for d in kept]  # fmt: skip
+        rows = [
+            [str(d.get("title", "")), str(d.get("url", "")), _snippet(str(d.get("text", "")))]
+            for d in kept
+        ]
         section.tables.append(Table(["title", "url", "text"], rows, caption="Kept documents"))
     return section
 
@@ -246,8 +264,9 @@ def evaluation_section(report: RunReport) -> Section:
     section = _stage_section(run, "Evaluation", "evaluate")
     if not run.ran:
         return section
-    rows = [[task, metric, num(value), num(paper)]
-            for task, metric, value, paper in report.eval_rows()]  # fmt: skip
+    rows = [
+        [task, metric, num(value), num(paper)] for task, metric, value, paper in report.eval_rows()
+    ]
     if rows:
         section.notes.append(
             "The GPT-2 paper's figures are for its smallest model (117M "
@@ -283,16 +302,31 @@ def preferences_section(report: RunReport) -> Section:
     )
     rates = report.win_rates()
     if rates:
-        section.tables.append(Table(
-            ["model", "vs", "wins", "losses", "ties", "both bad", "win rate (95% interval)"],
-            [[w.model, w.opponent, num(w.wins), num(w.losses), num(w.ties), num(w.both_bad),
-              interval(w.rate, w.low, w.high)] for w in rates],
-        ))  # fmt: skip
+        section.tables.append(
+            Table(
+                ["model", "vs", "wins", "losses", "ties", "both bad", "win rate (95% interval)"],
+                [
+                    [
+                        w.model,
+                        w.opponent,
+                        num(w.wins),
+                        num(w.losses),
+                        num(w.ties),
+                        num(w.both_bad),
+                        interval(w.rate, w.low, w.high),
+                    ]
+                    for w in rates
+                ],
+            )
+        )
         # The chart uses the short names of the metrics (`finetune vs pretrain`), as the
         # preferences flow's own chart does; full paths would squeeze the bars.
         short = report.win_rate_metrics() or rates
-        bars = [(_mathtext_safe(w.label), w.rate, w.low, w.high)
-                for w in short if not math.isnan(w.rate)]  # fmt: skip
+        bars = [
+            (_mathtext_safe(w.label), w.rate, w.low, w.high)
+            for w in short
+            if not math.isnan(w.rate)
+        ]
         if bars:
             section.chart = partial(win_rate_chart, bars, title=f"Win rates ({judge} judge)")
             section.chart_alt = "win rate of each pair with its 95% interval"

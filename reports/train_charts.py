@@ -23,8 +23,13 @@ def loss_curve(train: Points, val: Points, path: Path, *, vocab_size: int | None
     if val:
         ax.plot(*zip(*val, strict=True), "o-", color="#dd8452", label="validation")
     if vocab_size:
-        ax.axhline(math.log(vocab_size), ls="--", color="grey", lw=0.8,
-                   label=f"uniform guess, ln {vocab_size:,}")  # fmt: skip
+        ax.axhline(
+            math.log(vocab_size),
+            ls="--",
+            color="grey",
+            lw=0.8,
+            label=f"uniform guess, ln {vocab_size:,}",
+        )
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("cross-entropy (nats per token)")
     ax.set_title("Loss")

@@ -71,8 +71,9 @@ def _why_unreachable(url: URL) -> str | None:
     if url.host is not None and url.host not in LOOPBACK_HOSTS:  # None: a local socket
         return f"host {url.host!r} is not this machine, and tests never leave it"
     try:
-        engine = create_engine(url, poolclass=NullPool,
-                               connect_args={"connect_timeout": CONNECT_TIMEOUT_S})  # fmt: skip
+        engine = create_engine(
+            url, poolclass=NullPool, connect_args={"connect_timeout": CONNECT_TIMEOUT_S}
+        )
         with engine.connect():
             pass
         engine.dispose()

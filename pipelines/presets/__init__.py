@@ -17,5 +17,8 @@ def preset_path(name_or_path: Path) -> Path:
 
 def preset_names() -> list[str]:
     folder = resources.files("pipelines.presets")
-    return sorted(entry.name.removesuffix(".toml") for entry in folder.iterdir()
-                  if entry.name.endswith(".toml"))  # fmt: skip
+    return sorted(
+        entry.name.removesuffix(".toml")
+        for entry in folder.iterdir()
+        if entry.name.endswith(".toml")
+    )

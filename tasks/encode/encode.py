@@ -394,15 +394,20 @@ def encode_part(
             write_oldest()
         # A split without documents in this part gets no file (its writer discards it).
         shards = [
-            writers[name].commit(split=name, part=index, documents=documents[name],
-                                 text_bytes=text_bytes[name])
-            for name in SPLITS if documents[name]
-        ]  # fmt: skip
+            writers[name].commit(
+                split=name, part=index, documents=documents[name], text_bytes=text_bytes[name]
+            )
+            for name in SPLITS
+            if documents[name]
+        ]
     del dataset  # lets go of the mapped corpus pages this part read
     record = PartRecord(
-        part=index, first_document=first, end_document=end, shards=shards,
+        part=index,
+        first_document=first,
+        end_document=end,
+        shards=shards,
         seconds=time.perf_counter() - started,
-    )  # fmt: skip
+    )
     (out / PARTS_DIR).mkdir(exist_ok=True)
     write_json_atomically(part_record_path(out, index), record)  # last: the part is done
     return record
@@ -432,17 +437,23 @@ def finish(out: Path, plan: EncodePlan, source: CorpusSource) -> TokenShardsMeta
         dtype=plan.dtype,
         vocab_size=plan.vocab_size,
         eot_token=plan.eot_token,
-        tokenizer={"name": plan.tokenizer_name or "", "fingerprint": plan.tokenizer_fingerprint,
-                   "choice": plan.tokenizer_choice, "folder": TOKENIZER_DIR},
+        tokenizer={
+            "name": plan.tokenizer_name or "",
+            "fingerprint": plan.tokenizer_fingerprint,
+            "choice": plan.tokenizer_choice,
+            "folder": TOKENIZER_DIR,
+        },
         corpus={"path": str(source.path), "fingerprint": source.fingerprint},
-        split={"val_fraction": plan.val_fraction,
-               "method": "blake2b-64 of the UTF-8 text < val_fraction * 2**64"},
+        split={
+            "val_fraction": plan.val_fraction,
+            "method": "blake2b-64 of the UTF-8 text < val_fraction * 2**64",
+        },
         documents=total("documents"),
         tokens=total("tokens"),
         text_bytes=total("text_bytes"),
         shards=shards,
         fingerprint=tokens_fingerprint(plan.dtype, plan.tokenizer_fingerprint, shards),
-    )  # fmt: skip
+    )
     write_json_atomically(out / META_FILE, meta)
     return meta
 
@@ -478,9 +489,12 @@ def start_encoding(
     else:
         tokenizer = train_tokenizer(source, choice, out, settings.val_fraction)
     plan = plan.model_copy(
-        update={"tokenizer_name": tokenizer.name, "tokenizer_fingerprint": tokenizer.fingerprint,
-                "eot_token": tokenizer.eot_token}
-    )  # fmt: skip
+        update={
+            "tokenizer_name": tokenizer.name,
+            "tokenizer_fingerprint": tokenizer.fingerprint,
+            "eot_token": tokenizer.eot_token,
+        }
+    )
     record_plan(out, plan)  # now with the tokenizer's fingerprint
     return plan
 

@@ -33,8 +33,10 @@ def _to_batch(windows: np.ndarray, device: str | torch.device) -> Batch:
     x, y = tokens[:, :-1], tokens[:, 1:]
     if torch.device(device).type == "cuda":
         # Pinned host memory lets the copy to the GPU overlap with computation.
-        return (x.pin_memory().to(device, non_blocking=True),
-                y.pin_memory().to(device, non_blocking=True))  # fmt: skip
+        return (
+            x.pin_memory().to(device, non_blocking=True),
+            y.pin_memory().to(device, non_blocking=True),
+        )
     return x.contiguous().to(device), y.contiguous().to(device)
 
 

@@ -175,9 +175,14 @@ class ShardWriter:
         self._handle.close()
         os.replace(self._tmp, self.path)
         return ShardInfo(
-            split=split, file=self.path.name, part=part, tokens=self.tokens,
-            documents=documents, text_bytes=text_bytes, sha256=self._digest.hexdigest(),
-        )  # fmt: skip
+            split=split,
+            file=self.path.name,
+            part=part,
+            tokens=self.tokens,
+            documents=documents,
+            text_bytes=text_bytes,
+            sha256=self._digest.hexdigest(),
+        )
 
     def __enter__(self) -> ShardWriter:
         return self

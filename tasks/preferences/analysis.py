@@ -88,9 +88,17 @@ def win_rate(votes: Iterable[Vote], model: str, opponent: str) -> WinRate:
     score = counts["wins"] + counts["tie"] / 2
     low, high = wilson_interval(score, decided)
     rate = score / decided if decided else float("nan")
-    return WinRate(model=model, opponent=opponent, wins=counts["wins"],
-                   losses=counts["losses"], ties=counts["tie"], both_bad=counts["both_bad"],
-                   rate=rate, low=low, high=high)  # fmt: skip
+    return WinRate(
+        model=model,
+        opponent=opponent,
+        wins=counts["wins"],
+        losses=counts["losses"],
+        ties=counts["tie"],
+        both_bad=counts["both_bad"],
+        rate=rate,
+        low=low,
+        high=high,
+    )
 
 
 # ---------------------------------------------------------------------------------------

@@ -61,9 +61,13 @@ def create_batch(session: Session, spec: BatchSpec, sample: Sampler) -> Batch:
         raise ValueError("a comparison needs at least two models")
     if len(set(spec.models)) != len(spec.models):
         raise ValueError(f"the models to compare must differ: {spec.models}")
-    batch = Batch(name=spec.name, models=list(spec.models),
-                  settings={**spec.settings, "seed": spec.seed}, target_votes=spec.target_votes,
-                  deadline=spec.deadline)  # fmt: skip
+    batch = Batch(
+        name=spec.name,
+        models=list(spec.models),
+        settings={**spec.settings, "seed": spec.seed},
+        target_votes=spec.target_votes,
+        deadline=spec.deadline,
+    )
     session.add(batch)
     session.flush()
     samples: dict[str, list[Sample]] = {}
@@ -81,37 +85,60 @@ def create_batch(session: Session, spec: BatchSpec, sample: Sampler) -> Batch:
         for a, b in combinations(spec.models, 2):
             pair = [samples[a][index], samples[b][index]]
             rng.shuffle(pair)  # which side each model is shown on: drawn, then recorded
-            items.append(Item(batch_id=batch.id, prompt=prompt, left_id=pair[0].id,
-                              right_id=pair[1].id))  # fmt: skip
+            items.append(
+                Item(batch_id=batch.id, prompt=prompt, left_id=pair[0].id, right_id=pair[1].id)
+            )
     session.add_all(items)
     session.flush()
     for item in rng.sample(items, round(spec.repeat_fraction * len(items))):
-        session.add(Item(batch_id=batch.id, prompt=item.prompt, left_id=item.right_id,
-                         right_id=item.left_id, repeat_of=item.id))  # fmt: skip
+        session.add(
+            Item(
+                batch_id=batch.id,
+                prompt=item.prompt,
+                left_id=item.right_id,
+                right_id=item.left_id,
+                repeat_of=item.id,
+            )
+        )
     _add_gold_items(session, batch, samples, round(spec.gold_fraction * len(items)), rng)
     session.flush()
     return batch
 
 
 def _add_gold_items(
-    session: Session, batch: Batch, samples: dict[str, list[Sample]], count: int,
+    session: Session,
+    batch: Batch,
+    samples: dict[str, list[Sample]],
+    count: int,
     rng: random.Random,
-) -> None:  # fmt: skip
+) -> None:
     real = [
         s for model_samples in samples.values() for s in model_samples if len(s.text.split()) >= 4
-    ]  # fmt: skip  (too short to shuffle into nonsense)
+    ]  # too short to shuffle into nonsense
     for original in rng.sample(real, min(count, len(real))):
         words = original.text.split()
         while words == original.text.split():
             rng.shuffle(words)
-        foil = Sample(batch_id=batch.id, prompt=original.prompt, model=GOLD_FOIL,
-                      text=" ".join(words), seed=original.seed)  # fmt: skip
+        foil = Sample(
+            batch_id=batch.id,
+            prompt=original.prompt,
+            model=GOLD_FOIL,
+            text=" ".join(words),
+            seed=original.seed,
+        )
         session.add(foil)
         session.flush()
         gold_choice = rng.choice(["left", "right"])  # the side the real text goes on
         left, right = (original, foil) if gold_choice == "left" else (foil, original)
-        session.add(Item(batch_id=batch.id, prompt=original.prompt, left_id=left.id,
-                         right_id=right.id, gold_choice=gold_choice))  # fmt: skip
+        session.add(
+            Item(
+                batch_id=batch.id,
+                prompt=original.prompt,
+                left_id=left.id,
+                right_id=right.id,
+                gold_choice=gold_choice,
+            )
+        )
 
 
 # ---------------------------------------------------------------------------------------
@@ -173,7 +200,7 @@ def _comparison_votes(batch: Batch, *, simulated: bool):
             Vote.simulated == simulated,
             Item.gold_choice.is_(None),
             Item.repeat_of.is_(None),
-        )  # fmt: skip
+        )
         .order_by(Vote.id)
     )
 
@@ -195,7 +222,7 @@ def batch_votes(session: Session, batch: Batch, *, simulated: bool = False) -> l
             left_model=item.left.model,
             right_model=item.right.model,
             choice=vote.choice,
-        )  # fmt: skip
+        )
         for vote, item, annotator in rows
     ]
 
@@ -238,11 +265,18 @@ def annotator_stats(session: Session, batch: Batch) -> list[AnnotatorStats]:
         repeats = [(v, i) for v, i in mine.values() if i.repeat_of in mine]
         agreeing = sum(_same_answer(v, i, *mine[i.repeat_of]) for v, i in repeats)
         times = [v.created_at for v, _ in mine.values()]
-        stats.append(AnnotatorStats(
-            name=annotator.name, simulated=annotator.simulated, votes=len(mine),
-            gold_correct=sum(v.choice == i.gold_choice for v, i in gold), gold_seen=len(gold),
-            repeats_agreeing=agreeing, repeats_seen=len(repeats),
-            last_vote=max(times) if times else None))  # fmt: skip
+        stats.append(
+            AnnotatorStats(
+                name=annotator.name,
+                simulated=annotator.simulated,
+                votes=len(mine),
+                gold_correct=sum(v.choice == i.gold_choice for v, i in gold),
+                gold_seen=len(gold),
+                repeats_agreeing=agreeing,
+                repeats_seen=len(repeats),
+                last_vote=max(times) if times else None,
+            )
+        )
     return stats
 
 
@@ -298,7 +332,7 @@ def vote_records(session: Session, batch: Batch) -> list[dict]:
             "gold_choice": item.gold_choice,
             "repeat_of": item.repeat_of,
             "created_at": vote.created_at.isoformat(),
-        }  # fmt: skip
+        }
         for vote, item, annotator, shown_left, shown_right in rows
     ]
 
@@ -314,12 +348,18 @@ def preference_pairs(session: Session, batch: Batch, *, simulated: bool = False)
         if record["simulated"] != simulated or not (judges_models and decided):
             continue
         win, lose = ("left", "right") if record["choice"] == "left" else ("right", "left")
-        pairs.append({"prompt": record["prompt"], "chosen": record[f"{win}_text"],
-                      "rejected": record[f"{lose}_text"],
-                      "chosen_model": record[f"{win}_model"],
-                      "rejected_model": record[f"{lose}_model"],
-                      "annotator": record["annotator"], "item_id": record["item_id"],
-                      "vote_id": record["vote_id"]})  # fmt: skip
+        pairs.append(
+            {
+                "prompt": record["prompt"],
+                "chosen": record[f"{win}_text"],
+                "rejected": record[f"{lose}_text"],
+                "chosen_model": record[f"{win}_model"],
+                "rejected_model": record[f"{lose}_model"],
+                "annotator": record["annotator"],
+                "item_id": record["item_id"],
+                "vote_id": record["vote_id"],
+            }
+        )
     return pairs
 
 

@@ -28,9 +28,12 @@ class ContinuationSettings:
 
 @torch.no_grad()
 def sample_continuations(
-    model: GPT, tokenizer: Tokenizer, prompts: list[str], settings: ContinuationSettings,
+    model: GPT,
+    tokenizer: Tokenizer,
+    prompts: list[str],
+    settings: ContinuationSettings,
     seed: int,
-) -> list[str]:  # fmt: skip
+) -> list[str]:
     """One continuation (the new text only, without the prompt) for every prompt.
 
     Every model of a batch is called with the same `seed`, and prompts are batched the
@@ -39,14 +42,20 @@ def sample_continuations(
     """
     room = model.config.block_size - settings.max_new_tokens
     if room < 1:
-        raise ValueError(f"max_new_tokens={settings.max_new_tokens} leaves no room for a "
-                         f"prompt in a context of {model.config.block_size} tokens")  # fmt: skip
+        raise ValueError(
+            f"max_new_tokens={settings.max_new_tokens} leaves no room for a "
+            f"prompt in a context of {model.config.block_size} tokens"
+        )
     texts: list[str] = []
     for start in range(0, len(prompts), settings.batch_size):
         chunk = prompts[start : start + settings.batch_size]
-        sampling = SamplingConfig(max_new_tokens=settings.max_new_tokens,
-                                  temperature=settings.temperature, top_k=settings.top_k,
-                                  top_p=settings.top_p, seed=seed + start)  # fmt: skip
+        sampling = SamplingConfig(
+            max_new_tokens=settings.max_new_tokens,
+            temperature=settings.temperature,
+            top_k=settings.top_k,
+            top_p=settings.top_p,
+            seed=seed + start,
+        )
         ids = [tokenizer.encode(prompt)[-room:] for prompt in chunk]
         completions = generate(model, ids, sampling, eot_token=tokenizer.eot_token)
         texts += [tokenizer.decode(c.tokens) for c in completions]

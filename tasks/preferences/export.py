@@ -11,11 +11,18 @@ from pathlib import Path
 
 from datasets import Dataset, Features, Value
 
-PAIR_FEATURES = Features({
-    "prompt": Value("string"), "chosen": Value("string"), "rejected": Value("string"),
-    "chosen_model": Value("string"), "rejected_model": Value("string"),
-    "annotator": Value("string"), "item_id": Value("int64"), "vote_id": Value("int64"),
-})  # fmt: skip
+PAIR_FEATURES = Features(
+    {
+        "prompt": Value("string"),
+        "chosen": Value("string"),
+        "rejected": Value("string"),
+        "chosen_model": Value("string"),
+        "rejected_model": Value("string"),
+        "annotator": Value("string"),
+        "item_id": Value("int64"),
+        "vote_id": Value("int64"),
+    }
+)
 
 
 def export_results(

@@ -61,8 +61,12 @@ def simulated_judge(session: Session, batch: Batch) -> Annotator:
         select(Annotator).where(Annotator.batch_id == batch.id, Annotator.simulated)
     )
     if judge is None:
-        judge = Annotator(batch_id=batch.id, name=SIMULATED_JUDGE, simulated=True,
-                          token_hash=hash_token(secrets.token_urlsafe(32)))  # fmt: skip
+        judge = Annotator(
+            batch_id=batch.id,
+            name=SIMULATED_JUDGE,
+            simulated=True,
+            token_hash=hash_token(secrets.token_urlsafe(32)),
+        )
         session.add(judge)
         session.flush()
     return judge

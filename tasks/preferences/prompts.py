@@ -51,8 +51,10 @@ def _dataset_prompts(path: Path) -> Iterator[str]:
         raise PreferenceError(f"prompts folder {path}: holds several splits; give one of them")
     column = next((c for c in ("prompt", "text") if c in dataset.column_names), None)
     if column is None:
-        raise PreferenceError(f"prompts folder {path}: no 'prompt' or 'text' column "
-                              f"(columns: {', '.join(dataset.column_names)})")  # fmt: skip
+        raise PreferenceError(
+            f"prompts folder {path}: no 'prompt' or 'text' column "
+            f"(columns: {', '.join(dataset.column_names)})"
+        )
     for row, value in enumerate(dataset[column], start=1):
         if not isinstance(value, str):
             raise PreferenceError(f"prompts folder {path}: row {row}: {column!r} is not text")

@@ -210,8 +210,9 @@ def hash_token(token: str) -> str:
 def invite(session: Session, batch: Batch, name: str, *, simulated: bool = False) -> str:
     """Add an annotator to `batch`; returns their invite token (shown once, stored hashed)."""
     token = secrets.token_urlsafe(24)
-    session.add(Annotator(batch_id=batch.id, name=name, token_hash=hash_token(token),
-                          simulated=simulated))  # fmt: skip
+    session.add(
+        Annotator(batch_id=batch.id, name=name, token_hash=hash_token(token), simulated=simulated)
+    )
     session.flush()
     return token
 
@@ -238,11 +239,17 @@ def record_vote(
     insert = _INSERT_FOR[session.get_bind().dialect.name]
     vote = session.scalar(
         insert(Vote)
-        .values(item_id=item_id, annotator_id=annotator.id, choice=choice,
-                comment=comment[:2000], simulated=annotator.simulated, created_at=_now())
+        .values(
+            item_id=item_id,
+            annotator_id=annotator.id,
+            choice=choice,
+            comment=comment[:2000],
+            simulated=annotator.simulated,
+            created_at=_now(),
+        )
         .on_conflict_do_nothing(index_elements=["item_id", "annotator_id"])
         .returning(Vote)
-    )  # fmt: skip
+    )
     if vote is not None:
         return vote, True
     existing = session.scalar(

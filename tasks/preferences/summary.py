@@ -38,26 +38,38 @@ class BatchSummary:
     annotators: list[AnnotatorStats]
 
     def markdown(self) -> str:
-        lines = [f"# Preferences: {self.batch} ({self.judge} judge, {self.votes} comparisons)",
-                 "", "Win rate = (wins + ties/2) / (wins + losses + ties); \"both bad\" is "
-                 "left out. 95% Wilson interval.", "",
-                 "| model | vs | wins | losses | ties | both bad | win rate | 95% interval |",
-                 "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        lines = [
+            f"# Preferences: {self.batch} ({self.judge} judge, {self.votes} comparisons)",
+            "",
+            'Win rate = (wins + ties/2) / (wins + losses + ties); "both bad" is '
+            "left out. 95% Wilson interval.",
+            "",
+            "| model | vs | wins | losses | ties | both bad | win rate | 95% interval |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for w in self.win_rates:
-            lines.append(f"| {self.labels[w.model]} | {self.labels[w.opponent]} | {w.wins} | "
-                         f"{w.losses} | {w.ties} | {w.both_bad} | {w.rate:.3f} | "
-                         f"{w.low:.3f}-{w.high:.3f} |")  # fmt: skip
+            lines.append(
+                f"| {self.labels[w.model]} | {self.labels[w.opponent]} | {w.wins} | "
+                f"{w.losses} | {w.ties} | {w.both_bad} | {w.rate:.3f} | "
+                f"{w.low:.3f}-{w.high:.3f} |"
+            )
         if self.strengths:
-            lines += ["", "| model | Bradley-Terry score | 95% bootstrap interval |",
-                      "|---|---|---|"]  # fmt: skip
+            lines += [
+                "",
+                "| model | Bradley-Terry score | 95% bootstrap interval |",
+                "|---|---|---|",
+            ]
             for model, score in sorted(self.strengths.items(), key=lambda kv: -kv[1]):
                 low, high = self.strength_intervals[model]
                 lines.append(f"| {self.labels[model]} | {score:+.3f} | {low:+.3f} to {high:+.3f} |")
         p = self.position
-        lines += ["", f"Left side won {p.left_wins} of {p.decided} decided votes "
-                  f"(share {p.left_share:.3f}, binomial p = {p.p_value:.3g}).",
-                  f"Agreement between annotators: {self.agreement:.3f} over "
-                  f"{self.agreement_pairs} pairs of votes."]  # fmt: skip
+        lines += [
+            "",
+            f"Left side won {p.left_wins} of {p.decided} decided votes "
+            f"(share {p.left_share:.3f}, binomial p = {p.p_value:.3g}).",
+            f"Agreement between annotators: {self.agreement:.3f} over "
+            f"{self.agreement_pairs} pairs of votes.",
+        ]
         return "\n".join(lines) + "\n"
 
 
@@ -70,14 +82,19 @@ def summarise(session: Session, batch: Batch, judge: Judge = "people") -> BatchS
         intervals = analysis.bootstrap_intervals(votes)
     agreement, pairs = analysis.pairwise_agreement(votes)
     return BatchSummary(
-        batch=batch.name, judge=judge, models=models,
+        batch=batch.name,
+        judge=judge,
+        models=models,
         labels=model_labels(models, batch.settings.get("labels")),
         votes=len(votes),
         win_rates=[analysis.win_rate(votes, a, b) for a, b in combinations(models, 2)],
-        strengths=strengths, strength_intervals=intervals,
-        position=analysis.position_bias(votes), agreement=agreement, agreement_pairs=pairs,
+        strengths=strengths,
+        strength_intervals=intervals,
+        position=analysis.position_bias(votes),
+        agreement=agreement,
+        agreement_pairs=pairs,
         annotators=annotator_stats(session, batch),
-    )  # fmt: skip
+    )
 
 
 def model_labels(models: list[str], given: list[str] | None = None) -> dict[str, str]:

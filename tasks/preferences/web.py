@@ -72,8 +72,12 @@ from tasks.preferences.store import (
 APP_NAME = "gpt2lab-comparisons"  # what /health answers, so a flow knows the page is ours
 HERE = Path(__file__).parent
 SQLITE_WAIT_S = 30  # the longest a request waits for its turn at a SQLite file
-CHOICE_LABELS = {"left": "Left is better", "right": "Right is better", "tie": "Tie",
-                 "both_bad": "Both bad"}  # fmt: skip
+CHOICE_LABELS = {
+    "left": "Left is better",
+    "right": "Right is better",
+    "tie": "Tie",
+    "both_bad": "Both bad",
+}
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'self'; script-src 'self'; "
     "form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
@@ -100,10 +104,15 @@ def create_app(database_url: str, admin_token: str, *, https_only: bool = False)
     engine = open_database(database_url)
     with Session(engine) as session, session.begin():
         cookie_key = web_secret(session)
-    app = FastAPI(title="gpt2lab comparisons", docs_url=None, redoc_url=None,
-                  openapi_url=None)  # fmt: skip
-    app.add_middleware(SessionMiddleware, secret_key=cookie_key, session_cookie="gpt2lab",
-                       same_site="lax", https_only=https_only, max_age=30 * 24 * 3600)  # fmt: skip
+    app = FastAPI(title="gpt2lab comparisons", docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=cookie_key,
+        session_cookie="gpt2lab",
+        same_site="lax",
+        https_only=https_only,
+        max_age=30 * 24 * 3600,
+    )
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     templates = Jinja2Templates(directory=HERE / "templates")  # autoescapes .html
     pages = _Pages(engine, templates, admin_token)
@@ -113,8 +122,9 @@ def create_app(database_url: str, admin_token: str, *, https_only: bool = False)
     async def page_error(request: Request, error: PageError) -> Response:
         if "application/json" in request.headers.get("accept", ""):
             return JSONResponse({"error": error.message}, status_code=error.status)
-        return templates.TemplateResponse(request, "message.html", {"message": error.message},
-                                          status_code=error.status)  # fmt: skip
+        return templates.TemplateResponse(
+            request, "message.html", {"message": error.message}, status_code=error.status
+        )
 
     app.get("/health")(lambda: {"status": "ok", "app": APP_NAME})
     app.get("/", response_class=HTMLResponse)(pages.home)
@@ -223,8 +233,14 @@ class _Pages:
             item, progress = next_item(session, annotator)
         if item is None:
             return self._render(request, "done.html", progress=progress)
-        return self._render(request, "judge.html", item=item, progress=progress,
-                            csrf=request.session["csrf"], labels=CHOICE_LABELS)  # fmt: skip
+        return self._render(
+            request,
+            "judge.html",
+            item=item,
+            progress=progress,
+            csrf=request.session["csrf"],
+            labels=CHOICE_LABELS,
+        )
 
     def vote(
         self,
@@ -252,8 +268,9 @@ class _Pages:
     def _require_admin(self, request: Request) -> None:
         header = request.headers.get("authorization", "")
         if header.startswith("Bearer "):
-            if not hmac.compare_digest(header.removeprefix("Bearer ").encode(),
-                                       self.admin_token.encode()):  # fmt: skip
+            if not hmac.compare_digest(
+                header.removeprefix("Bearer ").encode(), self.admin_token.encode()
+            ):
                 raise PageError(403, "The admin token is wrong.")
             return
         if request.session.get("admin") is not True:
@@ -266,8 +283,9 @@ class _Pages:
             if error.status != 401:
                 raise
             return self._render(request, "admin_login.html", status=401)
-        return self._render(request, "admin.html", batches=self._overview(),
-                            csrf=request.session.get("csrf", ""))  # fmt: skip
+        return self._render(
+            request, "admin.html", batches=self._overview(), csrf=request.session.get("csrf", "")
+        )
 
     def _overview(self) -> list[dict]:
         with self._session() as session:
@@ -275,12 +293,16 @@ class _Pages:
             overview = []
             for batch in batches:
                 votes = batch_votes(session, batch)
-                overview.append({
-                    "batch": batch, "counts": choice_counts(session, batch),
-                    "annotators": annotator_stats(session, batch),
-                    "win_rates": [analysis.win_rate(votes, a, b)
-                                  for a, b in combinations(batch.models, 2)],
-                })  # fmt: skip
+                overview.append(
+                    {
+                        "batch": batch,
+                        "counts": choice_counts(session, batch),
+                        "annotators": annotator_stats(session, batch),
+                        "win_rates": [
+                            analysis.win_rate(votes, a, b) for a, b in combinations(batch.models, 2)
+                        ],
+                    }
+                )
             session.expunge_all()
             return overview
 
@@ -289,12 +311,14 @@ class _Pages:
             raise PageError(401, "Type the admin token to sign in.")
         if not hmac.compare_digest(token.encode(), self.admin_token.encode()):
             raise PageError(403, "The admin token is wrong.")
-        request.session.update(admin=True, csrf=request.session.get("csrf")
-                               or secrets.token_urlsafe(24))  # fmt: skip
+        request.session.update(
+            admin=True, csrf=request.session.get("csrf") or secrets.token_urlsafe(24)
+        )
         return RedirectResponse("/admin", status_code=303)
 
-    def admin_invite(self, request: Request, batch: str = Form(""), name: str = Form(""),
-                     csrf: str = Form("")):  # fmt: skip
+    def admin_invite(
+        self, request: Request, batch: str = Form(""), name: str = Form(""), csrf: str = Form("")
+    ):
         self._require_admin(request)
         _check_csrf(request, csrf)
         name = name.strip()

@@ -56,8 +56,11 @@ def capture_rng() -> dict[str, Any]:
     """The global generators' states, as tensors and plain Python values (so that loading
     them back needs no pickled classes)."""
     kind, keys, position, has_gauss, gauss = np.random.get_state()
-    state = {"torch": torch.get_rng_state(), "python": random.getstate(),
-             "numpy": [kind, keys.tolist(), position, has_gauss, gauss]}  # fmt: skip
+    state = {
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        "numpy": [kind, keys.tolist(), position, has_gauss, gauss],
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -77,9 +80,12 @@ def step_folder(checkpoints: Path, step: int) -> Path:
 
 
 def save_training_checkpoint(
-    folder: Path, model: GPT, tokenizer: Tokenizer | None, state: TrainingState,
+    folder: Path,
+    model: GPT,
+    tokenizer: Tokenizer | None,
+    state: TrainingState,
     metadata: dict[str, Any],
-) -> Path:  # fmt: skip
+) -> Path:
     """Write model + tokenizer + training state to `folder`, atomically."""
     # save_checkpoint writes the folder atomically; the state file goes in through a
     # second atomic step: written beside, then the whole folder renamed (see below).

@@ -242,12 +242,18 @@ def train(
     passes = settings.accumulation_steps(context)  # per step, all processes together
     tokenizer: Tokenizer = load_tokenizer(Path(settings.tokens) / TOKENIZER_DIR)
     try:
-        windows = RandomWindows(settings.tokens, context=context, batch_size=settings.micro_batch,
-                                seed=settings.seed, device=device)  # fmt: skip
+        windows = RandomWindows(
+            settings.tokens,
+            context=context,
+            batch_size=settings.micro_batch,
+            seed=settings.seed,
+            device=device,
+        )
         # The first `eval_batches` batches only, the same at every evaluation: the rest of
         # the validation split is never read.
-        batches = sequential_windows(settings.tokens, context=context,
-                                     batch_size=settings.micro_batch, device=device)  # fmt: skip
+        batches = sequential_windows(
+            settings.tokens, context=context, batch_size=settings.micro_batch, device=device
+        )
         validation = list(itertools.islice(batches, settings.eval_batches))
     except TokenShardsError as error:
         raise TrainingError(str(error)) from None
@@ -288,11 +294,15 @@ def train(
         if not processes.is_main:
             torch.distributed.barrier()
             return folder
-        state = TrainingState(step=step, optimizer=optimizer.state_dict(),
-                              data=windows.state_dict(), rng=capture_rng(),
-                              best_val_loss=best, settings=_settings_record(settings))  # fmt: skip
-        path = save_training_checkpoint(folder, model, tokenizer, state,
-                                        {**metadata, "step": step})  # fmt: skip
+        state = TrainingState(
+            step=step,
+            optimizer=optimizer.state_dict(),
+            data=windows.state_dict(),
+            rng=capture_rng(),
+            best_val_loss=best,
+            settings=_settings_record(settings),
+        )
+        path = save_training_checkpoint(folder, model, tokenizer, state, {**metadata, "step": step})
         if callbacks.on_checkpoint:
             callbacks.on_checkpoint(step, path)
         if processes.world > 1:
@@ -309,10 +319,15 @@ def train(
         model.train()
         return sum(losses) / len(losses)
 
-    result = TrainResult(run_dir=run_dir, steps=start, resumed_from=start,
-                         last_checkpoint=resume_from,
-                         best_checkpoint=checkpoints / BEST if best is not None else None,
-                         best_val_loss=best, val_loss=None)  # fmt: skip
+    result = TrainResult(
+        run_dir=run_dir,
+        steps=start,
+        resumed_from=start,
+        last_checkpoint=resume_from,
+        best_checkpoint=checkpoints / BEST if best is not None else None,
+        best_val_loss=best,
+        val_loss=None,
+    )
     model.train()
     with stop_requests() as stop:
         for step in range(start, settings.max_steps):

@@ -77,7 +77,9 @@ def tokens_from_text_file(path: Path, tokenizer: str, out: Path, val_fraction: f
         )
         write_file_atomically(record, json.dumps({"file": str(path), "sha256": digest}))
     encode_corpus(
-        open_corpus(dataset_dir), out / "tokens", TokenizerChoice(tokenizer=tokenizer),
+        open_corpus(dataset_dir),
+        out / "tokens",
+        TokenizerChoice(tokenizer=tokenizer),
         EncodeSettings(val_fraction=val_fraction),
-    )  # fmt: skip
+    )
     return out / "tokens"

@@ -75,13 +75,17 @@ def comparisons_from_batch(
         .outerjoin(right, Item.right_id == right.id)
         .where(Item.batch_id == batch.id, Item.gold_choice.is_(None), Item.repeat_of.is_(None))
         .order_by(Vote.id)
-    ).all()  # fmt: skip
+    ).all()
     if not rows:
-        raise PreferenceError(f"batch {batch_name!r} has no votes on its comparisons yet: "
-                              "collect some first (gpt2lab serve-comparisons)")  # fmt: skip
+        raise PreferenceError(
+            f"batch {batch_name!r} has no votes on its comparisons yet: "
+            "collect some first (gpt2lab serve-comparisons)"
+        )
     for vote, item, _, shown_left, shown_right in rows:
-        for side, sample, sample_id in (("left", shown_left, item.left_id),
-                                        ("right", shown_right, item.right_id)):  # fmt: skip
+        for side, sample, sample_id in (
+            ("left", shown_left, item.left_id),
+            ("right", shown_right, item.right_id),
+        ):
             if sample is None:
                 raise PreferenceError(
                     f"batch {batch_name!r}: vote {vote.id} (item {item.id}) refers to the "
@@ -103,22 +107,30 @@ def comparisons_from_batch(
             (shown_left.text, shown_right.text),
             0 if vote.choice == "left" else 1,
             f"vote {vote.id}",
-        )  # fmt: skip
+        )
         for vote, item, _, shown_left, shown_right in chosen_rows
         if vote.choice in ("left", "right")
     ]
     if not comparisons:
-        raise PreferenceError(f"batch {batch_name!r}: its {len(chosen_rows)} {judge} votes are "
-                              "all ties or 'both bad': none says which text is better")  # fmt: skip
+        raise PreferenceError(
+            f"batch {batch_name!r}: its {len(chosen_rows)} {judge} votes are "
+            "all ties or 'both bad': none says which text is better"
+        )
     used = json.dumps([(row.Vote.id, row.Vote.choice) for row in chosen_rows])
     prompts = session.scalars(
-        select(Sample.prompt).where(Sample.batch_id == batch.id, Sample.model == batch.models[0])
+        select(Sample.prompt)
+        .where(Sample.batch_id == batch.id, Sample.model == batch.models[0])
         .order_by(Sample.id)
-    ).all()  # fmt: skip
-    return BatchComparisons(batch=batch_name, models=list(batch.models), judge=judge,
-                            comparisons=comparisons, votes=len(chosen_rows),
-                            fingerprint=hashlib.sha256(used.encode()).hexdigest(),
-                            prompts=list(prompts))  # fmt: skip
+    ).all()
+    return BatchComparisons(
+        batch=batch_name,
+        models=list(batch.models),
+        judge=judge,
+        comparisons=comparisons,
+        votes=len(chosen_rows),
+        fingerprint=hashlib.sha256(used.encode()).hexdigest(),
+        prompts=list(prompts),
+    )
 
 
 def read_comparisons(path: Path) -> list[Comparison]:
@@ -147,8 +159,9 @@ def _comparison_of(line: str, where: str) -> Comparison:
         if not isinstance(samples, list) or len(samples) < 2:
             raise PreferenceError(f"{where}: field 'samples' must be a list of 2 or more texts")
         if not isinstance(best, int) or isinstance(best, bool) or not 0 <= best < len(samples):
-            raise PreferenceError(f"{where}: field 'best' must be a sample's index, "
-                                  f"0 to {len(samples) - 1}")  # fmt: skip
+            raise PreferenceError(
+                f"{where}: field 'best' must be a sample's index, 0 to {len(samples) - 1}"
+            )
         fields = {"prompt": row.get("prompt")} | {f"samples[{i}]": s for i, s in enumerate(samples)}
     else:
         fields = {name: row.get(name) for name in ("prompt", "chosen", "rejected")}
@@ -180,5 +193,7 @@ def split_by_prompt(
     random.Random(seed).shuffle(prompts)
     count = min(len(prompts) - 1, max(1, round(held_out_fraction * len(prompts))))
     held_out = set(prompts[:count])
-    return Split(train=[c for c in comparisons if c.prompt not in held_out],
-                 held_out=[c for c in comparisons if c.prompt in held_out])  # fmt: skip
+    return Split(
+        train=[c for c in comparisons if c.prompt not in held_out],
+        held_out=[c for c in comparisons if c.prompt in held_out],
+    )

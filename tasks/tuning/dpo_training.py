@@ -78,31 +78,42 @@ def train_dpo(
     kl_prompts = list(dict.fromkeys(prompt for prompt, _, _ in held_out))[: settings.kl_prompts]
 
     def loss_of(indices: list[int]) -> tuple[torch.Tensor, Metrics]:
-        chosen, rejected = _policy_log_probs(policy, tokenizer, [train[i] for i in indices],
-                                             max_tokens, device)  # fmt: skip
+        chosen, rejected = _policy_log_probs(
+            policy, tokenizer, [train[i] for i in indices], max_tokens, device
+        )
         ref = reference_train[indices]
         out = dpo_loss(chosen, rejected, ref[:, 0], ref[:, 1], settings.beta)
-        return out.loss, {"train/margin": out.margins.mean().item(),
-                          "train/accuracy": (out.margins > 0).float().mean().item()}  # fmt: skip
+        return out.loss, {
+            "train/margin": out.margins.mean().item(),
+            "train/accuracy": (out.margins > 0).float().mean().item(),
+        }
 
     def measure() -> Metrics:
-        metrics = _evaluate(policy, tokenizer, held_out, reference_held_out, max_tokens, settings,
-                            device)  # fmt: skip
+        metrics = _evaluate(
+            policy, tokenizer, held_out, reference_held_out, max_tokens, settings, device
+        )
         metrics["kl"] = mean_kl(policy, reference, tokenizer, kl_prompts, settings, device)
         return metrics
 
     result = optimise(
-        policy, settings, loss_of=loss_of, measure=measure, on_metrics=on_metrics,
+        policy,
+        settings,
+        loss_of=loss_of,
+        measure=measure,
+        on_metrics=on_metrics,
         progress=progress,
         minibatches=lambda rng: shuffled_batches(len(train), settings.batch_size, rng),
-    )  # fmt: skip
+    )
     return DPOResult(**vars(result), policy=policy)
 
 
 def _policy_log_probs(
-    model: GPT, tokenizer: Tokenizer, pairs: Sequence[Pair], max_tokens: int,
+    model: GPT,
+    tokenizer: Tokenizer,
+    pairs: Sequence[Pair],
+    max_tokens: int,
     device: torch.device,
-) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(B,) log-probabilities of the chosen and of the rejected continuations, in one pass."""
     rows = [encode_pair(tokenizer, prompt, chosen, max_tokens) for prompt, chosen, _ in pairs]
     rows += [encode_pair(tokenizer, prompt, rejected, max_tokens) for prompt, _, rejected in pairs]
@@ -113,9 +124,13 @@ def _policy_log_probs(
 
 @torch.no_grad()
 def _log_probs(
-    model: GPT, tokenizer: Tokenizer, pairs: Sequence[Pair], max_tokens: int,
-    settings: DPOSettings, device: torch.device,
-) -> torch.Tensor:  # fmt: skip
+    model: GPT,
+    tokenizer: Tokenizer,
+    pairs: Sequence[Pair],
+    max_tokens: int,
+    settings: DPOSettings,
+    device: torch.device,
+) -> torch.Tensor:
     """(N, 2): every pair's chosen and rejected log-probabilities under `model`."""
     out = torch.zeros(len(pairs), 2, device=device)
     for start in range(0, len(pairs), settings.batch_size):
@@ -127,26 +142,43 @@ def _log_probs(
 
 @torch.no_grad()
 def _evaluate(
-    policy: GPT, tokenizer: Tokenizer, pairs: Sequence[Pair], reference: torch.Tensor,
-    max_tokens: int, settings: DPOSettings, device: torch.device,
-) -> Metrics:  # fmt: skip
+    policy: GPT,
+    tokenizer: Tokenizer,
+    pairs: Sequence[Pair],
+    reference: torch.Tensor,
+    max_tokens: int,
+    settings: DPOSettings,
+    device: torch.device,
+) -> Metrics:
     """The DPO loss, implicit rewards, margin and accuracy on held-out pairs."""
     if not pairs:
         return {"loss": math.nan, "margin": math.nan, "accuracy": math.nan}
     policy_log_probs = _log_probs(policy, tokenizer, pairs, max_tokens, settings, device)
-    out = dpo_loss(policy_log_probs[:, 0], policy_log_probs[:, 1], reference[:, 0],
-                   reference[:, 1], settings.beta)  # fmt: skip
-    return {"loss": out.loss.item(), "margin": out.margins.mean().item(),
-            "accuracy": (out.margins > 0).float().mean().item(),
-            "chosen_reward": out.chosen_rewards.mean().item(),
-            "rejected_reward": out.rejected_rewards.mean().item()}  # fmt: skip
+    out = dpo_loss(
+        policy_log_probs[:, 0],
+        policy_log_probs[:, 1],
+        reference[:, 0],
+        reference[:, 1],
+        settings.beta,
+    )
+    return {
+        "loss": out.loss.item(),
+        "margin": out.margins.mean().item(),
+        "accuracy": (out.margins > 0).float().mean().item(),
+        "chosen_reward": out.chosen_rewards.mean().item(),
+        "rejected_reward": out.rejected_rewards.mean().item(),
+    }
 
 
 @torch.no_grad()
 def mean_kl(
-    policy: GPT, reference: GPT, tokenizer: Tokenizer, prompts: Sequence[str],
-    settings: DPOSettings, device: torch.device,
-) -> float:  # fmt: skip
+    policy: GPT,
+    reference: GPT,
+    tokenizer: Tokenizer,
+    prompts: Sequence[str],
+    settings: DPOSettings,
+    device: torch.device,
+) -> float:
     """KL(policy || reference) in nats per continuation, averaged over continuations the
     policy samples (plain sampling at temperature 1: the distribution being measured)."""
     if not prompts:
@@ -155,12 +187,17 @@ def mean_kl(
     sampling = SamplingConfig(max_new_tokens=settings.kl_max_new_tokens, seed=settings.seed)
     total = 0.0
     for start in range(0, len(prompts), settings.batch_size):
-        contexts = [(tokenizer.encode(p) or [tokenizer.eot_token])[-room:]
-                    for p in prompts[start : start + settings.batch_size]]  # fmt: skip
+        contexts = [
+            (tokenizer.encode(p) or [tokenizer.eot_token])[-room:]
+            for p in prompts[start : start + settings.batch_size]
+        ]
         completions = generate(policy, contexts, sampling, eot_token=tokenizer.eot_token)
-        rows = [(context + c.tokens, len(context)) for context, c in zip(contexts, completions,
-                                                                        strict=True)]  # fmt: skip
+        rows = [
+            (context + c.tokens, len(context))
+            for context, c in zip(contexts, completions, strict=True)
+        ]
         sequences = pad_right(rows).to(device)
-        total += sequence_kl(policy, reference, sequences.idx,
-                             sequences.continuation_mask).sum().item()  # fmt: skip
+        total += (
+            sequence_kl(policy, reference, sequences.idx, sequences.continuation_mask).sum().item()
+        )
     return total / len(prompts)

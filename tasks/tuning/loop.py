@@ -90,8 +90,9 @@ def optimise(
     progress: the folder to save progress in and resume from (None: no saving).
     """
     parameters = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(parameters, lr=settings.learning_rate,
-                                  weight_decay=settings.weight_decay)  # fmt: skip
+    optimizer = torch.optim.AdamW(
+        parameters, lr=settings.learning_rate, weight_decay=settings.weight_decay
+    )
     shuffle = random.Random(settings.seed)
     state = _restore(progress, settings, model, optimizer) or LoopState(
         epoch_shuffle=shuffle.getstate()
@@ -123,8 +124,7 @@ def optimise(
             optimizer.step()
             state.step += 1
             state.done_in_epoch += 1
-            metrics = {"train/loss": loss.item(), **metrics,
-                       "epoch": state.step / steps_per_epoch}  # fmt: skip
+            metrics = {"train/loss": loss.item(), **metrics, "epoch": state.step / steps_per_epoch}
             if state.step % settings.eval_every == 0:
                 held_out = measure()
                 metrics |= {f"held_out/{k}": v for k, v in held_out.items()}
@@ -137,8 +137,11 @@ def optimise(
         held_out = measure()
         report({f"held_out/{k}": v for k, v in held_out.items()})
     elif not held_out:  # resumed right after the last measurement: read it back
-        held_out = {k.removeprefix("held_out/"): v for k, v in state.history[-1][1].items()
-                    if k.startswith("held_out/")}  # fmt: skip
+        held_out = {
+            k.removeprefix("held_out/"): v
+            for k, v in state.history[-1][1].items()
+            if k.startswith("held_out/")
+        }
     return LoopResult(steps=state.step, held_out=held_out, history=state.history)
 
 
@@ -148,13 +151,23 @@ def warmup_factor(step: int, warmup_steps: int) -> float:
     return min(1.0, (step + 1) / warmup_steps) if warmup_steps else 1.0
 
 
-def _save(folder: Path, settings: LoopSettings, model: torch.nn.Module,
-          optimizer: torch.optim.Optimizer, state: LoopState) -> None:  # fmt: skip
+def _save(
+    folder: Path,
+    settings: LoopSettings,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    state: LoopState,
+) -> None:
     def write(tmp: Path) -> None:
         save_model(model, str(tmp / WEIGHTS_FILE))  # handles GPT-2's tied output layer
-        torch.save({"settings": settings.model_dump(mode="json"),
-                    "optimizer": optimizer.state_dict(), "state": _plain(state)},
-                   tmp / STATE_FILE)  # fmt: skip
+        torch.save(
+            {
+                "settings": settings.model_dump(mode="json"),
+                "optimizer": optimizer.state_dict(),
+                "state": _plain(state),
+            },
+            tmp / STATE_FILE,
+        )
 
     write_folder_atomically(folder, write)
 
@@ -162,27 +175,40 @@ def _save(folder: Path, settings: LoopSettings, model: torch.nn.Module,
 def _plain(state: LoopState) -> dict[str, Any]:
     """The state as numbers, strings and lists only, so loading it runs no pickled code."""
     version, internal, gauss = state.epoch_shuffle
-    return {"step": state.step, "epoch": state.epoch, "done_in_epoch": state.done_in_epoch,
-            "epoch_shuffle": [version, list(internal), gauss],
-            "history": [[step, metrics] for step, metrics in state.history]}  # fmt: skip
+    return {
+        "step": state.step,
+        "epoch": state.epoch,
+        "done_in_epoch": state.done_in_epoch,
+        "epoch_shuffle": [version, list(internal), gauss],
+        "history": [[step, metrics] for step, metrics in state.history],
+    }
 
 
-def _restore(folder: Path | None, settings: LoopSettings, model: torch.nn.Module,
-             optimizer: torch.optim.Optimizer) -> LoopState | None:  # fmt: skip
+def _restore(
+    folder: Path | None,
+    settings: LoopSettings,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+) -> LoopState | None:
     if folder is None or not (folder / STATE_FILE).is_file():
         return None
     saved = torch.load(folder / STATE_FILE, weights_only=True)
     if saved["settings"] != settings.model_dump(mode="json"):
-        raise ProgressError(f"{folder}: saved progress of a run with other settings; "
-                            "delete the folder to start again")  # fmt: skip
+        raise ProgressError(
+            f"{folder}: saved progress of a run with other settings; "
+            "delete the folder to start again"
+        )
     load_model(model, str(folder / WEIGHTS_FILE))
     optimizer.load_state_dict(saved["optimizer"])
     plain = saved["state"]
     version, internal, gauss = plain["epoch_shuffle"]
-    return LoopState(step=plain["step"], epoch=plain["epoch"],
-                     done_in_epoch=plain["done_in_epoch"],
-                     epoch_shuffle=(version, tuple(internal), gauss),
-                     history=[(step, metrics) for step, metrics in plain["history"]])  # fmt: skip
+    return LoopState(
+        step=plain["step"],
+        epoch=plain["epoch"],
+        done_in_epoch=plain["done_in_epoch"],
+        epoch_shuffle=(version, tuple(internal), gauss),
+        history=[(step, metrics) for step, metrics in plain["history"]],
+    )
 
 
 def clear_progress(folder: Path | None) -> None:

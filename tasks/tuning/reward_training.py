@@ -60,27 +60,37 @@ def train_reward_model(
     sizes = [len(c.samples) for c in train]  # 2 or 4 samples: never in one minibatch
 
     def loss_of(indices: list[int]) -> tuple[torch.Tensor, Metrics]:
-        rewards, best = _rewards(model, tokenizer, [train[i] for i in indices], max_tokens,
-                                 device)  # fmt: skip
+        rewards, best = _rewards(model, tokenizer, [train[i] for i in indices], max_tokens, device)
         right, total = pairwise_accuracy(rewards.detach(), best)
         return choice_loss(rewards, best), {"train/accuracy": right / total}
 
     result = optimise(
-        model, settings, on_metrics=on_metrics, progress=progress, loss_of=loss_of,
+        model,
+        settings,
+        on_metrics=on_metrics,
+        progress=progress,
+        loss_of=loss_of,
         minibatches=lambda rng: shuffled_batches(len(train), settings.batch_size, rng, sizes),
-        measure=lambda: evaluate_reward_model(model, tokenizer, split.held_out, max_tokens,
-                                              settings.batch_size, device),
-    )  # fmt: skip
+        measure=lambda: evaluate_reward_model(
+            model, tokenizer, split.held_out, max_tokens, settings.batch_size, device
+        ),
+    )
     return RewardResult(**vars(result), model=model)
 
 
 def _rewards(
-    model: RewardModel, tokenizer: Tokenizer, batch: Sequence[Comparison], max_tokens: int,
+    model: RewardModel,
+    tokenizer: Tokenizer,
+    batch: Sequence[Comparison],
+    max_tokens: int,
     device: torch.device,
-) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(B, N) rewards of the batch's samples, and the (B,) indices of the chosen ones."""
-    rows = [encode_pair(tokenizer, c.prompt, sample, max_tokens, end_with_eot=True)
-            for c in batch for sample in c.samples]  # fmt: skip
+    rows = [
+        encode_pair(tokenizer, c.prompt, sample, max_tokens, end_with_eot=True)
+        for c in batch
+        for sample in c.samples
+    ]
     sequences = pad_right(rows).to(device)
     rewards = model(sequences.idx, sequences.lengths).view(len(batch), -1)
     best = torch.tensor([c.best for c in batch], device=device)
@@ -89,15 +99,20 @@ def _rewards(
 
 @torch.no_grad()
 def evaluate_reward_model(
-    model: RewardModel, tokenizer: Tokenizer, comparisons: Sequence[Comparison],
-    max_tokens: int, batch_size: int, device: torch.device,
-) -> Metrics:  # fmt: skip
+    model: RewardModel,
+    tokenizer: Tokenizer,
+    comparisons: Sequence[Comparison],
+    max_tokens: int,
+    batch_size: int,
+    device: torch.device,
+) -> Metrics:
     """Mean loss and pairwise accuracy on `comparisons` (NaN when there are none)."""
     if not comparisons:
         return {"loss": math.nan, "accuracy": math.nan, "pairs": 0.0}
     loss_sum, right, total = 0.0, 0, 0
-    for indices in shuffled_batches(len(comparisons), batch_size, random.Random(0),
-                                    [len(c.samples) for c in comparisons]):  # fmt: skip
+    for indices in shuffled_batches(
+        len(comparisons), batch_size, random.Random(0), [len(c.samples) for c in comparisons]
+    ):
         batch = [comparisons[i] for i in indices]
         rewards, best = _rewards(model, tokenizer, batch, max_tokens, device)
         loss_sum += choice_loss(rewards, best).item() * len(batch)
@@ -108,17 +123,22 @@ def evaluate_reward_model(
 
 @torch.no_grad()
 def score_texts(
-    model: RewardModel, tokenizer: Tokenizer, texts: Sequence[tuple[str, str]],
-    batch_size: int = 16, max_tokens: int | None = None,
-) -> list[float]:  # fmt: skip
+    model: RewardModel,
+    tokenizer: Tokenizer,
+    texts: Sequence[tuple[str, str]],
+    batch_size: int = 16,
+    max_tokens: int | None = None,
+) -> list[float]:
     """The reward of each (prompt, continuation): e.g. to compare two models' samples."""
     device = next(model.parameters()).device
     max_tokens = max_tokens or model.backbone.config.block_size
     scores: list[float] = []
     model.eval()
     for start in range(0, len(texts), batch_size):
-        rows = [encode_pair(tokenizer, prompt, text, max_tokens, end_with_eot=True)
-                for prompt, text in texts[start : start + batch_size]]  # fmt: skip
+        rows = [
+            encode_pair(tokenizer, prompt, text, max_tokens, end_with_eot=True)
+            for prompt, text in texts[start : start + batch_size]
+        ]
         sequences = pad_right(rows).to(device)
         scores += model(sequences.idx, sequences.lengths).tolist()
     return scores

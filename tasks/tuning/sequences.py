@@ -20,14 +20,19 @@ class Sequences:
     continuation_mask: torch.Tensor  # (B, T) 1 on the continuation's tokens, else 0
 
     def to(self, device: torch.device) -> Sequences:
-        return Sequences(self.idx.to(device), self.lengths.to(device),
-                         self.continuation_mask.to(device))  # fmt: skip
+        return Sequences(
+            self.idx.to(device), self.lengths.to(device), self.continuation_mask.to(device)
+        )
 
 
 def encode_pair(
-    tokenizer: Tokenizer, prompt: str, continuation: str, max_tokens: int, *,
+    tokenizer: Tokenizer,
+    prompt: str,
+    continuation: str,
+    max_tokens: int,
+    *,
     end_with_eot: bool = False,
-) -> tuple[list[int], int]:  # fmt: skip
+) -> tuple[list[int], int]:
     """The ids of prompt + continuation and how many belong to the prompt.
 
     Too long for the model: the continuation (what was judged) is kept whole and the
@@ -65,8 +70,10 @@ def shuffled_batches(
     by_group: dict[int, list[int]] = {}
     for index in order:
         by_group.setdefault(groups[index] if groups else 0, []).append(index)
-    batches = [members[start : start + batch_size]
-               for members in by_group.values()
-               for start in range(0, len(members), batch_size)]  # fmt: skip
+    batches = [
+        members[start : start + batch_size]
+        for members in by_group.values()
+        for start in range(0, len(members), batch_size)
+    ]
     rng.shuffle(batches)
     return batches

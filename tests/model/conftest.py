@@ -8,9 +8,15 @@ import pytest
 import torch
 
 TINY_HF = dict(
-    vocab_size=50257, n_positions=128, n_embd=64, n_layer=2, n_head=4,
-    resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
-)  # fmt: skip
+    vocab_size=50257,
+    n_positions=128,
+    n_embd=64,
+    n_layer=2,
+    n_head=4,
+    resid_pdrop=0.0,
+    embd_pdrop=0.0,
+    attn_pdrop=0.0,
+)
 
 
 @pytest.fixture(scope="session")

@@ -42,9 +42,13 @@ def test_greedy_equals_transformers_generate_for_a_ragged_batch(model, hf_model)
         ids[row, width - len(prompt) :] = torch.tensor(prompt)
         mask[row, width - len(prompt) :] = 1
     theirs = hf_model.generate(
-        ids, attention_mask=mask, max_new_tokens=24, do_sample=False,
-        pad_token_id=50256, eos_token_id=None,
-    )  # fmt: skip
+        ids,
+        attention_mask=mask,
+        max_new_tokens=24,
+        do_sample=False,
+        pad_token_id=50256,
+        eos_token_id=None,
+    )
     ours = generate(model, PROMPTS, GREEDY)
     for row, completion in enumerate(ours):
         assert completion.tokens == theirs[row, width:].tolist()
@@ -105,8 +109,9 @@ def test_stops_at_a_stop_string(model):
 
 
 def test_stream_reports_probabilities_and_alternatives(model):
-    events = list(stream(model, [PROMPTS[1]], SamplingConfig(max_new_tokens=3, temperature=0),
-                         alternatives=5))  # fmt: skip
+    events = list(
+        stream(model, [PROMPTS[1]], SamplingConfig(max_new_tokens=3, temperature=0), alternatives=5)
+    )
     assert len(events) == 3 and events[-1].finish_reason == "length"
     for event in events:
         ids = [token for token, _ in event.alternatives]

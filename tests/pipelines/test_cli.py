@@ -50,10 +50,20 @@ def test_generate_streams_a_continuation(gpt2_model_dir):
 def test_generate_show_probs_lists_top_5_alternatives(gpt2_model_dir):
     result = runner.invoke(
         app,
-        ["generate", "--model", str(gpt2_model_dir), "--prompt", "Hi", "--max-new-tokens", "3",
-         "--temperature", "0", "--show-probs"],
+        [
+            "generate",
+            "--model",
+            str(gpt2_model_dir),
+            "--prompt",
+            "Hi",
+            "--max-new-tokens",
+            "3",
+            "--temperature",
+            "0",
+            "--show-probs",
+        ],
         env={"COLUMNS": "200"},
-    )  # fmt: skip
+    )
     assert result.exit_code == 0, result.output
     rows = [line for line in result.output.splitlines() if line.startswith("│ ")]
     assert len(rows) == 3
@@ -75,12 +85,20 @@ def test_generate_with_a_missing_model_is_a_one_line_error(tmp_path):
 
 
 def test_generate_refuses_a_tokenizer_larger_than_the_model(tmp_path, gpt2_vocab_dir):
-    save_checkpoint(GPT(GPTConfig(vocab_size=100, block_size=16, n_layer=1, n_head=1, n_embd=8)),
-                    tmp_path / "m")  # fmt: skip
+    save_checkpoint(
+        GPT(GPTConfig(vocab_size=100, block_size=16, n_layer=1, n_head=1, n_embd=8)), tmp_path / "m"
+    )
     result = runner.invoke(
         app,
-        ["generate", "--model", str(tmp_path / "m"), "--tokenizer", str(gpt2_vocab_dir),
-         "--prompt", "x"],
-    )  # fmt: skip
+        [
+            "generate",
+            "--model",
+            str(tmp_path / "m"),
+            "--tokenizer",
+            str(gpt2_vocab_dir),
+            "--prompt",
+            "x",
+        ],
+    )
     assert result.exit_code == 2
     assert "tokenizer has 50257 tokens but the model only 100" in result.output

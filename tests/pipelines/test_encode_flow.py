@@ -40,8 +40,17 @@ def test_encode_command_writes_shards_and_tracks_them(
     workspace, prefect_harness, corpus, tmp_path, gpt2_vocab_dir
 ):
     out = tmp_path / "tokens"
-    args = ["encode", "--corpus", str(corpus), "--out", str(out),
-            "--tokenizer", str(gpt2_vocab_dir), "--val-fraction", "0.1"]  # fmt: skip
+    args = [
+        "encode",
+        "--corpus",
+        str(corpus),
+        "--out",
+        str(out),
+        "--tokenizer",
+        str(gpt2_vocab_dir),
+        "--val-fraction",
+        "0.1",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     meta = read_meta(out)
@@ -64,14 +73,16 @@ def test_encode_command_writes_shards_and_tracks_them(
     assert {"tokens.json", "tokenizer/encoder.json", "tokenizer/vocab.bpe"} <= artifacts
 
     # Again with the same settings: nothing is encoded twice, the result is the same.
-    again = run_encode(EncodeConfig(corpus=corpus, out=out, tokenizer=str(gpt2_vocab_dir),
-                                    val_fraction=0.1))  # fmt: skip
+    again = run_encode(
+        EncodeConfig(corpus=corpus, out=out, tokenizer=str(gpt2_vocab_dir), val_fraction=0.1)
+    )
     assert again.parts_encoded == 0 and again.fingerprint == meta.fingerprint
 
 
 def test_a_trained_bpe_logs_its_first_merges(workspace, prefect_harness, corpus, tmp_path):
-    config = EncodeConfig(corpus=corpus, out=tmp_path / "tokens", train_tokenizer=True,
-                          vocab_size=320, shard_mb=0.03)  # fmt: skip
+    config = EncodeConfig(
+        corpus=corpus, out=tmp_path / "tokens", train_tokenizer=True, vocab_size=320, shard_mb=0.03
+    )
     result = run_encode(config)
     assert result.parts_encoded >= 3  # 120 KB of text in parts of 30 KB
     client, run = _mlflow_run(result.mlflow_run_id)
@@ -85,10 +96,22 @@ def test_a_trained_bpe_logs_its_first_merges(workspace, prefect_harness, corpus,
 
 
 def test_encode_options_are_checked_before_anything_runs(tmp_path, corpus):
-    both = runner.invoke(app, ["encode", "--corpus", str(corpus), "--out", str(tmp_path / "t"),
-                               "--tokenizer", "gpt2", "--train-tokenizer"])  # fmt: skip
+    both = runner.invoke(
+        app,
+        [
+            "encode",
+            "--corpus",
+            str(corpus),
+            "--out",
+            str(tmp_path / "t"),
+            "--tokenizer",
+            "gpt2",
+            "--train-tokenizer",
+        ],
+    )
     assert both.exit_code == 2 and "not both" in both.output
-    no_size = runner.invoke(app, ["encode", "--corpus", str(corpus), "--out",
-                                  str(tmp_path / "t"), "--train-tokenizer"])  # fmt: skip
+    no_size = runner.invoke(
+        app, ["encode", "--corpus", str(corpus), "--out", str(tmp_path / "t"), "--train-tokenizer"]
+    )
     assert no_size.exit_code == 2 and "needs vocab_size" in no_size.output
     assert not (tmp_path / "t").exists()

@@ -13,13 +13,25 @@ from reports.mlflow_names import STAGES
 SMALL = {
     "miniweb_articles": 30,
     "encode": {"vocab_size": 600},
-    "pretrain": {"max_steps": 8, "eval_interval": 4, "checkpoint_interval": 4,
-                 "micro_batch": 4, "batch_tokens": 512, "context": 64},
-    "finetune": {"max_steps": 4, "eval_interval": 2, "checkpoint_interval": 2,
-                 "micro_batch": 4, "batch_tokens": 256, "context": 64},
+    "pretrain": {
+        "max_steps": 8,
+        "eval_interval": 4,
+        "checkpoint_interval": 4,
+        "micro_batch": 4,
+        "batch_tokens": 512,
+        "context": 64,
+    },
+    "finetune": {
+        "max_steps": 4,
+        "eval_interval": 2,
+        "checkpoint_interval": 2,
+        "micro_batch": 4,
+        "batch_tokens": 256,
+        "context": 64,
+    },
     "evaluate": {"tasks": ["wikitext2-perplexity"], "limit": 1},
     "preferences": {"n": 3, "max_new_tokens": 8},
-}  # fmt: skip
+}
 
 
 @pytest.mark.slow
@@ -33,8 +45,9 @@ def test_stages_run_once_resume_after_a_failure_and_are_skipped_when_unchanged(
     config = EndToEndConfig(name="small", **SMALL)
     resumed = end_to_end_flow(config)
     done_before = ("corpus", "encode", "pretrain", "finetune")
-    assert resumed.stages == {stage: "cached" if stage in done_before else "ran"
-                              for stage in STAGES}  # fmt: skip
+    assert resumed.stages == {
+        stage: "cached" if stage in done_before else "ran" for stage in STAGES
+    }
 
     client = MlflowClient()
     parent = client.get_run(resumed.mlflow_run_id)
@@ -67,8 +80,12 @@ def test_stages_run_once_resume_after_a_failure_and_are_skipped_when_unchanged(
 
     shown = CliRunner().invoke(app, ["report", resumed.mlflow_run_id, again.mlflow_run_id])
     assert shown.exit_code == 0, shown.output
-    page = (workspace / "reports" / f"{resumed.mlflow_run_id[:8]}-{again.mlflow_run_id[:8]}"
-            / "comparison.html").read_text()  # fmt: skip
+    page = (
+        workspace
+        / "reports"
+        / f"{resumed.mlflow_run_id[:8]}-{again.mlflow_run_id[:8]}"
+        / "comparison.html"
+    ).read_text()
     assert resumed.mlflow_run_id[:8] in page and again.mlflow_run_id[:8] in page
     missing = CliRunner().invoke(app, ["report", "0" * 32])
     assert missing.exit_code == 2 and f"no MLflow run '{'0' * 32}'" in missing.output

@@ -31,8 +31,10 @@ runner = CliRunner()
 
 @pytest.fixture
 def two_models(tmp_path, gpt2_vocab_dir) -> list[str]:
-    return [str(tiny_model(tmp_path / name, gpt2_vocab_dir, seed)) for seed, name in
-            enumerate(["base", "tuned"])]  # fmt: skip
+    return [
+        str(tiny_model(tmp_path / name, gpt2_vocab_dir, seed))
+        for seed, name in enumerate(["base", "tuned"])
+    ]
 
 
 def stored_votes(url: str) -> int:
@@ -50,9 +52,16 @@ def test_the_simulated_judge_fills_a_batch_logged_and_exported_apart_from_people
     from mlflow.tracking import MlflowClient
 
     url = f"sqlite:///{(tmp_path / 'p.db').as_posix()}"
-    config = PreferencesConfig(models=two_models, n=6, judge="simulated", annotators=0,
-                               gold_fraction=0.5, repeat_fraction=0.5, database=url,
-                               max_new_tokens=12)  # fmt: skip
+    config = PreferencesConfig(
+        models=two_models,
+        n=6,
+        judge="simulated",
+        annotators=0,
+        gold_fraction=0.5,
+        repeat_fraction=0.5,
+        database=url,
+        max_new_tokens=12,
+    )
     result = preferences_flow(config)
     assert (result.judge, result.ended_by, result.votes) == ("simulated", "simulated", 6)
     assert stored_votes(url) == 6 + 3 + 3  # the judge also answered gold items and repeats
@@ -82,9 +91,18 @@ def test_people_vote_on_the_page_while_the_flow_waits_for_the_target(
 ):
     url = f"sqlite:///{(tmp_path / 'p.db').as_posix()}"
     port = free_port()
-    config = PreferencesConfig(models=two_models, n=3, annotators=1, gold_fraction=0,
-                               repeat_fraction=0, database=url, port=port, poll_seconds=0.2,
-                               max_new_tokens=8, batch="people-vote")  # fmt: skip
+    config = PreferencesConfig(
+        models=two_models,
+        n=3,
+        annotators=1,
+        gold_fraction=0,
+        repeat_fraction=0,
+        database=url,
+        port=port,
+        poll_seconds=0.2,
+        max_new_tokens=8,
+        batch="people-vote",
+    )
     invites = workspace / "preferences" / "people-vote" / "invites.txt"
     votes_cast: list[int] = []
 
@@ -100,8 +118,9 @@ def test_people_vote_on_the_page_while_the_flow_waits_for_the_target(
             page = browser.get(link).text
             while "Which continuation" in page:
                 fields = dict(re.findall(r'name="(item_id|csrf)" value="([^"]*)"', page))
-                page = browser.post(f"http://127.0.0.1:{port}/vote",
-                                    data={**fields, "choice": "right"}).text  # fmt: skip
+                page = browser.post(
+                    f"http://127.0.0.1:{port}/vote", data={**fields, "choice": "right"}
+                ).text
                 votes_cast.append(1)
 
     person = threading.Thread(target=annotate)
@@ -121,9 +140,16 @@ def test_a_rerun_waits_for_the_deadline_stored_with_the_batch(
 ):
     url = f"sqlite:///{(tmp_path / 'p.db').as_posix()}"
     port = free_port()
-    config = PreferencesConfig(models=two_models, n=2, annotators=0, database=url, port=port,
-                               poll_seconds=0.2, deadline_hours=3 / 3600,
-                               max_new_tokens=8)  # fmt: skip
+    config = PreferencesConfig(
+        models=two_models,
+        n=2,
+        annotators=0,
+        database=url,
+        port=port,
+        poll_seconds=0.2,
+        deadline_hours=3 / 3600,
+        max_new_tokens=8,
+    )
     try:
         first = preferences_flow(config)
         assert (first.ended_by, first.votes) == ("deadline", 0)
@@ -145,8 +171,21 @@ def test_compare_makes_a_batch_and_prints_invite_links(workspace, two_models, tm
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("Once upon a time\n\nThe weather today\nOnce upon a time\n")
     url = f"sqlite:///{(tmp_path / 'p.db').as_posix()}"
-    args = ["compare", "--models", *two_models, "--prompts", str(prompts), "--n", "5",
-            "--annotators", "2", "--database", url, "--batch", "cli-batch"]  # fmt: skip
+    args = [
+        "compare",
+        "--models",
+        *two_models,
+        "--prompts",
+        str(prompts),
+        "--n",
+        "5",
+        "--annotators",
+        "2",
+        "--database",
+        url,
+        "--batch",
+        "cli-batch",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     links = re.findall(r"http://127\.0\.0\.1:8765/join/[\w-]+", result.output)

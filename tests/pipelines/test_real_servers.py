@@ -32,10 +32,22 @@ def mlflow_server(postgres_url, tmp_path):
     backend = url.update_query_dict({"options": f"-c search_path={schema}"})
     port = free_port()
     log = tmp_path / "mlflow-server.log"
-    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1",
-               "--port", str(port), "--workers", "1",
-               "--backend-store-uri", backend.render_as_string(hide_password=False),
-               "--artifacts-destination", (tmp_path / "artifacts").as_uri()]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--backend-store-uri",
+        backend.render_as_string(hide_password=False),
+        "--artifacts-destination",
+        (tmp_path / "artifacts").as_uri(),
+    ]
     with open(log, "wb") as out:
         server = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
     address = f"http://127.0.0.1:{port}"

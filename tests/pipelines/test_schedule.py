@@ -36,8 +36,12 @@ def _toml(value) -> str:
 
 
 def flow_runs(api: str, deployment: str) -> list[dict]:
-    response = httpx.post(f"{api}/flow_runs/filter", trust_env=False, timeout=10,
-                          json={"deployments": {"name": {"any_": [deployment]}}})  # fmt: skip
+    response = httpx.post(
+        f"{api}/flow_runs/filter",
+        trust_env=False,
+        timeout=10,
+        json={"deployments": {"name": {"any_": [deployment]}}},
+    )
     response.raise_for_status()
     return response.json()
 
@@ -48,19 +52,35 @@ def test_a_scheduled_end_to_end_run_is_created_and_completes(workspace, tmp_path
     api = f"http://127.0.0.1:{port}/api"
     config = tmp_path / "small.toml"
     config.write_text(toml_of({"name": "scheduled", **SMALL}))
-    env = {**os.environ, "GPT2LAB_HOME": str(workspace), "PREFECT_HOME": str(tmp_path / "pf"),
-           "PREFECT_API_URL": api,
-           # Plan runs and look for them every few seconds (defaults: 60 s and 10 s).
-           "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "5",
-           "PREFECT_RUNNER_POLL_FREQUENCY": "2"}  # fmt: skip
+    env = {
+        **os.environ,
+        "GPT2LAB_HOME": str(workspace),
+        "PREFECT_HOME": str(tmp_path / "pf"),
+        "PREFECT_API_URL": api,
+        # Plan runs and look for them every few seconds (defaults: 60 s and 10 s).
+        "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "5",
+        "PREFECT_RUNNER_POLL_FREQUENCY": "2",
+    }
     env.pop("PREFECT_TEST_MODE", None)
     log = tmp_path / "schedule.log"
-    command = [sys.executable, "-m", "pipelines.cli", "schedule", "--interval", "20",
-               "--config", str(config), "--deployment", "nightly",
-               "--prefect-port", str(port)]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "pipelines.cli",
+        "schedule",
+        "--interval",
+        "20",
+        "--config",
+        str(config),
+        "--deployment",
+        "nightly",
+        "--prefect-port",
+        str(port),
+    ]
     with open(log, "wb") as out:
-        served = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                  start_new_session=True)  # fmt: skip
+        served = subprocess.Popen(
+            command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
     try:
         deadline = time.monotonic() + 480
         states: list[str] = []

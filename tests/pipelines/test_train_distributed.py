@@ -17,10 +17,22 @@ TOLERANCE = 1e-4
 
 
 def _config(tokens_dir, out) -> TrainConfig:
-    return TrainConfig(tokens=tokens_dir, out=out, model="tiny", context=64, micro_batch=4,
-                       batch_tokens=512, max_steps=12, warmup_steps=3, learning_rate=3e-3,
-                       eval_interval=6, eval_batches=2, checkpoint_interval=6, dropout=0.0,
-                       register_as=None)  # fmt: skip
+    return TrainConfig(
+        tokens=tokens_dir,
+        out=out,
+        model="tiny",
+        context=64,
+        micro_batch=4,
+        batch_tokens=512,
+        max_steps=12,
+        warmup_steps=3,
+        learning_rate=3e-3,
+        eval_interval=6,
+        eval_batches=2,
+        checkpoint_interval=6,
+        dropout=0.0,
+        register_as=None,
+    )
 
 
 def _run_on_two_processes(config: TrainConfig, tmp_path) -> subprocess.CompletedProcess:

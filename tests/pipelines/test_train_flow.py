@@ -44,8 +44,9 @@ def pirate_corpus(path: Path, documents: int = 300) -> Path:
 def mean_loss(model: GPT, tokens: Path) -> float:
     model.eval()
     with torch.no_grad():
-        losses = [model(x, y)[1].item() for x, y in sequential_windows(tokens, context=64,
-                                                                         batch_size=8)]  # fmt: skip
+        losses = [
+            model(x, y)[1].item() for x, y in sequential_windows(tokens, context=64, batch_size=8)
+        ]
     return sum(losses) / len(losses)
 
 
@@ -65,10 +66,22 @@ def test_pretrain_then_finetune_towards_a_style(workspace, prefect_harness, toke
 
     from pipelines.workspace import mlflow_tracking_uri
 
-    pretrain = TrainConfig(tokens=tokens_dir, name="pre", model="tiny", context=64, micro_batch=8,
-                           batch_tokens=1024, max_steps=150, warmup_steps=15, learning_rate=1e-2,
-                           eval_interval=50, eval_batches=4, checkpoint_interval=50,
-                           register_as="tiny-test", prompts=["The"])  # fmt: skip
+    pretrain = TrainConfig(
+        tokens=tokens_dir,
+        name="pre",
+        model="tiny",
+        context=64,
+        micro_batch=8,
+        batch_tokens=1024,
+        max_steps=150,
+        warmup_steps=15,
+        learning_rate=1e-2,
+        eval_interval=50,
+        eval_batches=4,
+        checkpoint_interval=50,
+        register_as="tiny-test",
+        prompts=["The"],
+    )
     pre = run_train(pretrain)
     assert pre.steps == 150 and pre.val_loss < math.log(512) - 1.0
     client = MlflowClient(tracking_uri=mlflow_tracking_uri())
@@ -78,8 +91,11 @@ def test_pretrain_then_finetune_towards_a_style(workspace, prefect_harness, toke
     history = client.get_metric_history(pre.mlflow_run_id, "train/loss")
     assert [m.step for m in history] == list(range(1, 151))
     assert len(client.get_metric_history(pre.mlflow_run_id, "val/loss")) == 3
-    artifacts = {a.path for folder in ("", "charts", "samples")
-                 for a in client.list_artifacts(pre.mlflow_run_id, folder or None)}  # fmt: skip
+    artifacts = {
+        a.path
+        for folder in ("", "charts", "samples")
+        for a in client.list_artifacts(pre.mlflow_run_id, folder or None)
+    }
     assert {"charts/loss.png", "samples/step-000150.txt"} <= artifacts
     version = client.get_model_version_by_alias("tiny-test", "best")
     assert int(version.version) == pre.model_version == 1
@@ -92,10 +108,21 @@ def test_pretrain_then_finetune_towards_a_style(workspace, prefect_harness, toke
 
     # Fine-tune on a small text file of a distinctive style, encoded on the fly.
     style = pirate_corpus(tmp_path / "pirate.txt")
-    finetune = TrainConfig(tokens=style, init_from=str(pre.checkpoint), name="ft", context=64,
-                           micro_batch=8, batch_tokens=512, max_steps=200, warmup_steps=10,
-                           learning_rate=5e-3, eval_interval=100, eval_batches=4,
-                           register_as=None, prompts=["The"])  # fmt: skip
+    finetune = TrainConfig(
+        tokens=style,
+        init_from=str(pre.checkpoint),
+        name="ft",
+        context=64,
+        micro_batch=8,
+        batch_tokens=512,
+        max_steps=200,
+        warmup_steps=10,
+        learning_rate=5e-3,
+        eval_interval=100,
+        eval_batches=4,
+        register_as=None,
+        prompts=["The"],
+    )
     held_out = finetune.run_dir() / "data" / "tokens"  # made by the flow; val = held out
     ft = run_train(finetune)
     before = load_model(pre.checkpoint)
@@ -138,8 +165,20 @@ def test_finetune_command_reads_a_jsonl_file(workspace, prefect_harness, tokens_
     data = tmp_path / "pirate.jsonl"
     data.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
 
-    result = runner.invoke(app, ["finetune", "--init-from", str(tmp_path / "hf"), "--data",
-                                 str(data), "--name", "jsonl", "--max-steps", "3"])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "finetune",
+            "--init-from",
+            str(tmp_path / "hf"),
+            "--data",
+            str(data),
+            "--name",
+            "jsonl",
+            "--max-steps",
+            "3",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "3 steps; validation loss" in result.output
     run_dir = workspace / "checkpoints" / "jsonl"

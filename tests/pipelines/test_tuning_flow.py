@@ -37,14 +37,23 @@ runner = CliRunner()
 @pytest.fixture
 def batch(workspace, tmp_path, gpt2_vocab_dir) -> PreferencesConfig:
     """Two tiny models compared on 8 prompts; nobody has voted yet."""
-    models = [str(tiny_model(tmp_path / name, gpt2_vocab_dir, seed)) for seed, name in
-              enumerate(["base", "other"])]  # fmt: skip
+    models = [
+        str(tiny_model(tmp_path / name, gpt2_vocab_dir, seed))
+        for seed, name in enumerate(["base", "other"])
+    ]
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("".join(f"Entry {n} of the ship's log:\n" for n in range(8)))
     database = f"sqlite:///{tmp_path / 'votes.db'}"
-    config = PreferencesConfig(models=models, prompts=prompts, batch="base-vs-other",
-                               max_new_tokens=12, repeat_fraction=0, gold_fraction=0,
-                               annotators=0, database=database)  # fmt: skip
+    config = PreferencesConfig(
+        models=models,
+        prompts=prompts,
+        batch="base-vs-other",
+        max_new_tokens=12,
+        repeat_fraction=0,
+        gold_fraction=0,
+        annotators=0,
+        database=database,
+    )
     make_batch.fn(config)
     return config
 
@@ -63,11 +72,17 @@ def people_vote(config: PreferencesConfig) -> None:
 
 def small_tuning(config: PreferencesConfig, **fields) -> TuningConfig:
     return TuningConfig(
-        batch=config.batch, database=config.database, held_out_fraction=0.25,
+        batch=config.batch,
+        database=config.database,
+        held_out_fraction=0.25,
         reward=RewardSettings(batch_size=2, learning_rate=1e-3, eval_every=2),
-        dpo=DPOSettings(batch_size=2, learning_rate=1e-4, eval_every=2, kl_prompts=2,
-                        kl_max_new_tokens=8),
-        compare="simulated", compare_n=4, **fields)  # fmt: skip
+        dpo=DPOSettings(
+            batch_size=2, learning_rate=1e-4, eval_every=2, kl_prompts=2, kl_max_new_tokens=8
+        ),
+        compare="simulated",
+        compare_n=4,
+        **fields,
+    )
 
 
 def test_tuning_on_human_votes_opens_a_judged_batch_with_lineage(batch, prefect_harness):
@@ -79,8 +94,9 @@ def test_tuning_on_human_votes_opens_a_judged_batch_with_lineage(batch, prefect_
     # The models: a reward model with its head, and a policy that moved from the start.
     assert load_reward_model(result.reward_model.path).head.weight.shape == (1, 64)
     tuned, start = load_model(result.policy.path), load_model(batch.models[0])
-    assert not torch.equal(tuned.transformer.h[0].mlp.c_fc.weight,
-                           start.transformer.h[0].mlp.c_fc.weight)  # fmt: skip
+    assert not torch.equal(
+        tuned.transformer.h[0].mlp.c_fc.weight, start.transformer.h[0].mlp.c_fc.weight
+    )
     assert 0 <= result.reward_model.held_out["accuracy"] <= 1
     assert result.policy.held_out["kl"] > 0
 
@@ -93,10 +109,16 @@ def test_tuning_on_human_votes_opens_a_judged_batch_with_lineage(batch, prefect_
     assert {"gpt2lab.lineage.checkpoint.start", "gpt2lab.lineage.checkpoint.tuned"} <= set(tags)
     assert tags["gpt2lab.followup_batch"] == result.new_batch
     assert run.data.metrics["reward_model/accuracy"] == result.reward_model.held_out["accuracy"]
-    assert {"dpo/kl", "dpo/margin", "sample_reward/start", "sample_reward/tuned",
-            "followup/win_rate_tuned_simulated"} <= set(run.data.metrics)  # fmt: skip
-    children = client.search_runs([run.info.experiment_id],
-                                  f"tags.mlflow.parentRunId = '{run.info.run_id}'")  # fmt: skip
+    assert {
+        "dpo/kl",
+        "dpo/margin",
+        "sample_reward/start",
+        "sample_reward/tuned",
+        "followup/win_rate_tuned_simulated",
+    } <= set(run.data.metrics)
+    children = client.search_runs(
+        [run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'"
+    )
     by_name = {child.info.run_name: child for child in children}
     assert set(by_name) == {"reward-model", "dpo"}
     losses = client.get_metric_history(by_name["dpo"].info.run_id, "train/loss")
@@ -122,8 +144,7 @@ def test_tuning_on_human_votes_opens_a_judged_batch_with_lineage(batch, prefect_
 
 
 def test_tune_refuses_a_batch_without_votes(batch):
-    result = runner.invoke(app, ["tune", "--from-batch", batch.batch, "--database",
-                                 batch.database])  # fmt: skip
+    result = runner.invoke(app, ["tune", "--from-batch", batch.batch, "--database", batch.database])
     assert result.exit_code == 2
     assert "'base-vs-other' has no votes on its comparisons yet" in result.output
     assert len(result.output.strip().splitlines()) == 1
@@ -137,9 +158,11 @@ def test_tune_wants_the_switch_for_simulated_votes(batch, prefect_harness, tmp_p
     assert "only simulated votes (8)" in refused.output
 
     settings = tmp_path / "tuning.toml"
-    settings.write_text("held_out_fraction = 0.25\ncompare = 'people'\nannotators = 1\n"
-                        "[reward]\nbatch_size = 4\n[dpo]\nbatch_size = 4\nkl_prompts = 2\n"
-                        "kl_max_new_tokens = 4\n")  # fmt: skip
+    settings.write_text(
+        "held_out_fraction = 0.25\ncompare = 'people'\nannotators = 1\n"
+        "[reward]\nbatch_size = 4\n[dpo]\nbatch_size = 4\nkl_prompts = 2\n"
+        "kl_max_new_tokens = 4\n"
+    )
     allowed = runner.invoke(app, [*args, "--allow-simulated", "--config", str(settings)])
     assert allowed.exit_code == 0, allowed.output
     assert "8 simulated comparisons" in allowed.output

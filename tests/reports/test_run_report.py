@@ -33,8 +33,14 @@ from tasks.preferences.summary import BatchSummary, short_labels
 HOSTILE = "<script>alert(1)</script>"
 ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
 CORPUS_FP, TOKENIZER_FP, TOKENS_FP, CHECKPOINT_FP = ("c" * 64, "a" * 64, "b" * 64, "d" * 64)
-FUNNEL = [("links_read", 1000), ("after_link_rules", 950), ("after_fetched", 700),
-          ("after_extracted", 600), ("after_filters", 450), ("after_dedup", 432)]  # fmt: skip
+FUNNEL = [
+    ("links_read", 1000),
+    ("after_link_rules", 950),
+    ("after_fetched", 700),
+    ("after_extracted", 600),
+    ("after_filters", 450),
+    ("after_dedup", 432),
+]
 
 
 @dataclass
@@ -73,18 +79,30 @@ def _corpus(parent: str, kept: int, sample_text: str = "A kept page.") -> None:
     with _stage(parent, "corpus", "corpus", lineage={"corpus": CORPUS_FP}, params={"n": 64}):
         funnel = [*FUNNEL[:-1], ("after_dedup", kept)]
         log_metrics_batch(None, {f"funnel/{i}_{name}": n for i, (name, n) in enumerate(funnel)})
-        log_metrics_batch(None, {"drops/failed.fetch.http_404": 250,
-                                 "drops/dropped.filter.too_short": 150})  # fmt: skip
-        _log_rows([{"fate": "failed", "stage": "fetch", "reason": "http_404", "count": 250}],
-                  "drop_reasons.json")  # fmt: skip
-        _log_rows([{"idx": 0, "url": "https://example.com/a", "title": "A page",
-                    "text": sample_text}], "samples_kept.json")  # fmt: skip
+        log_metrics_batch(
+            None, {"drops/failed.fetch.http_404": 250, "drops/dropped.filter.too_short": 150}
+        )
+        _log_rows(
+            [{"fate": "failed", "stage": "fetch", "reason": "http_404", "count": 250}],
+            "drop_reasons.json",
+        )
+        _log_rows(
+            [{"idx": 0, "url": "https://example.com/a", "title": "A page", "text": sample_text}],
+            "samples_kept.json",
+        )
 
 
 def _encode_metrics(tokens: int) -> dict[str, float]:
-    return {"tokens/train": tokens, "documents/train": 400, "text_mb/train": 0.55,
-            "tokens/val": tokens // 10, "documents/val": 40, "text_mb/val": 0.05,
-            "bytes_per_token": 4.31, "shards": 2}  # fmt: skip
+    return {
+        "tokens/train": tokens,
+        "documents/train": 400,
+        "text_mb/train": 0.55,
+        "tokens/val": tokens // 10,
+        "documents/val": 40,
+        "text_mb/val": 0.05,
+        "bytes_per_token": 4.31,
+        "shards": 2,
+    }
 
 
 def _pretrain(parent: str, stage: str, val_losses: list[float], name: str = "tiny") -> None:
@@ -101,33 +119,72 @@ def _pretrain(parent: str, stage: str, val_losses: list[float], name: str = "tin
 
 def _evaluate(parent: str, bleu: float, lambada: bool) -> None:
     with _stage(parent, "evaluate", "evaluate", lineage={"checkpoint": CHECKPOINT_FP}) as evaluate:
-        tasks = [("wmt14-fr-en", {"bleu": bleu}, {"bleu": 11.5},
-                  {"sacrebleu": "nrefs:1|case:mixed|tok:13a"})]  # fmt: skip
+        tasks = [
+            (
+                "wmt14-fr-en",
+                {"bleu": bleu},
+                {"bleu": 11.5},
+                {"sacrebleu": "nrefs:1|case:mixed|tok:13a"},
+            )
+        ]
         if lambada:
-            tasks.append(("lambada", {"accuracy": 0.31, "perplexity": 80.5},
-                          {"accuracy": 0.4599, "perplexity": 35.13}, {}))  # fmt: skip
+            tasks.append(
+                (
+                    "lambada",
+                    {"accuracy": 0.31, "perplexity": 80.5},
+                    {"accuracy": 0.4599, "perplexity": 35.13},
+                    {},
+                )
+            )
         for task, scores, paper, notes in tasks:
             # As pipelines/evaluate.py log_task_run: a child run of the evaluate run.
-            with tracked_run("evaluate", run_name=task, parent_run_id=evaluate.info.run_id,
-                             params={"task": task, "version": 1}, tags=notes):  # fmt: skip
-                log_metrics_batch(None, {**scores, "generated": 4, "from_cache": 0,
-                                         "seconds": 1.5})  # fmt: skip
-                mlflow.log_dict({"task": task, "version": 1, "description": f"{task} test",
-                                 "scores": scores, "notes": notes, "paper": paper,
-                                 "examples": 4}, "task.json")  # fmt: skip
+            with tracked_run(
+                "evaluate",
+                run_name=task,
+                parent_run_id=evaluate.info.run_id,
+                params={"task": task, "version": 1},
+                tags=notes,
+            ):
+                log_metrics_batch(None, {**scores, "generated": 4, "from_cache": 0, "seconds": 1.5})
+                mlflow.log_dict(
+                    {
+                        "task": task,
+                        "version": 1,
+                        "description": f"{task} test",
+                        "scores": scores,
+                        "notes": notes,
+                        "paper": paper,
+                        "examples": 4,
+                    },
+                    "task.json",
+                )
 
 
 def _preferences(parent: str, judge: str, rate: float, low: float, high: float) -> None:
     """Logged as pipelines/preferences.py report_batch does, from a real BatchSummary."""
     models = ["workspace/checkpoints/run/finetune", "workspace/checkpoints/run/pretrain"]
     summary = BatchSummary(
-        batch="b1", judge=judge, models=models, labels=short_labels(models), votes=60,
+        batch="b1",
+        judge=judge,
+        models=models,
+        labels=short_labels(models),
+        votes=60,
         win_rates=[WinRate(models[0], models[1], 36, 18, 4, 2, rate, low, high)],
-        strengths={}, strength_intervals={}, position=PositionBias(30, 54, 0.55, 0.5),
-        agreement=float("nan"), agreement_pairs=0, annotators=[],
-    )  # fmt: skip
-    with _stage(parent, "preferences", "preferences", run_name=f"b1 ({judge})",
-                params={"judge": judge}, tags={"gpt2lab.judge": judge}):  # fmt: skip
+        strengths={},
+        strength_intervals={},
+        position=PositionBias(30, 54, 0.55, 0.5),
+        agreement=float("nan"),
+        agreement_pairs=0,
+        annotators=[],
+    )
+    with _stage(
+        parent,
+        "preferences",
+        "preferences",
+        run_name=f"b1 ({judge})",
+        params={"judge": judge},
+        tags={"gpt2lab.judge": judge},
+    ):
         log_metrics_batch(None, summary_metrics(summary))
         mlflow.log_table(win_rate_table(summary), "win_rates.json")
 
@@ -135,9 +192,11 @@ def _preferences(parent: str, judge: str, rate: float, low: float, high: float) 
 @pytest.fixture(scope="module")
 def recorded(module_workspace: Path) -> Recorded:
     # An encode run from before: run A's encode stage is cached from it.
-    with tracked_run("encode", lineage={"corpus": CORPUS_FP, "tokenizer": TOKENIZER_FP,
-                                        "tokens": TOKENS_FP},
-                     params={"tokenizer": HOSTILE}) as earlier:  # fmt: skip
+    with tracked_run(
+        "encode",
+        lineage={"corpus": CORPUS_FP, "tokenizer": TOKENIZER_FP, "tokens": TOKENS_FP},
+        params={"tokenizer": HOSTILE},
+    ) as earlier:
         log_metrics_batch(None, _encode_metrics(123_456))
 
     lineage = {"corpus": CORPUS_FP, "tokenizer": TOKENIZER_FP, "checkpoint": CHECKPOINT_FP}
@@ -203,13 +262,32 @@ def test_cached_stage_with_copied_metrics(recorded):
 
 def test_a_pair_without_votes_renders_without_a_rate():
     """A win-rate table row of a pair nobody voted on holds nulls (NaN in the flow)."""
-    row = {"model": "a", "opponent": "b", "wins": 0, "losses": 0, "ties": 0, "both_bad": 3,
-           "win_rate": None, "low_95": None, "high_95": None}  # fmt: skip
+    row = {
+        "model": "a",
+        "opponent": "b",
+        "wins": 0,
+        "losses": 0,
+        "ties": 0,
+        "both_bad": 3,
+        "win_rate": None,
+        "low_95": None,
+        "high_95": None,
+    }
     stages = {name: StageRun(name, NOT_RUN) for name in STAGES}
-    stages["preferences"] = StageRun("preferences", "finished", run_id="r1",
-                                     tables={"win_rates.json": [row]})  # fmt: skip
-    report = RunReport(run_id="p1", name="empty", kind="end-to-end", status="finished",
-                       started="", git_commit="", tags={}, params={}, stages=stages)  # fmt: skip
+    stages["preferences"] = StageRun(
+        "preferences", "finished", run_id="r1", tables={"win_rates.json": [row]}
+    )
+    report = RunReport(
+        run_id="p1",
+        name="empty",
+        kind="end-to-end",
+        status="finished",
+        started="",
+        git_commit="",
+        tags={},
+        params={},
+        stages=stages,
+    )
     html = render_html(report)
     assert "<td>a</td><td>b</td><td>0</td><td>0</td><td>0</td><td>3</td><td>—</td>" in html
     assert "<img" not in html  # nothing to draw
@@ -274,8 +352,9 @@ def test_compare_puts_runs_side_by_side(recorded):
     assert "| tokens (train) |  | 123,456 | 200,000 |" in markdown
     assert "| wmt14-fr-en: bleu | 11.5 | 3.1 | 4.2 |" in markdown
     assert "| lambada: accuracy | 0.4599 | 0.31 | — |" in markdown
-    assert ("| win rate: finetune vs pretrain |  | 0.650 (0.520–0.760) | "
-            "0.580 (0.450–0.700) |") in markdown  # fmt: skip
+    assert (
+        "| win rate: finetune vs pretrain |  | 0.650 (0.520–0.760) | 0.580 (0.450–0.700) |"
+    ) in markdown
     assert "| preference judge |  | simulated | people |" in markdown
 
 

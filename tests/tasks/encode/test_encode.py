@@ -224,9 +224,11 @@ def test_a_dataset_with_several_splits_asks_for_one(tmp_path):
     import datasets
 
     datasets.DatasetDict(
-        {"train": datasets.Dataset.from_dict({"text": ["a"]}),
-         "test": datasets.Dataset.from_dict({"text": ["b"]})}
-    ).save_to_disk(str(tmp_path / "dd"))  # fmt: skip
+        {
+            "train": datasets.Dataset.from_dict({"text": ["a"]}),
+            "test": datasets.Dataset.from_dict({"text": ["b"]}),
+        }
+    ).save_to_disk(str(tmp_path / "dd"))
     with pytest.raises(CorpusSourceError, match="several splits"):
         open_corpus(tmp_path / "dd")
 

@@ -31,10 +31,18 @@ def write_tokens(folder: Path, shards: dict[str, list[np.ndarray]]) -> None:
                 infos.append(writer.commit(split=split, part=part, documents=1, text_bytes=0))
     totals = {s: sum(i.tokens for i in infos if i.split == s) for s in ("train", "val")}
     meta = TokenShardsMeta(
-        dtype="uint16", vocab_size=1000, eot_token=999, tokenizer={}, corpus={}, split={},
-        documents=dict.fromkeys(totals, 1), tokens=totals, text_bytes=dict.fromkeys(totals, 0),
-        shards=infos, fingerprint=tokens_fingerprint("uint16", "t", infos),
-    )  # fmt: skip
+        dtype="uint16",
+        vocab_size=1000,
+        eot_token=999,
+        tokenizer={},
+        corpus={},
+        split={},
+        documents=dict.fromkeys(totals, 1),
+        tokens=totals,
+        text_bytes=dict.fromkeys(totals, 0),
+        shards=infos,
+        fingerprint=tokens_fingerprint("uint16", "t", infos),
+    )
     write_json_atomically(folder / "tokens.json", meta)
 
 

@@ -42,12 +42,19 @@ class Comparisons:
     tokens: dict[str, str]  # annotator name -> invite token
 
 
-def make_comparisons(url: str, *, prompts: int = 6, annotators: tuple[str, ...] = ("ana", "bo"),
-                     name: str = "base-vs-tuned", **spec) -> Comparisons:  # fmt: skip
+def make_comparisons(
+    url: str,
+    *,
+    prompts: int = 6,
+    annotators: tuple[str, ...] = ("ana", "bo"),
+    name: str = "base-vs-tuned",
+    **spec,
+) -> Comparisons:
     engine = open_database(url)
     with Session(engine) as session, session.begin():
-        spec = BatchSpec(name, ["base", "tuned"], [f"Prompt {i}:" for i in range(prompts)],
-                         seed=3, **spec)  # fmt: skip
+        spec = BatchSpec(
+            name, ["base", "tuned"], [f"Prompt {i}:" for i in range(prompts)], seed=3, **spec
+        )
         batch = create_batch(session, spec, sample_texts)
         tokens = {person: invite(session, batch, person) for person in annotators}
     engine.dispose()

@@ -78,7 +78,10 @@ def test_position_bias_is_tested_against_a_fair_coin():
 
 
 def test_agreement_compares_preferred_models_not_sides():
-    same_item = [Vote("q", "ann1", "A", "B", "left"), Vote("q", "ann2", "B", "A", "right"),
-                 Vote("q", "ann3", "A", "B", "right")]  # fmt: skip
+    same_item = [
+        Vote("q", "ann1", "A", "B", "left"),
+        Vote("q", "ann2", "B", "A", "right"),
+        Vote("q", "ann3", "A", "B", "right"),
+    ]
     agreement, pairs = pairwise_agreement(same_item)
     assert pairs == 3 and agreement == pytest.approx(1 / 3)

@@ -46,8 +46,9 @@ def fake_sampler(model: str, prompts: list[str], seed: int) -> list[str]:
 def test_a_batch_pairs_every_model_on_every_prompt_with_recorded_sides(database_url):
     engine = open_database(database_url)
     with Session(engine) as session, session.begin():
-        spec = BatchSpec("b1", ["good", "bad", "ugly"], PROMPTS, seed=5, repeat_fraction=0.1,
-                         gold_fraction=0.0)  # fmt: skip
+        spec = BatchSpec(
+            "b1", ["good", "bad", "ugly"], PROMPTS, seed=5, repeat_fraction=0.1, gold_fraction=0.0
+        )
         batch = create_batch(session, spec, fake_sampler)
         items = session.scalars(select(Item).where(Item.batch_id == batch.id)).all()
         originals = [i for i in items if i.repeat_of is None]
@@ -65,9 +66,13 @@ def test_a_batch_pairs_every_model_on_every_prompt_with_recorded_sides(database_
 def test_simulated_votes_never_mix_with_human_ones(database_url):
     engine = open_database(database_url)
     with Session(engine) as session, session.begin():
-        batch = create_batch(session, BatchSpec("b2", ["good", "bad"], PROMPTS, seed=1,
-                                                repeat_fraction=0.0, gold_fraction=0.0),
-                             fake_sampler)  # fmt: skip
+        batch = create_batch(
+            session,
+            BatchSpec(
+                "b2", ["good", "bad"], PROMPTS, seed=1, repeat_fraction=0.0, gold_fraction=0.0
+            ),
+            fake_sampler,
+        )
         items = session.scalars(select(Item).where(Item.batch_id == batch.id)).all()
         judge = annotator_for(session, invite(session, batch, "judge", simulated=True))
         # The judge prefers less "surprise": here, simply the shorter text loses.
@@ -89,8 +94,9 @@ def voted_batch(database_url) -> Iterator[tuple[Session, Batch]]:
     """A batch with repeats and gold items, in a session the test goes on using (closed
     after it: an open transaction would hold PostgreSQL's locks into the next test)."""
     with Session(open_database(database_url)) as session:  # closing rolls back
-        spec = BatchSpec("b3", ["good", "bad"], PROMPTS, seed=2, repeat_fraction=0.2,
-                         gold_fraction=0.25)  # fmt: skip
+        spec = BatchSpec(
+            "b3", ["good", "bad"], PROMPTS, seed=2, repeat_fraction=0.2, gold_fraction=0.25
+        )
         yield session, create_batch(session, spec, fake_sampler)
 
 
@@ -142,8 +148,11 @@ def test_stats_and_pairs_judge_annotators_on_gold_and_repeats_and_models_on_the_
     assert (stats.votes, stats.gold_correct, stats.gold_seen) == (29, 5, 5)
     assert (stats.repeats_agreeing, stats.repeats_seen) == (4, 4)
     assert count_comparisons(session, batch) == 20
-    assert choice_counts(session, batch) == {"human comparison": 20, "human gold": 5,
-                                             "human repeat": 4}  # fmt: skip
+    assert choice_counts(session, batch) == {
+        "human comparison": 20,
+        "human gold": 5,
+        "human repeat": 4,
+    }
     pairs = preference_pairs(session, batch)
     assert len(pairs) == 20
     assert all(p["chosen_model"] == "good" and p["rejected_model"] == "bad" for p in pairs)

@@ -29,10 +29,15 @@ if TYPE_CHECKING:
 
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's; never `playwright install` (it downloads)
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
     "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",  # no outside look-ups
-]  # fmt: skip
+]
 WAIT_MS = 5_000  # for a page to load after a key press; a generous bound, not a timing check
 
 
@@ -54,8 +59,7 @@ def browser() -> Iterator[Browser]:
         no_browser(f"{CHROMIUM} is missing (apt-get install chromium)")
     with sync_playwright() as playwright:
         try:
-            chromium = playwright.chromium.launch(executable_path=str(CHROMIUM),
-                                                  args=CHROMIUM_ARGS)  # fmt: skip
+            chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         except Error as error:
             no_browser(f"{CHROMIUM} did not start: {' '.join(error.message.split())[:500]}")
         yield chromium

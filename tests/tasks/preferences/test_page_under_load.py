@@ -25,8 +25,9 @@ ITEMS = 40  # 40 prompts x one pair of models, no repeats and no gold items
 def test_fifty_annotators_voting_at_once_lose_no_vote_and_count_none_twice(tmp_path):
     url = f"sqlite:///{(tmp_path / 'preferences.db').as_posix()}"
     names = tuple(f"annotator-{n:02d}" for n in range(ANNOTATORS))
-    comparisons = make_comparisons(url, prompts=ITEMS, annotators=names, repeat_fraction=0,
-                                   gold_fraction=0)  # fmt: skip
+    comparisons = make_comparisons(
+        url, prompts=ITEMS, annotators=names, repeat_fraction=0, gold_fraction=0
+    )
 
     with running_page(url, tmp_path / "page", ADMIN_TOKEN) as page:
         runs = vote_through_page(page, comparisons.tokens)

@@ -176,8 +176,12 @@ def test_the_admin_sees_live_counts_and_annotators_and_exports_votes(comparisons
     csv_text = admin.get(f"/admin/export/{comparisons.batch}.csv").text
     assert "'=HYPERLINK" in csv_text  # no spreadsheet formula from a comment
     bearer = {"authorization": f"Bearer {ADMIN_TOKEN}"}
-    assert client_for(comparisons.url).get(f"/admin/export/{comparisons.batch}.csv",
-                                           headers=bearer).text == csv_text  # fmt: skip
+    assert (
+        client_for(comparisons.url)
+        .get(f"/admin/export/{comparisons.batch}.csv", headers=bearer)
+        .text
+        == csv_text
+    )
     assert admin.get("/admin/export/no-such-batch.csv").status_code == 404
 
 
@@ -185,8 +189,9 @@ def test_the_admin_invites_an_annotator_whose_link_works(comparisons):
     admin = client_for(comparisons.url)
     admin.post("/admin/login", data={"token": ADMIN_TOKEN})
     csrf = form_of(admin.get("/admin").text)["csrf"]
-    page = admin.post("/admin/invite", data={"batch": comparisons.batch, "name": "cy",
-                                             "csrf": csrf})  # fmt: skip
+    page = admin.post(
+        "/admin/invite", data={"batch": comparisons.batch, "name": "cy", "csrf": csrf}
+    )
     assert page.status_code == 200
     link = re.search(r'<code id="invite-link">([^<]+)</code>', page.text).group(1)
     newcomer = client_for(comparisons.url)
@@ -194,8 +199,9 @@ def test_the_admin_invites_an_annotator_whose_link_works(comparisons):
     assert "0 of 8 judged" in newcomer.get("/judge").text
     forged = admin.post("/admin/invite", data={"batch": comparisons.batch, "name": "x"})
     assert forged.status_code == 403
-    too_long = admin.post("/admin/invite", data={"batch": comparisons.batch, "name": "n" * 201,
-                                                 "csrf": csrf})  # fmt: skip
+    too_long = admin.post(
+        "/admin/invite", data={"batch": comparisons.batch, "name": "n" * 201, "csrf": csrf}
+    )
     assert too_long.status_code == 422 and "1 to 200 characters" in too_long.text
 
 

@@ -19,17 +19,29 @@ from tests.tasks.train.conftest import VOCAB
 def settings(tokens_dir: Path, **changes) -> TrainSettings:
     """The tiny preset on short windows: a step takes milliseconds on a CPU."""
     values = dict(
-        tokens=tokens_dir, model="tiny", context=64, micro_batch=4, batch_tokens=512,
-        max_steps=12, warmup_steps=3, learning_rate=3e-3, min_learning_rate=3e-4,
-        eval_interval=4, eval_batches=2, checkpoint_interval=5, keep_last=2, dropout=0.1,
-    )  # fmt: skip
+        tokens=tokens_dir,
+        model="tiny",
+        context=64,
+        micro_batch=4,
+        batch_tokens=512,
+        max_steps=12,
+        warmup_steps=3,
+        learning_rate=3e-3,
+        min_learning_rate=3e-4,
+        eval_interval=4,
+        eval_batches=2,
+        checkpoint_interval=5,
+        keep_last=2,
+        dropout=0.1,
+    )
     values.update(changes)
     return TrainSettings(**values)
 
 
 def test_learning_rate_warms_up_then_decays_to_the_minimum():
-    s = TrainSettings(tokens=Path("t"), max_steps=100, warmup_steps=10, learning_rate=1.0,
-                      min_learning_rate=0.1)  # fmt: skip
+    s = TrainSettings(
+        tokens=Path("t"), max_steps=100, warmup_steps=10, learning_rate=1.0, min_learning_rate=0.1
+    )
     rates = [learning_rate(step, s) for step in range(100)]
     assert rates[0] == pytest.approx(0.1) and rates[9] == pytest.approx(1.0)
     assert all(a >= b for a, b in zip(rates[9:], rates[10:], strict=False))  # never rises
@@ -59,12 +71,22 @@ def test_a_resumed_run_repeats_the_uninterrupted_losses(tokens_dir, tmp_path):
 def test_pretraining_drives_validation_loss_well_below_uniform(tokens_dir, tmp_path):
     evaluations = []
     result = train(
-        settings(tokens_dir, max_steps=200, warmup_steps=20, learning_rate=1e-2,
-                 min_learning_rate=1e-3, micro_batch=8, batch_tokens=1024, eval_interval=50,
-                 eval_batches=4, checkpoint_interval=200, dropout=0.0),
+        settings(
+            tokens_dir,
+            max_steps=200,
+            warmup_steps=20,
+            learning_rate=1e-2,
+            min_learning_rate=1e-3,
+            micro_batch=8,
+            batch_tokens=1024,
+            eval_interval=50,
+            eval_batches=4,
+            checkpoint_interval=200,
+            dropout=0.0,
+        ),
         tmp_path / "run",
         Callbacks(on_eval=lambda step, val_loss, model: evaluations.append(val_loss)),
-    )  # fmt: skip
+    )
     uniform = math.log(VOCAB)  # 6.24: a model that knows nothing
     # 1.5 nats below: a perplexity under a quarter of the uniform guess's 512.
     assert result.val_loss < uniform - 1.5, (evaluations, uniform)

@@ -29,11 +29,20 @@ print("stopped" if result.stopped else "finished", result.steps)
 def _start(tokens_dir: Path, tmp_path: Path, interval: int) -> subprocess.Popen:
     progress = tmp_path / "progress"
     return subprocess.Popen(
-        [sys.executable, "-c", _TRAIN_IN_A_CHILD, str(tokens_dir), str(tmp_path / "run"),
-         str(progress), str(interval)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            _TRAIN_IN_A_CHILD,
+            str(tokens_dir),
+            str(tmp_path / "run"),
+            str(progress),
+            str(interval),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         cwd=Path(__file__).resolve().parents[3],  # the project root: `tests` importable
-    )  # fmt: skip
+    )
 
 
 def _wait_for_step(child: subprocess.Popen, tmp_path: Path, step: int) -> None:
@@ -77,8 +86,9 @@ def test_sigkill_loses_only_the_steps_since_the_last_checkpoint(tokens_dir, tmp_
     assert latest_checkpoint(checkpoints) == newest
 
     steps_done = int(newest.name.removeprefix("step-"))
-    resumed = train(settings(tokens_dir, max_steps=steps_done + 2, checkpoint_interval=5),
-                    tmp_path / "run")  # fmt: skip
+    resumed = train(
+        settings(tokens_dir, max_steps=steps_done + 2, checkpoint_interval=5), tmp_path / "run"
+    )
     assert resumed.resumed_from == steps_done and resumed.steps == steps_done + 2
     leftovers = [p.name for p in checkpoints.iterdir() if not (p / STATE_FILE).is_file()]
     assert leftovers == [], "a killed save's leftovers were not cleaned up"

@@ -34,19 +34,24 @@ def ship_log(tmp_path_factory) -> ShipLog:
     folder = tmp_path_factory.mktemp("ship-log")
     text = style_set_text()
     learn_tokenizer(text, 512, folder / "tokenizer")
-    fit_tiny_model(text, folder / "tokenizer", GPTConfig.preset("tiny", block_size=128), 300,
-                   folder / "model")  # fmt: skip
+    fit_tiny_model(
+        text, folder / "tokenizer", GPTConfig.preset("tiny", block_size=128), 300, folder / "model"
+    )
     return ShipLog(folder / "model", load_model(folder / "model"), load_tokenizer(folder / "model"))
 
 
-def sample(model: GPT, tokenizer: Tokenizer, prompts: list[str], per_prompt: int, seed: int
-           ) -> list[tuple[str, ...]]:  # fmt: skip
+def sample(
+    model: GPT, tokenizer: Tokenizer, prompts: list[str], per_prompt: int, seed: int
+) -> list[tuple[str, ...]]:
     """`per_prompt` continuations of every prompt (32 tokens, plain sampling)."""
     rounds = []
     for i in range(per_prompt):
-        completions = generate(model, [tokenizer.encode(p) for p in prompts],
-                               SamplingConfig(max_new_tokens=32, seed=seed + i),
-                               eot_token=tokenizer.eot_token)  # fmt: skip
+        completions = generate(
+            model,
+            [tokenizer.encode(p) for p in prompts],
+            SamplingConfig(max_new_tokens=32, seed=seed + i),
+            eot_token=tokenizer.eot_token,
+        )
         rounds.append([tokenizer.decode(c.tokens) for c in completions])
     return list(zip(*rounds, strict=True))
 
@@ -61,8 +66,9 @@ def marker_comparisons(ship_log: ShipLog) -> list[Comparison]:
     """Best-of-4 comparisons where the chosen sample mentions the marker and at least one
     other does not (a prompt whose four samples all agree says nothing)."""
     comparisons = []
-    for prompt, samples in zip(PROMPTS, sample(ship_log.model, ship_log.tokenizer, PROMPTS, 4, 0),
-                               strict=True):  # fmt: skip
+    for prompt, samples in zip(
+        PROMPTS, sample(ship_log.model, ship_log.tokenizer, PROMPTS, 4, 0), strict=True
+    ):
         marked = [i for i, s in enumerate(samples) if MARKER in s]
         if 0 < len(marked) < len(samples):
             comparisons.append(Comparison(prompt, samples, marked[0]))

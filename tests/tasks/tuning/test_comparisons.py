@@ -42,8 +42,11 @@ def vote(batch, person: str | None, choices: dict[int, str]) -> None:
         row = session.scalar(select(Batch).where(Batch.name == batch.batch))
         items = session.scalars(select(Item).where(Item.batch_id == row.id).order_by(Item.id))
         items = [i for i in items if i.gold_choice is None and i.repeat_of is None]
-        judge = simulated_judge(session, row) if person is None else annotator_for(
-            session, batch.tokens[person])  # fmt: skip
+        judge = (
+            simulated_judge(session, row)
+            if person is None
+            else annotator_for(session, batch.tokens[person])
+        )
         for index, choice in choices.items():
             record_vote(session, judge, items[index].id, choice)
     engine.dispose()
@@ -103,7 +106,8 @@ def test_a_vote_whose_sample_is_missing_is_named(batch, tmp_path):
     with sqlite3.connect(tmp_path / "votes.db") as raw:
         item_id, sample_id = raw.execute(
             "SELECT items.id, items.right_id FROM votes JOIN items ON votes.item_id = items.id "
-            "ORDER BY votes.id DESC LIMIT 1").fetchone()  # fmt: skip
+            "ORDER BY votes.id DESC LIMIT 1"
+        ).fetchone()
         raw.execute("DELETE FROM samples WHERE id = ?", (sample_id,))
     with pytest.raises(PreferenceError) as error:
         load(batch)
@@ -121,8 +125,10 @@ def test_an_unknown_batch_is_named(batch):
 
 def test_comparisons_file_reads_pairs_and_best_of_4(tmp_path):
     path = tmp_path / "comparisons.jsonl"
-    rows = [{"prompt": "P", "chosen": "good", "rejected": "bad"},
-            {"prompt": "Q", "samples": ["a", "b", "c", "d"], "best": 2}]  # fmt: skip
+    rows = [
+        {"prompt": "P", "chosen": "good", "rejected": "bad"},
+        {"prompt": "Q", "samples": ["a", "b", "c", "d"], "best": 2},
+    ]
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n\n")
     pair, four = read_comparisons(path)
     assert (pair.samples, pair.best) == (("good", "bad"), 0)

@@ -23,10 +23,12 @@ def test_reward_model_learns_the_marker_from_best_of_4_comparisons(ship_log, spl
     assert {len(c.samples) for c in split.train} == {4}  # the softmax loss over four
     seen = []
     result = train_reward_model(
-        ship_log.model, ship_log.tokenizer, split,
+        ship_log.model,
+        ship_log.tokenizer,
+        split,
         RewardSettings(epochs=4, batch_size=4, learning_rate=1e-3, eval_every=5),
         on_metrics=lambda step, metrics: seen.append((step, metrics)),
-    )  # fmt: skip
+    )
     assert result.held_out["pairs"] == 3 * len(split.held_out)  # chosen vs each of 3 others
     assert result.held_out["accuracy"] >= 0.9, result.held_out
     assert any("held_out/accuracy" in m for _, m in seen[:-1])  # measured along the way
@@ -37,8 +39,11 @@ def test_reward_model_learns_the_marker_from_pairs(ship_log, split):
     """The same comparisons cut into (chosen, rejected) pairs: the Bradley-Terry loss."""
 
     def as_pairs(comparisons):
-        return [Comparison(c.prompt, (chosen, rejected), 0) for c in comparisons
-                for chosen, rejected in c.pairs()]  # fmt: skip
+        return [
+            Comparison(c.prompt, (chosen, rejected), 0)
+            for c in comparisons
+            for chosen, rejected in c.pairs()
+        ]
 
     pairs = type(split)(train=as_pairs(split.train), held_out=as_pairs(split.held_out))
     settings = RewardSettings(epochs=2, batch_size=8, learning_rate=1e-3)
