@@ -56,7 +56,8 @@ def identity(text: str) -> str:
 @dataclass(frozen=True)
 class EvalTask:
     """One evaluation task. Declare it as `TASK = EvalTask(...)` (or `TASKS = [...]`) in a
-    file of `tasks/evals/`; it is found by name from then on."""
+    file of `tasks/evals/builtin/` or of a GPT2LAB_EVAL_TASKS folder; it is found by name
+    from then on."""
 
     name: str
     version: int  # bump it when prompts, data or scoring change: cached outputs then miss
