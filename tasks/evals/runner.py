@@ -49,8 +49,9 @@ def sampling_for(task: EvalTask) -> SamplingConfig:
     g = task.generation
     if g.greedy:
         return SamplingConfig(max_new_tokens=g.max_new_tokens, temperature=0.0)
-    return SamplingConfig(max_new_tokens=g.max_new_tokens, temperature=g.temperature,
-                          top_k=g.top_k, seed=g.seed)  # fmt: skip
+    return SamplingConfig(
+        max_new_tokens=g.max_new_tokens, temperature=g.temperature, top_k=g.top_k, seed=g.seed
+    )
 
 
 def evaluate_task(
@@ -96,18 +97,28 @@ def evaluate_task(
         scored = task.score(measurements, references, rows)
     judge = task.example_score
     examples = [
-        {"prompt": p, "output": o, "reference": r, "raw_output": w,
-         "score": judge(o, r) if judge is not None else None}
+        {
+            "prompt": p,
+            "output": o,
+            "reference": r,
+            "raw_output": w,
+            "score": judge(o, r) if judge is not None else None,
+        }
         for p, o, r, w in zip(prompts, final, references, raw, strict=True)
-    ]  # fmt: skip
+    ]
     return TaskResult(
-        task=task.name, version=task.version, description=task.description,
+        task=task.name,
+        version=task.version,
+        description=task.description,
         scores={k: float(v) for k, v in scored.items() if not isinstance(v, str)},
         notes={k: v for k, v in scored.items() if isinstance(v, str)},
-        paper=dict(task.paper), examples=examples, generated=len(todo),
-        from_cache=len(rows) - len(todo), seconds=time.perf_counter() - started,
+        paper=dict(task.paper),
+        examples=examples,
+        generated=len(todo),
+        from_cache=len(rows) - len(todo),
+        seconds=time.perf_counter() - started,
         settings=settings,
-    )  # fmt: skip
+    )
 
 
 def _generate(task: EvalTask, model: GPT, tokenizer: Tokenizer, prompts: list[str]) -> list[str]:
@@ -116,8 +127,14 @@ def _generate(task: EvalTask, model: GPT, tokenizer: Tokenizer, prompts: list[st
     room = model.config.block_size - task.generation.max_new_tokens
     ids = [tokenizer.encode(prompt)[-room:] for prompt in prompts]
     stop = task.generation.stop
-    completions = generate(model, ids, sampling_for(task), eot_token=tokenizer.eot_token,
-                           stop_strings=stop, decode=tokenizer.decode)  # fmt: skip
+    completions = generate(
+        model,
+        ids,
+        sampling_for(task),
+        eot_token=tokenizer.eot_token,
+        stop_strings=stop,
+        decode=tokenizer.decode,
+    )
     return [cut_at_stop(tokenizer.decode(c.tokens), stop) for c in completions]
 
 
@@ -127,8 +144,9 @@ def _measure(
     """A likelihood task's measurement of one row."""
     if task.kind == "perplexity":
         window = model.config.block_size
-        nll, tokens = rolling_nll(model, tokenizer.encode(prompt), window,
-                                  task.stride or window // 2)  # fmt: skip
+        nll, tokens = rolling_nll(
+            model, tokenizer.encode(prompt), window, task.stride or window // 2
+        )
         return TextLikelihood(nll=nll, tokens=tokens, bytes=len(prompt.encode("utf-8")))
     assert task.continuation is not None, f"task {task.name}: loglikelihood needs continuation"
     context, target = task.continuation(row)

@@ -27,8 +27,10 @@ def score(
     """Accuracy: the share of last words greedy decoding writes exactly. Perplexity: of
     the last words, per word (the mean -log p over passages), not per token."""
     count = max(1, len(measured))
-    return {"accuracy": sum(m.greedy for m in measured) / count,
-            "perplexity": math.exp(sum(m.nll for m in measured) / count)}  # fmt: skip
+    return {
+        "accuracy": sum(m.greedy for m in measured) / count,
+        "perplexity": math.exp(sum(m.nll for m in measured) / count),
+    }
 
 
 TASK = EvalTask(
@@ -37,7 +39,7 @@ TASK = EvalTask(
     description="Last word of a passage: greedy exact match (accuracy) and its perplexity",
     data=DataSource(
         local=Path(__file__).with_name("local_data") / "lambada.sample.jsonl", hub_id="lambada"
-    ),  # fmt: skip
+    ),
     fields=("text",),
     kind="loglikelihood",
     prompt=lambda row, examples: last_word(row)[0],
