@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 Row = Mapping[str, Any]
-Scores = dict[str, float | str]  # numbers are metrics; text (a BLEU signature) is a note
+# Numbers are metrics; text (a BLEU signature) is a note. A Mapping, not a dict, so that
+# a score function that returns only numbers (dict[str, float]) fits the type too.
+Scores = Mapping[str, float | str]
 
 
 @dataclass(frozen=True)
