@@ -60,9 +60,15 @@ from tasks.evals.task import EvalTask
 GENERATION_TARGET = 1.0  # ours / peer, new tokens/s
 CACHE_TARGET = 20.0  # first run / cached repeat, seconds
 SHAPE = dict(
-    vocab_size=50257, n_positions=1024, n_embd=256, n_layer=4, n_head=4,
-    resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
-)  # fmt: skip
+    vocab_size=50257,
+    n_positions=1024,
+    n_embd=256,
+    n_layer=4,
+    n_head=4,
+    resid_pdrop=0.0,
+    embd_pdrop=0.0,
+    attn_pdrop=0.0,
+)
 SUMMARY, TRANSLATION = "cnn-dailymail-tldr", "wmt14-en-fr"
 BATCH = 8  # rows per generation batch: evaluate_task's default batch size
 PAD = 50256  # the peer's padding id; masked out, so any id would do
@@ -102,8 +108,7 @@ def generation_mode(
     if sampling.greedy:
         peer_settings = dict(do_sample=False)
     else:
-        peer_settings = dict(do_sample=True, top_k=sampling.top_k,
-                             temperature=sampling.temperature)  # fmt: skip
+        peer_settings = dict(do_sample=True, top_k=sampling.top_k, temperature=sampling.temperature)
 
     def run_ours():
         # No end-of-text token, no stop strings: every row runs to `new` tokens.
@@ -113,9 +118,15 @@ def generation_mode(
         torch.manual_seed(0)  # the peer samples from the global generator; ours is seeded too
         with torch.no_grad():
             return peer.generate(
-                ids, attention_mask=mask, max_new_tokens=new, min_new_tokens=new,
-                eos_token_id=None, pad_token_id=PAD, use_cache=True, **peer_settings,
-            )  # fmt: skip
+                ids,
+                attention_mask=mask,
+                max_new_tokens=new,
+                min_new_tokens=new,
+                eos_token_id=None,
+                pad_token_id=PAD,
+                use_cache=True,
+                **peer_settings,
+            )
 
     # Equal work, checked once before the timing: `new` tokens for every row on both sides,
     # and when greedy the very same tokens (same weights, same positions under the padding).
@@ -134,8 +145,12 @@ def generation_mode(
     return report(
         f"{task.name} generation: batch {len(prompts)}, prompts {lengths[0]}-{lengths[-1]} "
         f"tokens (left-padded), {new} new tokens, {mode}, KV cache (new tokens/s)",
-        "tokens/s", "transformers generate", n / t_peer, n / t_ours, GENERATION_TARGET,
-    )  # fmt: skip
+        unit="tokens/s",
+        peer_name="transformers generate",
+        peer=n / t_peer,
+        ours=n / t_ours,
+        target=GENERATION_TARGET,
+    )
 
 
 def timed_evaluation(
@@ -181,14 +196,22 @@ def cache_measurement(
     verdict = "meets" if ratio >= CACHE_TARGET else "MISSES"
     rows = len(read_rows(task.data.local, task.fields))
     new = task.generation.max_new_tokens
-    print(f"\n{task.name} evaluation, {rows} rows, up to {new} new tokens each: first run vs "
-          f"cached repeat (median of {rounds} rounds, a new cache each)")  # fmt: skip
-    print(f"  first run (all generated)   : {first * 1000:9.1f} ms  "
-          f"({min(firsts) * 1000:.1f}-{max(firsts) * 1000:.1f})")  # fmt: skip
-    print(f"  repeat (all from the cache) : {repeat * 1000:9.1f} ms  "
-          f"({min(repeats) * 1000:.1f}-{max(repeats) * 1000:.1f})")  # fmt: skip
-    print(f"  ratio first/repeat          : {ratio:9.1f}x   (target >= {CACHE_TARGET:.0f}x: "
-          f"{verdict})")  # fmt: skip
+    print(
+        f"\n{task.name} evaluation, {rows} rows, up to {new} new tokens each: first run vs "
+        f"cached repeat (median of {rounds} rounds, a new cache each)"
+    )
+    print(
+        f"  first run (all generated)   : {first * 1000:9.1f} ms  "
+        f"({min(firsts) * 1000:.1f}-{max(firsts) * 1000:.1f})"
+    )
+    print(
+        f"  repeat (all from the cache) : {repeat * 1000:9.1f} ms  "
+        f"({min(repeats) * 1000:.1f}-{max(repeats) * 1000:.1f})"
+    )
+    print(
+        f"  ratio first/repeat          : {ratio:9.1f}x   (target >= {CACHE_TARGET:.0f}x: "
+        f"{verdict})"
+    )
     return ratio
 
 
@@ -196,8 +219,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="timed generations per side")
     parser.add_argument("--rounds", type=int, default=3, help="first run + repeat pairs")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
-                        help="torch threads for both sides (default: torch's own)")  # fmt: skip
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=torch.get_num_threads(),
+        help="torch threads for both sides (default: torch's own)",
+    )
     args = parser.parse_args(argv)
 
     threads_before = torch.get_num_threads()
@@ -215,9 +242,11 @@ def _run(args: argparse.Namespace) -> int:
     ours.eval()
     peer.eval()
     summary, translation = get_tasks([SUMMARY, TRANSLATION])
-    print(f"torch threads: {torch.get_num_threads()}; model 4x256, 4 heads, vocab 50,257, "
-          f"1,024 positions, random weights; median of {args.repeats} runs each, alternating, "
-          "after one warm-up each")  # fmt: skip
+    print(
+        f"torch threads: {torch.get_num_threads()}; model 4x256, 4 heads, vocab 50,257, "
+        f"1,024 positions, random weights; median of {args.repeats} runs each, alternating, "
+        "after one warm-up each"
+    )
     warnings: list[str] = []
 
     # 1. Generation on an evaluation batch, ours vs transformers.
@@ -225,8 +254,10 @@ def _run(args: argparse.Namespace) -> int:
         generation_mode(task, ours, peer, tokenizer, args.repeats, warnings)
 
     # 2. A cached repeat vs the first run.
-    print("\nfirst run and repeat both include opening the cache, prompts, post-processing "
-          "and scoring (rouge-score / sacrebleu); only generation is skipped")  # fmt: skip
+    print(
+        "\nfirst run and repeat both include opening the cache, prompts, post-processing "
+        "and scoring (rouge-score / sacrebleu); only generation is skipped"
+    )
     for task in (summary, translation):
         cache_measurement(task, ours, tokenizer, args.rounds, warnings)
 

@@ -60,8 +60,16 @@ def run_eval_task(name: str, config: EvaluateConfig, fingerprint: str) -> TaskRe
     model, tokenizer = _loaded(config.model, config.tokenizer or config.model, fingerprint)
     cache = OutputCache(workspace_dir() / "eval_cache.db") if config.use_cache else None
     try:
-        return evaluate_task(eval_task, model, tokenizer, fingerprint, cache, limit=config.limit,
-                             batch_size=config.batch_size, source=config.source)  # fmt: skip
+        return evaluate_task(
+            eval_task,
+            model,
+            tokenizer,
+            fingerprint,
+            cache,
+            limit=config.limit,
+            batch_size=config.batch_size,
+            source=config.source,
+        )
     finally:
         if cache is not None:
             cache.close()
@@ -77,44 +85,65 @@ def evaluate_flow(config: EvaluateConfig) -> EvaluateResult:
     with tracked_run("evaluate", lineage={"checkpoint": fingerprint}, params=params) as parent:
         for name in config.tasks:
             result = run_eval_task(name, config, fingerprint)
-            logger.info("%s: %s (%d generated, %d from cache, %.1f s)", name,
-                        _short(result.scores), result.generated, result.from_cache,
-                        result.seconds)  # fmt: skip
+            logger.info(
+                "%s: %s (%d generated, %d from cache, %.1f s)",
+                name,
+                _short(result.scores),
+                result.generated,
+                result.from_cache,
+                result.seconds,
+            )
             log_task_run(result, parent.info.run_id, fingerprint)
             results.append(result)
         out = config.out or workspace_dir() / "evals" / f"{_stamp()}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
-        payload = {"model": config.model, "checkpoint": fingerprint,
-                   "results": [r.to_dict() for r in results]}  # fmt: skip
+        payload = {
+            "model": config.model,
+            "checkpoint": fingerprint,
+            "results": [r.to_dict() for r in results],
+        }
         out.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
         mlflow.log_artifact(str(out))
         table = results_markdown(results, config.model)
         mlflow.log_text(table, "results.md")
         create_markdown_artifact(table, key="evaluation", description="results vs GPT-2 paper")
-    return EvaluateResult(results=[_summary(r) for r in results], results_file=out,
-                          mlflow_run_id=parent.info.run_id)  # fmt: skip
+    return EvaluateResult(
+        results=[_summary(r) for r in results], results_file=out, mlflow_run_id=parent.info.run_id
+    )
 
 
 def log_task_run(result: TaskResult, parent_id: str, fingerprint: str) -> None:
     """A nested MLflow run for one task: metrics, settings, notes and every example."""
     params = {"task": result.task, "version": result.version, **result.settings}
-    with tracked_run("evaluate", run_name=result.task, parent_run_id=parent_id,
-                     lineage={"checkpoint": fingerprint}, params=params,
-                     tags=result.notes) as run:  # fmt: skip
-        metrics = {**result.scores, "generated": result.generated,
-                   "from_cache": result.from_cache, "seconds": result.seconds}  # fmt: skip
+    with tracked_run(
+        "evaluate",
+        run_name=result.task,
+        parent_run_id=parent_id,
+        lineage={"checkpoint": fingerprint},
+        params=params,
+        tags=result.notes,
+    ) as run:
+        metrics = {
+            **result.scores,
+            "generated": result.generated,
+            "from_cache": result.from_cache,
+            "seconds": result.seconds,
+        }
         log_metrics_batch(run, metrics)
         rows = result.examples
         if rows:
-            mlflow.log_table({key: [row[key] for row in rows] for key in rows[0]},
-                             "examples.json")  # fmt: skip
+            mlflow.log_table({key: [row[key] for row in rows] for key in rows[0]}, "examples.json")
         mlflow.log_dict(result.to_dict() | {"examples": len(rows)}, "task.json")
 
 
 def results_markdown(results: list[TaskResult], model: str) -> str:
     """The results beside the GPT-2 paper's figures for its smallest model."""
-    lines = [f"# Evaluation of `{model}`", "",
-             "| task | metric | this model | GPT-2 paper |", "|---|---|---|---|"]  # fmt: skip
+    lines = [
+        f"# Evaluation of `{model}`",
+        "",
+        "| task | metric | this model | GPT-2 paper |",
+        "|---|---|---|---|",
+    ]
     for result in results:
         for metric, value in result.scores.items():
             paper = result.paper.get(metric)
@@ -124,8 +153,13 @@ def results_markdown(results: list[TaskResult], model: str) -> str:
 
 
 def _summary(result: TaskResult) -> dict:
-    return {"task": result.task, "scores": result.scores, "paper": result.paper,
-            "generated": result.generated, "from_cache": result.from_cache}  # fmt: skip
+    return {
+        "task": result.task,
+        "scores": result.scores,
+        "paper": result.paper,
+        "generated": result.generated,
+        "from_cache": result.from_cache,
+    }
 
 
 def _short(scores: dict[str, float]) -> str:

@@ -1,6 +1,10 @@
-"""Evaluation tasks, one declaration per file (see docs/adding-an-eval-task.md).
+"""Evaluation: the framework here, the task declarations in `builtin/` (see
+docs/adding-an-eval-task.md).
 
-The framework: `task.py` (what a task declares), `data.py` (reading its rows),
-`metrics.py` (BLEU, ROUGE and the paper's baselines), `registry.py` (finding tasks).
-Every other module here declares tasks, as `TASK = EvalTask(...)` or `TASKS = [...]`.
+The framework: `task.py` (what a task declares, and the typed measurements a likelihood
+task scores), `data.py` (reading its rows), `metrics.py` (BLEU, ROUGE and the paper's
+baselines), `likelihood.py` (perplexity and continuation likelihood), `registry.py`
+(finding tasks), `runner.py` (running one) and `output_cache.py` (remembering outputs).
+The tasks that ship live in `builtin/`, one file each; yours can live in any folder
+listed in GPT2LAB_EVAL_TASKS.
 """

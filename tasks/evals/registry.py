@@ -1,6 +1,6 @@
-"""Finding evaluation tasks: every module of `tasks.evals` that declares `TASK`
+"""Finding evaluation tasks: every module of `tasks.evals.builtin` that declares `TASK`
 (one EvalTask) or `TASKS` (several) adds them, under their names. Nothing else to
-register: drop a file in the folder and `gpt2lab evals list` shows it.
+register: drop a file in that folder and `gpt2lab evals list` shows it.
 
 Your own tasks need not live inside the installed package: the `.py` files of every
 folder listed in GPT2LAB_EVAL_TASKS (separated like PATH) are read the same way."""
@@ -16,6 +16,7 @@ from pathlib import Path
 from types import ModuleType
 
 from model.errors import Gpt2labError
+from tasks.evals import builtin
 from tasks.evals.task import EvalTask
 
 TASKS_PATH_VARIABLE = "GPT2LAB_EVAL_TASKS"
@@ -27,13 +28,12 @@ class UnknownTaskError(Gpt2labError):
 
 @cache
 def all_tasks() -> dict[str, EvalTask]:
-    """Every declared task, by name (each module imported once per process)."""
-    import tasks.evals as package
-
+    """Every declared task, built-in or from the user's folders, by name (each module
+    imported once per process)."""
     found: dict[str, EvalTask] = {}
     modules = [
-        importlib.import_module(f"{package.__name__}.{info.name}")
-        for info in pkgutil.iter_modules(package.__path__)
+        importlib.import_module(f"{builtin.__name__}.{info.name}")
+        for info in pkgutil.iter_modules(builtin.__path__)
     ]
     for folder in filter(None, os.environ.get(TASKS_PATH_VARIABLE, "").split(os.pathsep)):
         modules += [_load_file(path) for path in sorted(Path(folder).glob("*.py"))]

@@ -1,5 +1,10 @@
 """Running one evaluation task on one model: prompts -> outputs (generated in batches with
-the KV cache, or from the output cache) -> post-processing -> scores."""
+the KV cache, or from the output cache) -> post-processing -> scores.
+
+The output cache stores text. A generate task's output is text already; a likelihood
+task's measurement (a TextLikelihood or ContinuationLikelihood) is stored as its fields
+in JSON, and turned back into the dataclass here, before scoring: declarations only ever
+see typed measurements, never the cache's encoding."""
 
 from __future__ import annotations
 
@@ -13,7 +18,13 @@ from model.sampling import cut_at_stop
 from tasks.evals.data import Source, few_shot_pool, task_rows
 from tasks.evals.likelihood import continuation_nll, rolling_nll
 from tasks.evals.output_cache import OutputCache, output_key
-from tasks.evals.task import EvalTask, Row
+from tasks.evals.task import ContinuationLikelihood, EvalTask, Row, TextLikelihood
+
+Measurement = TextLikelihood | ContinuationLikelihood
+MEASUREMENT_TYPES: dict[str, type[Measurement]] = {
+    "perplexity": TextLikelihood,
+    "loglikelihood": ContinuationLikelihood,
+}
 
 
 @dataclass
@@ -38,8 +49,9 @@ def sampling_for(task: EvalTask) -> SamplingConfig:
     g = task.generation
     if g.greedy:
         return SamplingConfig(max_new_tokens=g.max_new_tokens, temperature=0.0)
-    return SamplingConfig(max_new_tokens=g.max_new_tokens, temperature=g.temperature,
-                          top_k=g.top_k, seed=g.seed)  # fmt: skip
+    return SamplingConfig(
+        max_new_tokens=g.max_new_tokens, temperature=g.temperature, top_k=g.top_k, seed=g.seed
+    )
 
 
 def evaluate_task(
@@ -67,30 +79,46 @@ def evaluate_task(
         if task.kind == "generate":
             texts = _generate(task, model, tokenizer, [prompts[i] for i in batch])
         else:
-            texts = [_measure(task, model, tokenizer, rows[i], prompts[i]) for i in batch]
+            measured = [_measure(task, model, tokenizer, rows[i], prompts[i]) for i in batch]
+            texts = [measurement_to_text(m) for m in measured]
         fresh = {keys[i]: text for i, text in zip(batch, texts, strict=True)}
         outputs.update(fresh)
         if cache is not None:
             cache.put_many(fresh.items())
 
     raw = [outputs[key] for key in keys]
-    final = [task.postprocess(text) for text in raw]
     references = [task.reference(row) for row in rows]
-    scored = task.score(final, references, rows)
+    if task.kind == "generate":
+        final = [task.postprocess(text) for text in raw]
+        scored = task.score(final, references, rows)
+    else:
+        final = raw  # the examples table shows a measurement as the JSON the cache holds
+        measurements = [measurement_from_text(task.kind, text) for text in raw]
+        scored = task.score(measurements, references, rows)
     judge = task.example_score
     examples = [
-        {"prompt": p, "output": o, "reference": r, "raw_output": w,
-         "score": judge(o, r) if judge is not None else None}
+        {
+            "prompt": p,
+            "output": o,
+            "reference": r,
+            "raw_output": w,
+            "score": judge(o, r) if judge is not None else None,
+        }
         for p, o, r, w in zip(prompts, final, references, raw, strict=True)
-    ]  # fmt: skip
+    ]
     return TaskResult(
-        task=task.name, version=task.version, description=task.description,
+        task=task.name,
+        version=task.version,
+        description=task.description,
         scores={k: float(v) for k, v in scored.items() if not isinstance(v, str)},
         notes={k: v for k, v in scored.items() if isinstance(v, str)},
-        paper=dict(task.paper), examples=examples, generated=len(todo),
-        from_cache=len(rows) - len(todo), seconds=time.perf_counter() - started,
+        paper=dict(task.paper),
+        examples=examples,
+        generated=len(todo),
+        from_cache=len(rows) - len(todo),
+        seconds=time.perf_counter() - started,
         settings=settings,
-    )  # fmt: skip
+    )
 
 
 def _generate(task: EvalTask, model: GPT, tokenizer: Tokenizer, prompts: list[str]) -> list[str]:
@@ -99,19 +127,41 @@ def _generate(task: EvalTask, model: GPT, tokenizer: Tokenizer, prompts: list[st
     room = model.config.block_size - task.generation.max_new_tokens
     ids = [tokenizer.encode(prompt)[-room:] for prompt in prompts]
     stop = task.generation.stop
-    completions = generate(model, ids, sampling_for(task), eot_token=tokenizer.eot_token,
-                           stop_strings=stop, decode=tokenizer.decode)  # fmt: skip
+    completions = generate(
+        model,
+        ids,
+        sampling_for(task),
+        eot_token=tokenizer.eot_token,
+        stop_strings=stop,
+        decode=tokenizer.decode,
+    )
     return [cut_at_stop(tokenizer.decode(c.tokens), stop) for c in completions]
 
 
-def _measure(task: EvalTask, model: GPT, tokenizer: Tokenizer, row: Row, prompt: str) -> str:
-    """A likelihood task's measurement of one row, as JSON (so it is cached like text)."""
+def _measure(
+    task: EvalTask, model: GPT, tokenizer: Tokenizer, row: Row, prompt: str
+) -> Measurement:
+    """A likelihood task's measurement of one row."""
     if task.kind == "perplexity":
         window = model.config.block_size
-        nll, tokens = rolling_nll(model, tokenizer.encode(prompt), window,
-                                  task.stride or window // 2)  # fmt: skip
-        return json.dumps({"nll": nll, "tokens": tokens, "bytes": len(prompt.encode("utf-8"))})
+        nll, tokens = rolling_nll(
+            model, tokenizer.encode(prompt), window, task.stride or window // 2
+        )
+        return TextLikelihood(nll=nll, tokens=tokens, bytes=len(prompt.encode("utf-8")))
     assert task.continuation is not None, f"task {task.name}: loglikelihood needs continuation"
     context, target = task.continuation(row)
     nll, greedy = continuation_nll(model, tokenizer.encode(context), tokenizer.encode(target))
-    return json.dumps({"nll": nll, "greedy": greedy})
+    return ContinuationLikelihood(nll=nll, greedy=greedy)
+
+
+def measurement_to_text(measurement: Measurement) -> str:
+    """A measurement as the output cache stores it: its fields as a JSON object, in
+    declaration order (`{"nll": ..., "tokens": ..., "bytes": ...}` or `{"nll": ...,
+    "greedy": ...}`, the text earlier versions stored, so their cached outputs still
+    hit). JSON writes a float's shortest exact form, so it reads back bit for bit."""
+    return json.dumps(asdict(measurement))
+
+
+def measurement_from_text(kind: str, text: str) -> Measurement:
+    """The measurement a likelihood task of `kind` stored as `text`."""
+    return MEASUREMENT_TYPES[kind](**json.loads(text))

@@ -1,8 +1,9 @@
 """What an evaluation task is: a declaration, not plumbing.
 
 A task says where its rows come from, how a row becomes a prompt, how the model should
-continue it, how to clean the continuation up, and how to score the lot. The evaluate
-flow does the rest (batching, caching, MLflow). See docs/adding-an-eval-task.md.
+continue it (or, for a likelihood task, what the model should read), how to clean the
+continuation up, and how to score the lot. The evaluate flow does the rest (batching,
+caching, MLflow). See docs/adding-an-eval-task.md.
 """
 
 from __future__ import annotations
@@ -11,10 +12,39 @@ import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 Row = Mapping[str, Any]
-Scores = dict[str, float | str]  # numbers are metrics; text (a BLEU signature) is a note
+# Numbers are metrics; text (a BLEU signature) is a note. A Mapping, not a dict, so that
+# a score function that returns only numbers (dict[str, float]) fits the type too.
+Scores = Mapping[str, float | str]
+
+
+@dataclass(frozen=True)
+class TextLikelihood:
+    """What a `perplexity` task measures on one row: how likely the model finds the whole
+    prompt, read with a sliding window. Summed, not averaged, so that a task can pool
+    rows with every token weighing the same."""
+
+    nll: float  # -log p(text), natural log, summed over the scored tokens
+    tokens: int  # tokens scored: all but the first, which has no context to predict it
+    bytes: int  # the text's UTF-8 bytes, for bits per byte (comparable across tokenizers)
+
+
+@dataclass(frozen=True)
+class ContinuationLikelihood:
+    """What a `loglikelihood` task measures on one row: how likely the model finds the
+    target after the context (both from the task's `continuation`)."""
+
+    nll: float  # -log p(target | context), natural log, summed over the target's tokens
+    greedy: bool  # whether greedy decoding would have written exactly the target
+
+
+# `score` receives one output per row. What an output is depends on the task's kind:
+# generate -> the post-processed text (str); perplexity -> a TextLikelihood;
+# loglikelihood -> a ContinuationLikelihood.
+Output = TypeVar("Output")
+Scorer = Callable[[list[Output], list[str], list[Row]], Scores]  # outputs, references, rows
 
 
 @dataclass(frozen=True)
@@ -56,7 +86,8 @@ def identity(text: str) -> str:
 @dataclass(frozen=True)
 class EvalTask:
     """One evaluation task. Declare it as `TASK = EvalTask(...)` (or `TASKS = [...]`) in a
-    file of `tasks/evals/`; it is found by name from then on."""
+    file of `tasks/evals/builtin/` or of a GPT2LAB_EVAL_TASKS folder; it is found by name
+    from then on."""
 
     name: str
     version: int  # bump it when prompts, data or scoring change: cached outputs then miss
@@ -65,19 +96,19 @@ class EvalTask:
     fields: tuple[str, ...]  # every row must have these
     prompt: Callable[[Row, Sequence[Row]], str]  # (row, few-shot examples) -> prompt
     reference: Callable[[Row], str]
-    score: Callable[[list[str], list[str], list[Row]], Scores]  # outputs, references, rows
-    # generate: the model continues `prompt(row)`; its text is scored.
-    # perplexity: the model reads `prompt(row)` whole; each row's output is its
-    #   {"nll", "tokens", "bytes"} (sliding window of `window` tokens, `stride` apart).
-    # loglikelihood: `continuation(row)` = (context, target); each row's output is
-    #   {"nll", "greedy"}: -log p(target | context), and whether greedy decoding gives it.
+    score: Scorer[str] | Scorer[TextLikelihood] | Scorer[ContinuationLikelihood]
+    # generate: the model continues `prompt(row)`; its post-processed text is scored.
+    # perplexity: the model reads `prompt(row)` whole, with a sliding window of its
+    #   context, `stride` tokens apart; each row's output is a TextLikelihood.
+    # loglikelihood: `continuation(row)` = (context, target); each row's output is a
+    #   ContinuationLikelihood.
     kind: Literal["generate", "loglikelihood", "perplexity"] = "generate"
     continuation: Callable[[Row], tuple[str, str]] | None = None
     stride: int | None = None  # perplexity: default half the model's context
     few_shot: int = 0
     few_shot_seed: int = 1234
     generation: Generation = Generation()
-    postprocess: Callable[[str], str] = identity
+    postprocess: Callable[[str], str] = identity  # generate: the answer in the text
     # One example's score, for the per-example table (e.g. sentence BLEU): (output, ref).
     example_score: Callable[[str, str], float] | None = None
     # The GPT-2 paper's figure for its smallest model (117M, today's 124M), by metric name.

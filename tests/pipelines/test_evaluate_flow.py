@@ -32,8 +32,9 @@ def test_evaluate_logs_parent_and_task_runs_and_caches_outputs(
     from pipelines.workspace import mlflow_tracking_uri
 
     model = tiny_model(tmp_path / "model", gpt2_vocab_dir, seed=0)
-    config = EvaluateConfig(model=str(model), tasks=["wmt14-en-fr", "cnn-dailymail-tldr"],
-                            limit=3, batch_size=2)  # fmt: skip
+    config = EvaluateConfig(
+        model=str(model), tasks=["wmt14-en-fr", "cnn-dailymail-tldr"], limit=3, batch_size=2
+    )
     first = run_evaluate(config)
     by_task = {r["task"]: r for r in first.results}
     assert by_task["wmt14-en-fr"]["generated"] == 3 and "bleu" in by_task["wmt14-en-fr"]["scores"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -9,10 +10,12 @@ import torch
 import torch.nn.functional as F
 
 from model import GPT, GPTConfig, SamplingConfig, generate, load_tokenizer
+from tasks.evals.data import task_rows
 from tasks.evals.likelihood import continuation_nll, rolling_nll
-from tasks.evals.output_cache import OutputCache
+from tasks.evals.output_cache import OutputCache, output_key
 from tasks.evals.registry import get_tasks
-from tasks.evals.runner import evaluate_task
+from tasks.evals.runner import evaluate_task, measurement_from_text, measurement_to_text
+from tasks.evals.task import ContinuationLikelihood, TextLikelihood
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +67,12 @@ def test_perplexity_and_lambada_tasks_run_and_cache(tmp_path, gpt2_vocab_dir):
         ppl = evaluate_task(ppl_task, tiny, tokenizer, "tiny", cache)
         # An untrained model is close to a uniform guess over GPT-2's vocabulary.
         assert 0.3 * 50257 < ppl.scores["perplexity"] < 3 * 50257
+        # Every token but each text's first is scored once, however long the text.
+        texts = [row["text"] for row in task_rows(ppl_task)]
+        tokens = sum(len(tokenizer.encode(text)) - 1 for text in texts)
+        utf8_bytes = sum(len(text.encode("utf-8")) for text in texts)
         assert ppl.scores["bits_per_byte"] == pytest.approx(
-            math.log2(ppl.scores["perplexity"]) * _tokens(ppl) / _bytes(ppl), rel=1e-6
+            math.log2(ppl.scores["perplexity"]) * tokens / utf8_bytes, rel=1e-6
         )
         first = evaluate_task(lambada, tiny, tokenizer, "tiny", cache)
         assert 0.0 <= first.scores["accuracy"] <= 1.0 and first.generated == 6
@@ -73,13 +80,55 @@ def test_perplexity_and_lambada_tasks_run_and_cache(tmp_path, gpt2_vocab_dir):
         assert again.from_cache == 6 and again.scores == first.scores
 
 
-def _tokens(result) -> int:
-    import json
+def test_likelihood_tasks_score_typed_measurements(monkeypatch, tmp_path, gpt2_vocab_dir):
+    """`score` receives dataclasses, never the cache's JSON text."""
+    ppl_task, lambada = get_tasks(["wikitext2-perplexity", "lambada"])
+    received = {}
 
-    return sum(json.loads(e["raw_output"])["tokens"] for e in result.examples)
+    def spy(task):
+        def score(measured, references, rows):
+            received[task.name] = measured
+            return task.score(measured, references, rows)
+
+        return score
+
+    torch.manual_seed(0)
+    tiny = GPT(GPTConfig.preset("tiny", block_size=64)).eval()
+    tokenizer = load_tokenizer(gpt2_vocab_dir)
+    for task in (ppl_task, lambada):
+        spied = dataclasses.replace(task, score=spy(task))
+        with OutputCache(tmp_path / "cache.db") as cache:  # fresh, then cached
+            assert evaluate_task(spied, tiny, tokenizer, "tiny", cache, limit=2).generated == 2
+            evaluate_task(spied, tiny, tokenizer, "tiny", cache, limit=2)
+    assert [type(m) for m in received["wikitext2-perplexity"]] == [TextLikelihood] * 2
+    assert [type(m) for m in received["lambada"]] == [ContinuationLikelihood] * 2
+    assert all(isinstance(m.greedy, bool) for m in received["lambada"])
 
 
-def _bytes(result) -> int:
-    import json
+def test_measurements_are_cached_as_the_json_earlier_versions_stored():
+    """Same text, same keys: an output cache filled before measurements were typed still
+    answers, and a float comes back bit for bit."""
+    nll = 0.1 + 0.2  # 0.30000000000000004: a float whose shortest exact form is long
+    text = TextLikelihood(nll=nll, tokens=12, bytes=57)
+    assert measurement_to_text(text) == '{"nll": 0.30000000000000004, "tokens": 12, "bytes": 57}'
+    word = ContinuationLikelihood(nll=3.25, greedy=True)
+    assert measurement_to_text(word) == '{"nll": 3.25, "greedy": true}'
+    assert measurement_from_text("perplexity", measurement_to_text(text)) == text
+    assert measurement_from_text("loglikelihood", measurement_to_text(word)).nll == 3.25
 
-    return sum(json.loads(e["raw_output"])["bytes"] for e in result.examples)
+
+def test_a_cache_written_before_typed_measurements_is_still_read(tmp_path, gpt2_vocab_dir):
+    (lambada,) = get_tasks(["lambada"])
+    rows = task_rows(lambada, limit=2)
+    prompts = [lambada.prompt(row, []) for row in rows]
+    settings = dataclasses.asdict(lambada.generation)
+    keys = [output_key("old", lambada.name, lambada.version, p, settings) for p in prompts]
+    with OutputCache(tmp_path / "cache.db") as cache:
+        # Entries as the runner wrote them when declarations parsed JSON themselves.
+        stored = ['{"nll": 2.0, "greedy": true}', '{"nll": 4.0, "greedy": false}']
+        cache.put_many(zip(keys, stored, strict=True))
+        model = GPT(GPTConfig.preset("tiny", block_size=64)).eval()
+        tokenizer = load_tokenizer(gpt2_vocab_dir)
+        result = evaluate_task(lambada, model, tokenizer, "old", cache, limit=2)
+    assert (result.generated, result.from_cache) == (0, 2)
+    assert result.scores == {"accuracy": 0.5, "perplexity": math.exp(3.0)}

@@ -29,8 +29,10 @@ OUTPUTS = [
     "Mon frère vit dans un village près de la mer.",
     "Demain nous prenons le train de Paris.",
 ]
-ARTICLE = ("First sentence here. Second one follows! Is this the third? "
-           "A fourth, with \"quotes.\" Then a fifth. And the sixth.")  # fmt: skip
+ARTICLE = (
+    "First sentence here. Second one follows! Is this the third? "
+    'A fourth, with "quotes." Then a fifth. And the sixth.'
+)
 
 
 def test_an_oracle_scores_bleu_100_and_rouge_1():
@@ -48,8 +50,10 @@ def test_bleu_equals_the_sacrebleu_command_line(tmp_path: Path):
     cli = Path(sys.executable).with_name("sacrebleu")
     printed = subprocess.run(
         [str(cli), str(tmp_path / "ref.txt"), "-i", str(tmp_path / "hyp.txt"), "-b", "-w", "6"],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     ours, _ = corpus_bleu(OUTPUTS, REFERENCES)
     assert 0 < ours < 100
     assert ours == pytest.approx(float(printed), abs=1e-5)

@@ -4,10 +4,13 @@ data checked row by row."""
 from __future__ import annotations
 
 import json
+import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 
+from tasks.evals import builtin
 from tasks.evals.data import EvalDataError, read_rows
 from tasks.evals.registry import UnknownTaskError, all_tasks, get_tasks
 
@@ -110,3 +113,37 @@ def test_a_hub_dataset_that_cannot_load_offline_says_so_in_one_line():
     ) as error:
         task_rows(task, "hub")
     assert "\n" not in str(error.value)
+
+
+def test_a_file_dropped_in_the_builtin_folder_is_a_task(tmp_path: Path, monkeypatch):
+    """Nothing to register: the registry imports every module of `tasks.evals.builtin`
+    (here the folder is extended with a temporary one, to leave the source tree alone)."""
+    (tmp_path / "echo_task.py").write_text(
+        "from pathlib import Path\n"
+        "from tasks.evals.task import DataSource, EvalTask\n"
+        "TASK = EvalTask(name='echo', version=1, description='d',\n"
+        "    data=DataSource(local=Path('rows.jsonl')), fields=('text',),\n"
+        "    prompt=lambda row, examples: row['text'], reference=lambda row: row['text'],\n"
+        "    score=lambda outputs, references, rows: {})\n"
+    )
+    monkeypatch.setattr(builtin, "__path__", [*builtin.__path__, str(tmp_path)])
+    all_tasks.cache_clear()
+    try:
+        assert "echo" in all_tasks() and "lambada" in all_tasks()
+    finally:
+        all_tasks.cache_clear()
+        sys.modules.pop("tasks.evals.builtin.echo_task", None)
+
+
+def test_the_wheel_carries_every_builtin_task_data_file():
+    """pyproject's package-data for `tasks.evals.builtin` covers each file a built-in
+    task reads, so an installed gpt2lab runs its tasks offline too."""
+    pyproject = Path(__file__).resolve().parents[3] / "pyproject.toml"
+    globs = tomllib.loads(pyproject.read_text())["tool"]["setuptools"]["package-data"][
+        "tasks.evals.builtin"
+    ]
+    folder = Path(builtin.__file__).parent
+    for task in all_tasks().values():
+        for path in filter(None, [task.data.local, task.data.few_shot_local]):
+            relative = path.relative_to(folder)
+            assert any(relative.match(glob) for glob in globs), f"{task.name}: {relative}"

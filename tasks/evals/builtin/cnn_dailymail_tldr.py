@@ -47,9 +47,20 @@ def rouge_with_baselines(
 
 # The GPT-2 paper's TL;DR figures and its Random-3 and Lede-3 baselines (table 4),
 # as F1 in [0, 1].
-PAPER = {"rouge1": 0.2934, "rouge2": 0.0827, "rougeL": 0.2658,
-         "random3/rouge1": 0.2878, "random3/rouge2": 0.0863, "random3/rougeL": 0.2552,
-         "lede3/rouge1": 0.4038, "lede3/rouge2": 0.1766, "lede3/rougeL": 0.3662}  # fmt: skip
+PAPER = {
+    # GPT-2, article + TL;DR:
+    "rouge1": 0.2934,
+    "rouge2": 0.0827,
+    "rougeL": 0.2658,
+    # Random-3: three random sentences of the article
+    "random3/rouge1": 0.2878,
+    "random3/rouge2": 0.0863,
+    "random3/rougeL": 0.2552,
+    # Lede-3: its first three sentences
+    "lede3/rouge1": 0.4038,
+    "lede3/rouge2": 0.1766,
+    "lede3/rougeL": 0.3662,
+}
 
 
 def _task(name: str, prompt, description: str) -> EvalTask:
@@ -59,7 +70,7 @@ def _task(name: str, prompt, description: str) -> EvalTask:
         description=description,
         data=DataSource(
             local=LOCAL / "cnn_dailymail.sample.jsonl", hub_id="cnn_dailymail", hub_config="3.0.0"
-        ),  # fmt: skip
+        ),
         fields=("article", "highlights"),
         prompt=prompt,
         reference=lambda row: row["highlights"],
@@ -72,8 +83,14 @@ def _task(name: str, prompt, description: str) -> EvalTask:
 
 
 TASKS = [
-    _task("cnn-dailymail-tldr", with_hint,
-          "CNN/Daily Mail: article + TL;DR:, top-k 2, first 3 sentences, ROUGE"),
-    _task("cnn-dailymail-no-hint", without_hint,
-          "CNN/Daily Mail without the TL;DR: hint (the paper's ablation)"),
-]  # fmt: skip
+    _task(
+        "cnn-dailymail-tldr",
+        with_hint,
+        "CNN/Daily Mail: article + TL;DR:, top-k 2, first 3 sentences, ROUGE",
+    ),
+    _task(
+        "cnn-dailymail-no-hint",
+        without_hint,
+        "CNN/Daily Mail without the TL;DR: hint (the paper's ablation)",
+    ),
+]

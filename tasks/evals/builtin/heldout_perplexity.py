@@ -8,20 +8,20 @@ models).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from tasks.evals.likelihood import bits_per_byte, perplexity
-from tasks.evals.task import DataSource, EvalTask, Row
+from tasks.evals.task import DataSource, EvalTask, Row, TextLikelihood
 
 
-def score(outputs: list[str], references: list[str], rows: list[Row]) -> dict[str, float]:
+def score(
+    measured: list[TextLikelihood], references: list[str], rows: list[Row]
+) -> dict[str, float]:
     """One perplexity over all rows together: every token weighs the same."""
-    measured = [json.loads(output) for output in outputs]
-    nll = sum(m["nll"] for m in measured)
-    tokens = sum(m["tokens"] for m in measured)
-    return {"perplexity": perplexity(nll, tokens),
-            "bits_per_byte": bits_per_byte(nll, sum(m["bytes"] for m in measured))}  # fmt: skip
+    nll = sum(m.nll for m in measured)
+    tokens = sum(m.tokens for m in measured)
+    utf8_bytes = sum(m.bytes for m in measured)
+    return {"perplexity": perplexity(nll, tokens), "bits_per_byte": bits_per_byte(nll, utf8_bytes)}
 
 
 TASK = EvalTask(

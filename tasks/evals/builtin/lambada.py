@@ -9,11 +9,10 @@ offline, a few passages that ship with gpt2lab.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
-from tasks.evals.task import DataSource, EvalTask, Row
+from tasks.evals.task import ContinuationLikelihood, DataSource, EvalTask, Row
 
 
 def last_word(row: Row) -> tuple[str, str]:
@@ -22,11 +21,16 @@ def last_word(row: Row) -> tuple[str, str]:
     return context, " " + word
 
 
-def score(outputs: list[str], references: list[str], rows: list[Row]) -> dict[str, float]:
-    measured = [json.loads(output) for output in outputs]
+def score(
+    measured: list[ContinuationLikelihood], references: list[str], rows: list[Row]
+) -> dict[str, float]:
+    """Accuracy: the share of last words greedy decoding writes exactly. Perplexity: of
+    the last words, per word (the mean -log p over passages), not per token."""
     count = max(1, len(measured))
-    return {"accuracy": sum(m["greedy"] for m in measured) / count,
-            "perplexity": math.exp(sum(m["nll"] for m in measured) / count)}  # fmt: skip
+    return {
+        "accuracy": sum(m.greedy for m in measured) / count,
+        "perplexity": math.exp(sum(m.nll for m in measured) / count),
+    }
 
 
 TASK = EvalTask(
@@ -35,7 +39,7 @@ TASK = EvalTask(
     description="Last word of a passage: greedy exact match (accuracy) and its perplexity",
     data=DataSource(
         local=Path(__file__).with_name("local_data") / "lambada.sample.jsonl", hub_id="lambada"
-    ),  # fmt: skip
+    ),
     fields=("text",),
     kind="loglikelihood",
     prompt=lambda row, examples: last_word(row)[0],
