@@ -353,7 +353,8 @@ app.add_typer(evals_app, name="evals")
 
 @evals_app.command("list")
 def evals_list() -> None:
-    """The registered eval tasks (one file each in tasks/evals/)."""
+    """The registered eval tasks: one file each in tasks/evals/builtin/, or in a folder
+    named by GPT2LAB_EVAL_TASKS."""
     from tasks.evals.registry import all_tasks
 
     table = Table("task", "version", "kind", "description", "GPT-2 paper (117M)")

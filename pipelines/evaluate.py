@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field
 from model import GPT, Tokenizer, load_model, load_tokenizer
 from pipelines.tracking import log_metrics_batch, tracked_run
 from pipelines.workspace import workspace_dir
+from reports.mlflow_names import EVAL_FROM_CACHE, EVAL_GENERATED, EVAL_SECONDS, EVAL_TASK_FILE
 from tasks.evals.output_cache import OutputCache
 from tasks.evals.registry import get_tasks
 from tasks.evals.runner import TaskResult, evaluate_task
@@ -125,15 +126,15 @@ def log_task_run(result: TaskResult, parent_id: str, fingerprint: str) -> None:
     ) as run:
         metrics = {
             **result.scores,
-            "generated": result.generated,
-            "from_cache": result.from_cache,
-            "seconds": result.seconds,
+            EVAL_GENERATED: result.generated,
+            EVAL_FROM_CACHE: result.from_cache,
+            EVAL_SECONDS: result.seconds,
         }
         log_metrics_batch(run, metrics)
         rows = result.examples
         if rows:
             mlflow.log_table({key: [row[key] for row in rows] for key in rows[0]}, "examples.json")
-        mlflow.log_dict(result.to_dict() | {"examples": len(rows)}, "task.json")
+        mlflow.log_dict(result.to_dict() | {"examples": len(rows)}, EVAL_TASK_FILE)
 
 
 def results_markdown(results: list[TaskResult], model: str) -> str:

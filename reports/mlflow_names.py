@@ -84,7 +84,10 @@ def pair_name(model: str, opponent: str) -> str:
 
 
 # An evaluate task run's bookkeeping: how its outputs were obtained, not scores.
-EVAL_BOOKKEEPING = ("generated", "from_cache", "seconds")
+EVAL_GENERATED = "generated"  # outputs the model produced in this run
+EVAL_FROM_CACHE = "from_cache"  # outputs answered from the output cache
+EVAL_SECONDS = "seconds"
+EVAL_BOOKKEEPING = (EVAL_GENERATED, EVAL_FROM_CACHE, EVAL_SECONDS)
 
 # -- Artifacts ----------------------------------------------------------------------------
 
