@@ -1,0 +1,5 @@
+"""`python -m pipelines.cli`: the `gpt2lab` command."""
+
+from pipelines.cli import main
+
+main()

@@ -1,0 +1,158 @@
+"""Whole runs: `demo` (offline, on embedded defaults), `run` (the end-to-end flow on your
+settings), `report`, `schedule` (runs on a cron by a Prefect server) and `ui` (MLflow and
+Prefect on 127.0.0.1)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pipelines.cli.common import app, fail, make_console
+
+
+@app.command()
+def demo(
+    name: Annotated[str, typer.Option(help="Run name (and folder).")] = "demo",
+) -> None:
+    """The whole chain offline, in a few minutes: a local mini-web -> corpus -> BPE ->
+    pretrain -> fine-tune -> evaluate -> preferences (simulated judge) -> report."""
+    import time
+
+    from pipelines.end_to_end import EndToEndConfig, end_to_end_flow
+
+    started = time.perf_counter()
+    try:
+        result = end_to_end_flow(EndToEndConfig(name=name))
+    except (ValueError, RuntimeError) as err:
+        raise fail(err) from None
+    console = make_console()
+    console.rule(f"gpt2lab demo: {time.perf_counter() - started:.0f} s")
+    _print_end_to_end(result)
+    checkpoint = result.outputs["finetune"]["checkpoint"]
+    console.print(
+        f"Open {result.report} in a browser, or run `gpt2lab ui` and look at the "
+        "'end-to-end' experiment. Sample the fine-tuned model with:\n"
+        f"  gpt2lab generate --model {checkpoint} --prompt 'Day 3. Wind'"
+    )
+
+
+@app.command("run")
+def run_end_to_end(
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="TOML file of EndToEndConfig fields.")
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="Run name (and folder).")] = None,
+) -> None:
+    """The end-to-end flow: corpus, encode, pretrain, finetune, evaluate, preferences, report.
+
+    Stages whose settings and inputs are unchanged since they last finished are skipped.
+    """
+    from pipelines.config_files import load_config
+    from pipelines.end_to_end import EndToEndConfig, end_to_end_flow
+
+    try:
+        settings = load_config(EndToEndConfig, config, {"name": name})
+        result = end_to_end_flow(settings)
+    except (ValueError, RuntimeError) as err:
+        raise fail(err) from None
+    _print_end_to_end(result)
+
+
+def _print_end_to_end(result) -> None:
+    console = make_console()
+    for stage, status in result.stages.items():
+        console.print(f"  {stage:<12} {status}")
+    console.print(f"report: {result.report}")
+    console.print(
+        f"MLflow run {result.mlflow_run_id} in experiment 'end-to-end'; see it with: gpt2lab ui"
+    )
+
+
+@app.command()
+def report(
+    run_ids: Annotated[list[str], typer.Argument(help="End-to-end MLflow run id(s).")],
+    out: Annotated[Path | None, typer.Option(help="Folder (default: workspace/reports/).")] = None,
+) -> None:
+    """Render an end-to-end run's report from MLflow, or several runs side by side."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    from model.atomic_files import write_file_atomically
+    from pipelines.workspace import mlflow_tracking_uri, workspace_dir
+    from reports.run_report import compare, write_report
+
+    client = MlflowClient(tracking_uri=mlflow_tracking_uri())
+    folder = out or workspace_dir() / "reports" / "-".join(r[:8] for r in run_ids)
+    try:
+        if len(run_ids) == 1:
+            html, _ = write_report(run_ids[0], folder, client)
+        else:
+            page, markdown = compare(run_ids, client)
+            folder.mkdir(parents=True, exist_ok=True)
+            html = folder / "comparison.html"
+            write_file_atomically(html, page)
+            write_file_atomically(folder / "comparison.md", markdown)
+    except ValueError as err:  # a run that is not there, named with the store
+        raise fail(err) from None
+    except MlflowException as err:
+        raise fail(ValueError(f"MLflow: {err.message}")) from None
+    make_console().print(f"report: {html} (and its .md beside it)")
+
+
+@app.command()
+def schedule(
+    cron: Annotated[str | None, typer.Option(help='Cron schedule, e.g. "0 3 * * *".')] = None,
+    interval: Annotated[float | None, typer.Option(help="Or: seconds between runs.")] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="TOML file of EndToEndConfig fields.")
+    ] = None,
+    deployment: Annotated[str, typer.Option(help="Deployment name.")] = "scheduled",
+    prefect_port: Annotated[int, typer.Option(help="Port of the Prefect server.")] = 4200,
+) -> None:
+    """Run the end-to-end flow on a schedule: a Prefect server on 127.0.0.1 plans the runs,
+    this process runs them (Ctrl-C stops it)."""
+    from pipelines.config_files import load_config
+    from pipelines.end_to_end import EndToEndConfig
+    from pipelines.schedule import serve_end_to_end
+
+    try:
+        settings = load_config(EndToEndConfig, config, {})
+        serve_end_to_end(
+            settings, deployment=deployment, cron=cron, interval=interval, port=prefect_port
+        )
+    except (ValueError, RuntimeError) as err:
+        raise fail(err) from None
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command()
+def ui(
+    mlflow_port: Annotated[int, typer.Option(help="Port of the MLflow UI.")] = 5000,
+    prefect_port: Annotated[int, typer.Option(help="Port of the Prefect server.")] = 4200,
+) -> None:
+    """Start the MLflow UI (on the workspace's store) and a Prefect server, on 127.0.0.1."""
+    import time
+
+    from pipelines.ui import start_ui, stop_ui
+
+    console = make_console()
+    try:
+        services = start_ui(mlflow_port=mlflow_port, prefect_port=prefect_port)
+    except RuntimeError as err:
+        raise fail(err) from None
+    for service in services:
+        note = "" if service.process else "  (already running)"
+        console.print(f"{service.name}: {service.url}{note}")
+    prefect_api = f"{services[-1].url}/api"
+    console.print(f"Flows use this Prefect server with PREFECT_API_URL={prefect_api}.")
+    console.print("Ctrl-C stops what was started here.")
+    try:
+        while all(s.process is None or s.process.poll() is None for s in services):
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop_ui(services)

@@ -1,0 +1,239 @@
+"""The verbs that run one stage each: `corpus`, `encode`, `train`, `finetune`, `evals list`
+and `evaluate`. Their options are the fields of the stage's flow config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from pipelines.cli.common import app, fail, make_console
+
+
+@app.command()
+def corpus(
+    links: Annotated[
+        list[Path], typer.Option("--links", "-l", help="Link dump or URL list (repeatable).")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="TOML file with the flow's settings.")
+    ] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Links per task.")] = None,
+    runner: Annotated[str | None, typer.Option(help="'default' or 'dask'.")] = None,
+    allow_network: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Allow fetching from this loopback/private network, e.g. 127.0.0.1/32 for a "
+            "local mini-web (repeatable). Everything else private stays refused."
+        ),
+    ] = None,
+) -> None:
+    """Links -> fetched, extracted, filtered, deduplicated dataset (resumable)."""
+    from pipelines.config_files import load_config
+    from pipelines.corpus import CorpusConfig, run_corpus
+
+    overrides = {"links": links, "out": out, "batch_size": batch_size, "runner": runner}
+    if allow_network:
+        overrides["fetch"] = {"allowed_networks": allow_network}
+    try:
+        settings = load_config(CorpusConfig, config, overrides)
+        missing = [str(p) for p in settings.links if not p.is_file()]
+        if missing:
+            raise ValueError(f"link input not found: {missing[0]}")
+        result = run_corpus(settings)
+    except ValueError as err:
+        raise fail(err) from None
+    console = make_console()
+    console.print(f"{result.documents:,} documents -> {result.dataset}")
+    console.print(f"manifest: {result.manifest}  fingerprint: {result.fingerprint[:16]}")
+    console.print(f"MLflow run {result.mlflow_run_id} in experiment 'corpus'")
+
+
+@app.command()
+def encode(
+    corpus: Annotated[
+        Path, typer.Option("--corpus", help="Corpus folder (from `corpus`) or saved dataset.")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Tokens folder to write or finish.")],
+    tokenizer: Annotated[
+        str | None, typer.Option(help="Tokenizer folder or hub id [default: gpt2].")
+    ] = None,
+    train_tokenizer: Annotated[
+        bool, typer.Option("--train-tokenizer", help="Learn a new BPE from the corpus.")
+    ] = False,
+    vocab_size: Annotated[
+        int | None, typer.Option(help="Vocabulary of the BPE to learn (--train-tokenizer).")
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="TOML file with the flow's settings.")
+    ] = None,
+    val_fraction: Annotated[
+        float | None, typer.Option(help="Share of documents for validation.")
+    ] = None,
+    dtype: Annotated[str | None, typer.Option(help="auto, uint16 or uint32.")] = None,
+    threads: Annotated[int | None, typer.Option(help="Encoding threads (0 = all cores).")] = None,
+) -> None:
+    """Corpus -> train/val token shards for training (resumable)."""
+    from pipelines.config_files import load_config
+    from pipelines.encode import EncodeConfig, run_encode
+
+    if tokenizer is not None and train_tokenizer:
+        raise fail(ValueError("give --tokenizer or --train-tokenizer, not both"))
+    overrides = {
+        "corpus": corpus,
+        "out": out,
+        "tokenizer": tokenizer,
+        "vocab_size": vocab_size,
+        "train_tokenizer": train_tokenizer or None,
+        "val_fraction": val_fraction,
+        "dtype": dtype,
+        "threads": threads,
+    }
+    try:
+        settings = load_config(EncodeConfig, config, overrides)
+        result = run_encode(settings)
+    except ValueError as err:
+        raise fail(err) from None
+    console = make_console()
+    tokens = ", ".join(f"{split} {n:,}" for split, n in result.tokens.items())
+    console.print(f"tokens: {tokens} in {result.shards} shards -> {result.tokens_dir}")
+    console.print(f"fingerprint: {result.fingerprint[:16]}")
+    console.print(f"MLflow run {result.mlflow_run_id} in experiment 'encode'")
+
+
+def _run_training(config: Path | None, overrides: dict) -> None:
+    from pipelines.config_files import load_config
+    from pipelines.presets import preset_path
+    from pipelines.train import TrainConfig, run_train
+
+    try:
+        settings = load_config(TrainConfig, preset_path(config) if config else None, overrides)
+        result = run_train(settings)
+    except ValueError as err:
+        raise fail(err) from None
+    console = make_console()
+    loss = f"{result.val_loss:.3f}" if result.val_loss is not None else "not measured"
+    console.print(f"{result.steps} steps; validation loss {loss}; checkpoint {result.checkpoint}")
+    if result.model_version:
+        console.print(f"registered model version {result.model_version}")
+    console.print(f"MLflow run {result.mlflow_run_id} in experiment 'train'")
+
+
+@app.command()
+def train(
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="TOML file, or a preset: cpu-tiny, gpt2-124m-gpu."),
+    ] = None,
+    tokens: Annotated[Path | None, typer.Option(help="Tokens folder from `encode`.")] = None,
+    name: Annotated[str | None, typer.Option(help="Run name (and run folder name).")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Optimizer steps.")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or mps.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Run folder.")] = None,
+) -> None:
+    """Pretrain GPT-2 on token shards (resumes a run folder's newest checkpoint)."""
+    overrides = {
+        "tokens": tokens,
+        "name": name,
+        "max_steps": max_steps,
+        "device": device,
+        "out": out,
+    }
+    _run_training(config, overrides)
+
+
+@app.command()
+def finetune(
+    init_from: Annotated[
+        str, typer.Option("--init-from", help="Checkpoint folder, Hugging Face folder or hub id.")
+    ],
+    data: Annotated[
+        Path, typer.Option(help="Tokens folder, or a .txt / .jsonl file encoded on the fly.")
+    ],
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="TOML file.")] = None,
+    name: Annotated[str | None, typer.Option(help="Run name (and run folder name).")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Optimizer steps.")] = None,
+    learning_rate: Annotated[float | None, typer.Option(help="Peak learning rate.")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or mps.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Run folder.")] = None,
+) -> None:
+    """Fine-tune a pretrained model on a smaller corpus (resumable)."""
+    overrides = {
+        "init_from": init_from,
+        "tokens": data,
+        "name": name,
+        "max_steps": max_steps,
+        "learning_rate": learning_rate,
+        "device": device,
+        "out": out,
+    }
+    _run_training(config, overrides)
+
+
+evals_app = typer.Typer(help="Evaluation tasks.", no_args_is_help=True)
+app.add_typer(evals_app, name="evals")
+
+
+@evals_app.command("list")
+def evals_list() -> None:
+    """The registered eval tasks: one file each in tasks/evals/builtin/, or in a folder
+    named by GPT2LAB_EVAL_TASKS."""
+    from tasks.evals.registry import all_tasks
+
+    table = Table("task", "version", "kind", "description", "GPT-2 paper (117M)")
+    for name, eval_task in all_tasks().items():
+        paper = ", ".join(f"{k} {v:g}" for k, v in list(eval_task.paper.items())[:3])
+        table.add_row(name, str(eval_task.version), eval_task.kind, eval_task.description, paper)
+    make_console().print(table)
+
+
+@app.command()
+def evaluate(
+    model: Annotated[str, typer.Option("--model", "-m", help="Checkpoint, HF folder or hub id.")],
+    tasks: Annotated[str, typer.Option(help="Comma-separated task names (gpt2lab evals list).")],
+    limit: Annotated[int | None, typer.Option(help="First N rows of each task.")] = None,
+    tokenizer: Annotated[
+        str | None, typer.Option(help="Tokenizer, when the model folder has none.")
+    ] = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Generate everything again.")
+    ] = False,
+    source: Annotated[
+        str, typer.Option(help="local: shipped samples; hub: the full datasets (online).")
+    ] = "local",
+) -> None:
+    """Run eval tasks on a model; results beside the GPT-2 paper's, in MLflow."""
+    from pipelines.evaluate import EvaluateConfig, run_evaluate
+    from tasks.evals.registry import get_tasks
+
+    try:
+        names = [name.strip() for name in tasks.split(",") if name.strip()]
+        config = EvaluateConfig(
+            model=model,
+            tasks=names,
+            limit=limit,
+            tokenizer=tokenizer,
+            use_cache=not no_cache,
+            source=source,
+        )
+        get_tasks(config.tasks)  # an unknown name: one line listing the known ones
+        result = run_evaluate(config)
+    except ValueError as err:
+        raise fail(err) from None
+    table = Table("task", "metric", "this model", "GPT-2 paper")
+    for entry in result.results:
+        for metric, value in entry["scores"].items():
+            paper = entry["paper"].get(metric)
+            table.add_row(
+                entry["task"], metric, f"{value:.4g}", "" if paper is None else f"{paper:.4g}"
+            )
+    console = make_console()
+    console.print(table)
+    console.print(f"results: {result.results_file}")
+    console.print(f"MLflow run {result.mlflow_run_id} in experiment 'evaluate'")
+
+
+# --- preferences ------------------------------------------------------------------------
