@@ -19,12 +19,12 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from pipelines.tracking import CODE_PACKAGES
 from tasks.fingerprint import fingerprint_file
 
-# The code a stage's result depends on: the four packages, wherever they are installed (a
-# checkout or a wheel). README, docs, tests and benchmarks are not in it, so editing them
-# reruns nothing.
-CODE_PACKAGES = ("model", "tasks", "pipelines", "reports")
+# The code a stage's result depends on is the four packages (CODE_PACKAGES), wherever they
+# are installed (a checkout or a wheel). README, docs, tests and benchmarks are not in it,
+# so editing them reruns nothing.
 # Source and the data files the code reads (templates, presets, shipped eval data).
 CODE_SUFFIXES = frozenset({".py", ".toml", ".txt", ".jsonl", ".html", ".css", ".js"})
 

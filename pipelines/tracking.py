@@ -26,7 +26,7 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -52,8 +52,10 @@ from reports.mlflow_names import (
 
 logger = logging.getLogger(__name__)
 
-# The package folder: its git commit is the code that produced a run.
-_PACKAGE_DIR = Path(__file__).resolve().parents[1]
+# The folder holding gpt2lab's packages (the repository root in a checkout), and the
+# packages whose files are the code that produced a run.
+_SOURCE_ROOT = Path(__file__).resolve().parents[1]
+CODE_PACKAGES = ("model", "tasks", "pipelines", "reports")
 
 # A git call that takes longer than this is abandoned: tagging must never hang a run.
 _GIT_TIMEOUT_S = 5.0
@@ -219,24 +221,26 @@ def prefect_tags() -> dict[str, str]:
 
 
 @functools.cache
-def git_commit(source_dir: Path = _PACKAGE_DIR) -> str:
-    """The commit of the git checkout holding `source_dir`, `-dirty` if it has local changes.
+def git_commit(source_root: Path = _SOURCE_ROOT, packages: Sequence[str] = CODE_PACKAGES) -> str:
+    """The commit of the git checkout holding the `packages` folders under `source_root`,
+    `-dirty` if those folders have local changes (README, docs or tests do not count).
 
-    "unknown" when `source_dir` is not tracked in a git checkout (an installed wheel), git is
-    missing, or git is slow. Untracked files count as changes: a new, uncommitted module is
-    code the commit does not hold.
+    "unknown" when the packages are not tracked in a git checkout (an installed wheel), git
+    is missing, or git is slow. Untracked files count as changes: a new, uncommitted module
+    is code the commit does not hold.
 
     Cached per process: the code a process runs is the code it imported at start, so the
     first answer is the right one even if files are edited later.
     """
-    head = _git(source_dir, "rev-parse", "HEAD")
+    head = _git(source_root, "rev-parse", "HEAD")
     if not head:
         return "unknown"
+    paths = ["--", *packages]
     # A package installed into a virtualenv inside some checkout is not that checkout's code:
-    # require the folder itself to be tracked.
-    if not _git(source_dir, "ls-files", "--", "."):
+    # require the package folders themselves to be tracked.
+    if not _git(source_root, "ls-files", *paths):
         return "unknown"
-    status = _git(source_dir, "status", "--porcelain", "--", ".")
+    status = _git(source_root, "status", "--porcelain", *paths)
     if status is None:
         return "unknown"
     return f"{head}-dirty" if status else head

@@ -209,28 +209,30 @@ uncached_git_commit = git_commit.__wrapped__
 
 def test_git_commit_clean_then_dirty(checkout: Path) -> None:
     head = _git(checkout, "rev-parse", "HEAD").strip()
-    assert uncached_git_commit(checkout / "pkg") == head
+    assert uncached_git_commit(checkout, ("pkg",)) == head
+    (checkout / "README.md").write_text("prose is not code\n")  # outside the packages
+    assert uncached_git_commit(checkout, ("pkg",)) == head
     (checkout / "pkg" / "__init__.py").write_text("x = 2\n")
-    assert uncached_git_commit(checkout / "pkg") == f"{head}-dirty"
+    assert uncached_git_commit(checkout, ("pkg",)) == f"{head}-dirty"
     (checkout / "pkg" / "__init__.py").write_text("x = 1\n")
     (checkout / "pkg" / "new_task.py").write_text("")  # untracked code counts too
-    assert uncached_git_commit(checkout / "pkg") == f"{head}-dirty"
+    assert uncached_git_commit(checkout, ("pkg",)) == f"{head}-dirty"
 
 
 def test_git_commit_unknown_outside_a_checkout(tmp_path: Path, checkout: Path) -> None:
     plain = tmp_path / "plain"
     plain.mkdir()
-    assert uncached_git_commit(plain) == "unknown"
+    assert uncached_git_commit(plain, ("pkg",)) == "unknown"
     # A package installed into an ignored folder of some checkout is not that checkout's code.
-    installed = checkout / "venv" / "site-packages" / "pkg"
-    installed.mkdir(parents=True)
-    (installed / "__init__.py").write_text("")
-    assert uncached_git_commit(installed) == "unknown"
+    site_packages = checkout / "venv" / "site-packages"
+    (site_packages / "pkg").mkdir(parents=True)
+    (site_packages / "pkg" / "__init__.py").write_text("")
+    assert uncached_git_commit(site_packages, ("pkg",)) == "unknown"
 
 
 def test_git_commit_unknown_without_git(checkout: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", "")
-    assert uncached_git_commit(checkout / "pkg") == "unknown"
+    assert uncached_git_commit(checkout, ("pkg",)) == "unknown"
 
 
 def test_git_commit_gives_up_on_a_hanging_git(
@@ -243,4 +245,4 @@ def test_git_commit_gives_up_on_a_hanging_git(
     fake_git.chmod(0o755)
     monkeypatch.setenv("PATH", str(fake_bin))
     monkeypatch.setattr(tracking, "_GIT_TIMEOUT_S", 0.2)
-    assert uncached_git_commit(checkout / "pkg") == "unknown"
+    assert uncached_git_commit(checkout, ("pkg",)) == "unknown"
