@@ -28,6 +28,7 @@ from tasks.corpus.fetch import (
     fetch_pages,
     looks_binary,
     parse_retry_after,
+    url_refusal,
 )
 from tasks.corpus.miniweb import METADATA_TARGET, PRIVATE_TARGET, MiniWeb
 from tasks.corpus.records import Link, Page
@@ -118,6 +119,20 @@ def test_binary_sniffing():
     assert looks_binary(b"<html>\x00\x01\x02")
     assert not looks_binary(b"<!DOCTYPE html><html><body>caf\xc3\xa9</body></html>")
     assert not looks_binary("<html>hi</html>".encode("utf-16"))  # BOM, then NUL bytes
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["javascript:alert(1)", "not a url", "http://", "http://exa mple.com/", "http://a.b:99999/"],
+)
+def test_unfetchable_urls_are_refused_before_any_network_work(url):
+    refusal = url_refusal(url)
+    assert refusal is not None and (refusal.stage, refusal.reason) == ("fetch", "invalid_url")
+
+
+def test_fetchable_urls_are_not_refused():
+    assert url_refusal("https://example.com/a?b=1") is None
+    assert url_refusal("http://[::1]:8080/") is None  # refused later, by its address
 
 
 @pytest.mark.parametrize(
