@@ -122,13 +122,13 @@ HESITANT = "so... well... maybe... who knows... ok... fine... Done."  # 7 ellips
          "ellipsis-lines", "numbers", "no-stop-words"],
 )  # fmt: skip
 def test_each_gopher_quality_rule(text, reason):
-    decision = GopherQualityFilter(SETTINGS)(doc(text))
+    decision = GopherQualityFilter()(doc(text))
     assert (decision.keep, decision.reason) == (False, reason), decision
     assert decision.detail
 
 
 def test_gopher_quality_keeps_prose():
-    assert GopherQualityFilter(SETTINGS)(doc(GOOD)).keep
+    assert GopherQualityFilter()(doc(GOOD)).keep
 
 
 # ---------------------------------------------------------------------------------------
@@ -159,19 +159,38 @@ PASSAGE = (
     ids=["lines", "line-chars", "top-ngram", "duplicate-ngrams"],
 )
 def test_each_gopher_repetition_rule(text, reason):
-    decision = GopherRepetitionFilter(SETTINGS)(doc(text))
+    decision = GopherRepetitionFilter()(doc(text))
     assert (decision.keep, decision.reason) == (False, reason), decision
 
 
 def test_gopher_repetition_keeps_prose():
-    assert GopherRepetitionFilter(SETTINGS)(doc(GOOD)).keep
+    assert GopherRepetitionFilter()(doc(GOOD)).keep
 
 
-def test_thresholds_come_from_the_settings():
-    loose = FilterSettings(min_words=1, min_stop_words=0, min_tokens=1)
-    assert GopherQualityFilter(loose)(doc(SENTENCE)).keep
-    strict = FilterSettings(max_top_ngram_chars_fraction={2: 0.001})
-    assert GopherRepetitionFilter(strict)(doc(GOOD)).reason == "gopher_top_ngram"
+def test_each_filter_takes_its_own_thresholds():
+    assert not GopherQualityFilter()(doc(SENTENCE)).keep
+    assert GopherQualityFilter(min_words=1, min_stop_words=0)(doc(SENTENCE)).keep
+    strict = GopherRepetitionFilter(max_top_ngram_chars_fraction={2: 0.001})
+    assert strict(doc(GOOD)).reason == "gopher_top_ngram"
+
+
+def test_the_chain_passes_the_settings_thresholds_on():
+    loose = FilterChain.from_settings(FilterSettings(min_words=1, min_stop_words=0, min_tokens=1))
+    assert loose.check(doc(SENTENCE)).keep
+    strict = FilterChain.from_settings(FilterSettings(max_top_ngram_chars_fraction={2: 0.001}))
+    assert strict.check(doc(GOOD)).reason == "gopher_top_ngram"
+
+
+def test_default_settings_give_each_filter_its_own_defaults():
+    """The defaults are written twice (settings and filters): they must agree."""
+    from_settings = FilterChain.from_settings(FilterSettings()).filters
+    defaults = [
+        LanguageFilter(),
+        MinTokensFilter(),
+        GopherQualityFilter(),
+        GopherRepetitionFilter(),
+    ]
+    assert [vars(f) for f in from_settings] == [vars(f) for f in defaults]
 
 
 # ---------------------------------------------------------------------------------------
