@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 from pipelines.tracking import log_metrics_batch, tracked_run
 from reports.corpus_charts import funnel_chart, length_histogram
 from tasks.corpus.dedup import DedupSettings
+from tasks.corpus.export import ExportResult
 from tasks.corpus.links import LinkRules
 from tasks.corpus.process import (
     FunnelSettings,
@@ -32,7 +33,7 @@ from tasks.corpus.process import (
     read_links_task,
     read_robots_task,
 )
-from tasks.corpus.store import CorpusStore, ExportResult, causes
+from tasks.corpus.store import CorpusStore, causes
 from tasks.fingerprint import fingerprint_path
 
 FUNNEL_STAGES = ("links", "fetch", "extract", "filter", "dedup")

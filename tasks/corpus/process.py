@@ -23,12 +23,13 @@ from prefect import task
 from pydantic import BaseModel
 
 from tasks.corpus.dedup import DedupSettings, find_duplicates
+from tasks.corpus.export import ExportResult, export_corpus
 from tasks.corpus.extract import ExtractSettings, extract_pages
 from tasks.corpus.fetch import FetchSettings, fetch_batch, fetch_robots
 from tasks.corpus.filters import FilterSettings
 from tasks.corpus.links import LinkRules, iter_link_decisions
 from tasks.corpus.records import Document
-from tasks.corpus.store import CorpusStore, ExportResult
+from tasks.corpus.store import CorpusStore
 
 
 class FunnelSettings(BaseModel):
@@ -130,7 +131,7 @@ def deduplicate(out_dir: Path, settings: DedupSettings) -> dict[str, int]:
 def export(out_dir: Path) -> ExportResult:
     """Write the dataset, the manifest and the corpus fingerprint."""
     with CorpusStore(out_dir) as store:
-        return store.export()
+        return export_corpus(store)
 
 
 read_links_task = task(read_links, name="read-links")
