@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 import mlflow
-from prefect import flow, get_run_logger, unmapped
+from prefect import flow, get_run_logger, task, unmapped
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, Field
 
@@ -26,17 +26,27 @@ from tasks.corpus.export import ExportResult
 from tasks.corpus.links import LinkRules
 from tasks.corpus.process import (
     FunnelSettings,
-    deduplicate_task,
-    export_task,
-    plan_batches_task,
-    process_batch_task,
-    read_links_task,
-    read_robots_task,
+    deduplicate,
+    export,
+    plan_batches,
+    process_batch,
+    read_links,
+    read_robots,
 )
 from tasks.corpus.store import CorpusStore, causes
 from tasks.fingerprint import fingerprint_path
 
 FUNNEL_STAGES = ("links", "fetch", "extract", "filter", "dedup")
+
+# The flow's Prefect tasks: the plain functions of tasks/corpus/process.py, named for the UI.
+read_links_task = task(read_links, name="read-links")
+read_robots_task = task(read_robots, name="read-robots")
+plan_batches_task = task(plan_batches, name="plan-batches")
+process_batch_task = task(
+    process_batch, name="process-batch", task_run_name="batch {batch.first}-{batch.last}"
+)
+deduplicate_task = task(deduplicate, name="deduplicate")
+export_task = task(export, name="export")
 
 
 class CorpusConfig(FunnelSettings):
