@@ -27,6 +27,7 @@ from tasks.corpus.miniweb import (
     submission_lines,
     write_submissions_dump,
 )
+from tasks.corpus.miniweb.site import build_site
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -80,6 +81,13 @@ def test_the_same_seed_serves_the_same_bytes(client):
         assert one.articles == two.articles
         for path in one.articles:
             assert client.get(one.url(path)).content == client.get(two.url(path)).content
+
+
+def test_the_site_is_plain_data_the_same_for_the_same_seed():
+    site = build_site(5, seed=3)  # no server needed
+    assert site == build_site(5, seed=3) and site != build_site(5, seed=4)
+    for case in site.bad_cases:  # every bad case has an answer, but the 404
+        assert (site.response(case.path) is None) == (case.name == "not_found"), case.name
 
 
 def test_at_least_two_articles_and_no_url_before_start():
