@@ -363,19 +363,28 @@ class CorpusStore:
         if row["failure_reason"] is not None:
             failure = Verdict(row["failure_stage"], row["failure_reason"], row["failure_detail"])
         return Outcome(
-            url=origin + "/robots.txt", status=row["status"], content_type=row["content_type"],
-            body=row["body"], failure=failure,
-        )  # fmt: skip
+            url=origin + "/robots.txt",
+            status=row["status"],
+            content_type=row["content_type"],
+            body=row["body"],
+            failure=failure,
+        )
 
     def robots_put(self, origin: str, outcome: Outcome) -> None:
         failure = outcome.failure
         with self._transaction() as db:
             db.execute(
                 "INSERT OR IGNORE INTO robots VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (origin, outcome.status, outcome.content_type, outcome.body,
-                 failure and failure.stage, failure and failure.reason,
-                 failure and failure.detail),
-            )  # fmt: skip
+                (
+                    origin,
+                    outcome.status,
+                    outcome.content_type,
+                    outcome.body,
+                    failure and failure.stage,
+                    failure and failure.reason,
+                    failure and failure.detail,
+                ),
+            )
 
     # ----------------------------------------------------------------------------------------
     # Pages and results

@@ -31,7 +31,8 @@ PRIVATE_TARGET = "http://10.255.255.1/internal/admin"
 METADATA_TARGET = "http://169.254.169.254/latest/meta-data/"
 
 # Standard-library modules whose docstrings are long English prose. Fixed and sorted, so
-# that the pages depend only on the Python version and the seed.
+# that the pages depend only on the Python version and the seed. (Packed by hand: one name
+# a line would make this 62 lines of data nobody reads one by one.)
 DOCSTRING_MODULES = (
     "argparse", "ast", "bisect", "calendar", "codecs", "collections", "configparser",
     "contextlib", "copy", "csv", "dataclasses", "decimal", "difflib", "doctest",
@@ -48,14 +49,27 @@ DOCSTRING_MODULES = (
 RESERVED_PARAGRAPHS = 24
 
 AUTHORS = (
-    "Ada Whitfield", "Ben Okafor", "Carmen Ruiz", "Dmitri Volkov", "Emma Lindqvist",
-    "Farah Haddad", "Gustavo Pereira", "Hana Sato", "Ian McAllister", "Julia Novak",
-)  # fmt: skip
+    "Ada Whitfield",
+    "Ben Okafor",
+    "Carmen Ruiz",
+    "Dmitri Volkov",
+    "Emma Lindqvist",
+    "Farah Haddad",
+    "Gustavo Pereira",
+    "Hana Sato",
+    "Ian McAllister",
+    "Julia Novak",
+)
 TITLE_TEMPLATES = (
-    "A closer look at {}", "Understanding {}", "{}, explained", "Notes on {}",
-    "What every programmer should know about {}", "{}: a practical guide",
-    "Getting {} right", "The surprising details of {}",
-)  # fmt: skip
+    "A closer look at {}",
+    "Understanding {}",
+    "{}, explained",
+    "Notes on {}",
+    "What every programmer should know about {}",
+    "{}: a practical guide",
+    "Getting {} right",
+    "The surprising details of {}",
+)
 COMMENTS = (
     "Great write-up, thanks! I finally understand this.",
     "I have been using Python for ten years and still learned something here.",

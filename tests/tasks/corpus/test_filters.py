@@ -112,15 +112,28 @@ HESITANT = "so... well... maybe... who knows... ok... fine... Done."  # 7 ellips
         (SENTENCE * 5 + "#news #today #weather #farm #life #love #mill", "gopher_symbol_ratio"),
         (SENTENCE * 4 + HESITANT, "gopher_symbol_ratio"),
         ("\n".join(f"- {SENTENCE}" for _ in range(10)), "gopher_bullet_lines"),
-        ("\n".join(SENTENCE + ("and so on..." if i < 4 else "") for i in range(10)),
-         "gopher_ellipsis_lines"),
+        (
+            "\n".join(SENTENCE + ("and so on..." if i < 4 else "") for i in range(10)),
+            "gopher_ellipsis_lines",
+        ),
         (SENTENCE * 5 + " ".join(str(1000 + i) for i in range(40)), "gopher_alpha_words"),
-        ("Buy cheap shoes online today. Best prices guaranteed, free shipping worldwide. " * 6,
-         "gopher_stop_words"),
+        (
+            "Buy cheap shoes online today. Best prices guaranteed, free shipping worldwide. " * 6,
+            "gopher_stop_words",
+        ),
     ],
-    ids=["word-count", "long-words", "short-words", "hashes", "ellipses", "bullets",
-         "ellipsis-lines", "numbers", "no-stop-words"],
-)  # fmt: skip
+    ids=[
+        "word-count",
+        "long-words",
+        "short-words",
+        "hashes",
+        "ellipses",
+        "bullets",
+        "ellipsis-lines",
+        "numbers",
+        "no-stop-words",
+    ],
+)
 def test_each_gopher_quality_rule(text, reason):
     decision = GopherQualityFilter()(doc(text))
     assert (decision.keep, decision.reason) == (False, reason), decision

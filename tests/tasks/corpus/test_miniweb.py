@@ -275,8 +275,16 @@ def test_dump_points_at_every_page_and_holds_every_kind_of_bad_line():
         for path in web.articles + [case.path for case in web.bad_cases]:
             assert web.url(path) in urls
         for record in records:
-            assert {"id", "score", "subreddit", "created_utc", "is_self", "over_18", "title",
-                    "permalink"} <= record.keys()  # fmt: skip
+            assert {
+                "id",
+                "score",
+                "subreddit",
+                "created_utc",
+                "is_self",
+                "over_18",
+                "title",
+                "permalink",
+            } <= record.keys()
         assert [r["created_utc"] for r in records] == sorted(r["created_utc"] for r in records)
         # Lines the link rules must drop, and lines that are not usable records at all.
         assert any(r["score"] < 3 for r in records)

@@ -154,9 +154,11 @@ def test_resume_never_refetches_a_recorded_url(tmp_path: Path, store: CorpusStor
     assert (counts["kept"], counts["pending"], counts["fetched"]) == (1, 3, 0)
     # The per-cause entries, taken apart for the drop-reason table.
     assert {(c.fate, c.stage, c.reason, c.count) for c in causes(counts)} == {
-        ("dropped", "links", "not_json", 1), ("dropped", "links", "low_score", 1),
-        ("failed", "fetch", "http_404", 1), ("dropped", "extract", "no_text", 1),
-    }  # fmt: skip
+        ("dropped", "links", "not_json", 1),
+        ("dropped", "links", "low_score", 1),
+        ("failed", "fetch", "http_404", 1),
+        ("dropped", "extract", "no_text", 1),
+    }
     reopened.close()
 
 
@@ -315,7 +317,6 @@ def test_unfinished_ids_are_pending_and_fetched_links(tmp_path):
     with CorpusStore(tmp_path / "out") as store:
         store.add_links(iter_link_decisions([urls], LinkRules()))
         store.record_page(Page("https://example.org/1", None, 200, "text/html", b"<p>x</p>", ""))
-        store.record_page(Page("https://example.org/2", None, 404, "text/html", None, "",
-                               failure=Verdict("fetch", "http_404")))  # fmt: skip
+        store.record_page(failed_page("https://example.org/2", status=404))
         # 0 and 3 never fetched, 1 fetched but not extracted, 2 finished (failed).
         assert store.unfinished_ids() == [0, 1, 3]
