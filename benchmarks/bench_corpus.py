@@ -198,8 +198,13 @@ def flow_run(url_list: Path, out: Path) -> dict:
     # The export writes corpus.json last ("its presence says the rest is complete"); after
     # it the flow only logs to MLflow (metrics, tables, two charts).
     to_dataset = (out / "corpus.json").stat().st_mtime - start_wall
-    return {"to_dataset_s": to_dataset, "total_s": total, "documents": result.documents,
-            "counts": result.counts, "cpu_s": cpu}  # fmt: skip
+    return {
+        "to_dataset_s": to_dataset,
+        "total_s": total,
+        "documents": result.documents,
+        "counts": result.counts,
+        "cpu_s": cpu,
+    }
 
 
 def warm_up(url_list: Path, work: Path) -> float:
@@ -289,9 +294,14 @@ def children() -> list[dict]:
             kind = "mini-web"
         else:
             kind = "other"
-        found.append({"pid": int(folder.name), "kind": kind,
-                      "peak_kb": int(fields["VmHWM"].split()[0]),
-                      "cpu_s": sum(int(t) for t in times) / tick})  # fmt: skip
+        found.append(
+            {
+                "pid": int(folder.name),
+                "kind": kind,
+                "peak_kb": int(fields["VmHWM"].split()[0]),
+                "cpu_s": sum(int(t) for t in times) / tick,
+            }
+        )
     return found
 
 
@@ -306,8 +316,12 @@ def cpu_seconds() -> dict[tuple[str, int], float]:
 def measure_memory(urls: list[str], work: Path) -> dict:
     url_list = write_url_list(urls, work / f"memory-{len(urls)}.txt")
     out = work / f"memory-{len(urls)}"
-    report = run_child("benchmarks.bench_corpus", ["--memory-child", str(url_list), str(out)],
-                       _RESULT, f"memory run with {len(urls)} pages")  # fmt: skip
+    report = run_child(
+        "benchmarks.bench_corpus",
+        ["--memory-child", str(url_list), str(out)],
+        _RESULT,
+        f"memory run with {len(urls)} pages",
+    )
     shutil.rmtree(out, ignore_errors=True)
     return report
 
@@ -346,8 +360,11 @@ def _benchmark(args: argparse.Namespace, root: Path) -> int:
         pages = download(urls)
         html_kb = statistics.median(len(html.encode()) for _, html in pages) / 1000
         shown = ExtractSettings().model_dump(include={"workers", "fast", "favor_precision"})
-        print(f"mini-web: {len(web.urls)} article pages at 127.0.0.1 (median {html_kb:.1f} KB "
-              f"of HTML); extractor settings: {shown}", flush=True)  # fmt: skip
+        print(
+            f"mini-web: {len(web.urls)} article pages at 127.0.0.1 (median {html_kb:.1f} KB "
+            f"of HTML); extractor settings: {shown}",
+            flush=True,
+        )
 
         # Memory first, in fresh processes, before this process starts Prefect's API
         # server: the runs then use the same Prefect database one after another, never two
@@ -360,9 +377,12 @@ def _benchmark(args: argparse.Namespace, root: Path) -> int:
             memory = {size: measure_memory(web.urls[:size], root) for size in sizes}
 
         warm_s = warm_up(write_url_list(urls[:16], root / "warm-up.txt"), root)
-        print(f"once per process, not timed: Prefect API start (a trivial flow), then a "
-              f"16-page flow run (extraction pool start, imports): "
-              f"{warm_s:.1f} s for the latter", flush=True)  # fmt: skip
+        print(
+            f"once per process, not timed: Prefect API start (a trivial flow), then a "
+            f"16-page flow run (extraction pool start, imports): "
+            f"{warm_s:.1f} s for the latter",
+            flush=True,
+        )
 
         # Ceiling and flow take turns, so a change in the machine's load hits both alike.
         url_list = write_url_list(urls, root / "urls.txt")
@@ -391,48 +411,69 @@ def _benchmark(args: argparse.Namespace, root: Path) -> int:
     ratio = ours / peer
     verdict = "meets" if ratio >= TARGET_RATIO else "MISSES"
     counts = runs[-1]["counts"]
-    print(f"\ncorpus flow, {n} pages, 2 extraction workers: median of {args.repeats} runs, "
-          "alternating with the ceiling's")  # fmt: skip
-    print(f"  peer (trafilatura.extract, 1 process): {peer:6.1f} pages/s  ({spread(ceiling_s)};"
-          f" {with_text}/{n} pages gave text)")  # fmt: skip
-    print(f"  ours (run_corpus to dataset written) : {ours:6.1f} pages/s  "
-          f"({spread(to_dataset)}; {runs[-1]['documents']} documents kept)")  # fmt: skip
+    print(
+        f"\ncorpus flow, {n} pages, 2 extraction workers: median of {args.repeats} runs, "
+        "alternating with the ceiling's"
+    )
+    print(
+        f"  peer (trafilatura.extract, 1 process): {peer:6.1f} pages/s  ({spread(ceiling_s)};"
+        f" {with_text}/{n} pages gave text)"
+    )
+    print(
+        f"  ours (run_corpus to dataset written) : {ours:6.1f} pages/s  "
+        f"({spread(to_dataset)}; {runs[-1]['documents']} documents kept)"
+    )
     print(f"  ours, with the flow's MLflow logging : {ours_all:6.1f} pages/s  ({spread(total)})")
-    print(f"  ratio ours/peer: {ratio:.2f}x   (target >= {TARGET_RATIO}x: {verdict}); "
-          f"{ours_all / peer:.2f}x with MLflow logging")  # fmt: skip
+    print(
+        f"  ratio ours/peer: {ratio:.2f}x   (target >= {TARGET_RATIO}x: {verdict}); "
+        f"{ours_all / peer:.2f}x with MLflow logging"
+    )
     # Where the time goes: CPU seconds per process over a whole run (MLflow logging
     # included). On 2 cores the flow process, whose threads share one GIL, is the limit
     # when its CPU seconds come close to the run's wall seconds.
     kinds = ("flow", "worker", "mini-web", "prefect")
-    names = {"flow": "flow process (fetch, filters, store, dedup, export, MLflow, Prefect)",
-             "worker": "extraction workers (2, together)", "mini-web": "mini-web server",
-             "prefect": "Prefect API server"}  # fmt: skip
-    print(f"  CPU seconds per run (median; the run's wall time {statistics.median(total):.2f} s;"
-          f" the ceiling's {statistics.median(ceiling_s):.2f} s):")  # fmt: skip
+    names = {
+        "flow": "flow process (fetch, filters, store, dedup, export, MLflow, Prefect)",
+        "worker": "extraction workers (2, together)",
+        "mini-web": "mini-web server",
+        "prefect": "Prefect API server",
+    }
+    print(
+        f"  CPU seconds per run (median; the run's wall time {statistics.median(total):.2f} s;"
+        f" the ceiling's {statistics.median(ceiling_s):.2f} s):"
+    )
     for kind in kinds:
         used = statistics.median(run["cpu_s"].get(kind, 0.0) for run in runs)
         print(f"    {used:5.2f}  {names[kind]}")
     from tasks.corpus.store import causes
 
     reasons = {cause.key: cause.count for cause in causes(counts)}
-    print(f"  funnel: kept {counts.get('kept')}, dropped {counts.get('dropped')}, "
-          f"failed {counts.get('failed')} {reasons or ''}")  # fmt: skip
+    print(
+        f"  funnel: kept {counts.get('kept')}, dropped {counts.get('dropped')}, "
+        f"failed {counts.get('failed')} {reasons or ''}"
+    )
     warnings = [check_counts(run["counts"], n) for run in runs]
 
     if memory:
-        print("\npeak RSS, one fresh process per size, the flow alone (the mini-web runs in "
-              "another process); includes Prefect's start")  # fmt: skip
+        print(
+            "\npeak RSS, one fresh process per size, the flow alone (the mini-web runs in "
+            "another process); includes Prefect's start"
+        )
         for size, figures in memory.items():
-            print(f"  {size:>5} pages: flow process {figures['self_kb'] / 1024:5.0f} MiB, "
-                  f"largest extraction worker {figures['workers_kb'] / 1024:4.0f} MiB, Prefect "
-                  f"API server {figures['prefect_kb'] / 1024:4.0f} MiB  ({figures['seconds']:.0f}"
-                  f" s, {figures['documents']} documents)")  # fmt: skip
+            print(
+                f"  {size:>5} pages: flow process {figures['self_kb'] / 1024:5.0f} MiB, "
+                f"largest extraction worker {figures['workers_kb'] / 1024:4.0f} MiB, Prefect "
+                f"API server {figures['prefect_kb'] / 1024:4.0f} MiB  ({figures['seconds']:.0f}"
+                f" s, {figures['documents']} documents)"
+            )
             warnings.append(check_counts(figures["counts"], size))
         small, large = (memory[size] for size in sizes)
         ratios = {key: large[key] / small[key] for key in ("self_kb", "workers_kb")}
         verdict = "meets" if max(ratios.values()) < MEMORY_TARGET else "MISSES"
-        print(f"  ratio 4N/N: flow process {ratios['self_kb']:.2f}x, worker "
-              f"{ratios['workers_kb']:.2f}x   (target < {MEMORY_TARGET}x: {verdict})")  # fmt: skip
+        print(
+            f"  ratio 4N/N: flow process {ratios['self_kb']:.2f}x, worker "
+            f"{ratios['workers_kb']:.2f}x   (target < {MEMORY_TARGET}x: {verdict})"
+        )
     for warning in filter(None, warnings):
         print(warning)
     # A missed target is a finding, printed above; only a broken run is a failure.

@@ -15,27 +15,38 @@ from pathlib import Path
 from typing import Literal
 
 import mlflow
-from prefect import flow, get_run_logger, unmapped
+from prefect import flow, get_run_logger, task, unmapped
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, Field
 
 from pipelines.tracking import log_metrics_batch, tracked_run
 from reports.corpus_charts import funnel_chart, length_histogram
 from tasks.corpus.dedup import DedupSettings
+from tasks.corpus.export import ExportResult
 from tasks.corpus.links import LinkRules
 from tasks.corpus.process import (
     FunnelSettings,
-    deduplicate_task,
-    export_task,
-    plan_batches_task,
-    process_batch_task,
-    read_links_task,
-    read_robots_task,
+    deduplicate,
+    export,
+    plan_batches,
+    process_batch,
+    read_links,
+    read_robots,
 )
-from tasks.corpus.store import CorpusStore, ExportResult, causes
+from tasks.corpus.store import CorpusStore, causes
 from tasks.fingerprint import fingerprint_path
 
 FUNNEL_STAGES = ("links", "fetch", "extract", "filter", "dedup")
+
+# The flow's Prefect tasks: the plain functions of tasks/corpus/process.py, named for the UI.
+read_links_task = task(read_links, name="read-links")
+read_robots_task = task(read_robots, name="read-robots")
+plan_batches_task = task(plan_batches, name="plan-batches")
+process_batch_task = task(
+    process_batch, name="process-batch", task_run_name="batch {batch.first}-{batch.last}"
+)
+deduplicate_task = task(deduplicate, name="deduplicate")
+export_task = task(export, name="export")
 
 
 class CorpusConfig(FunnelSettings):
@@ -69,8 +80,13 @@ def funnel(counts: dict[str, int]) -> list[tuple[str, int]]:
     """Records left after each stage, from the store's "<fate>.<stage>.<reason>" counts."""
     left = counts.get("total", 0)
     steps = [("links read", left)]
-    names = {"links": "link rules", "fetch": "fetched", "extract": "extracted",
-             "filter": "filters", "dedup": "dedup"}  # fmt: skip
+    names = {
+        "links": "link rules",
+        "fetch": "fetched",
+        "extract": "extracted",
+        "filter": "filters",
+        "dedup": "dedup",
+    }
     for stage in FUNNEL_STAGES:
         left -= sum(cause.count for cause in causes(counts) if cause.stage == stage)
         steps.append((f"after {names[stage]}", left))
@@ -83,10 +99,14 @@ def corpus_flow(config: CorpusConfig) -> CorpusResult:
     counts = read_links_task(config.links, config.link_rules, config.out)
     read_robots_task(config.out, config.fetch)
     batches = plan_batches_task(config.out, config.batch_size)
-    logger.info("%d links, %d to fetch or finish in %d batches", counts["total"],
-                counts["pending"] + counts["fetched"], len(batches))  # fmt: skip
-    futures = process_batch_task.map(unmapped(config.out), batches, unmapped(FunnelSettings(
-        fetch=config.fetch, extract=config.extract, filters=config.filters)))  # fmt: skip
+    logger.info(
+        "%d links, %d to fetch or finish in %d batches",
+        counts["total"],
+        counts["pending"] + counts["fetched"],
+        len(batches),
+    )
+    settings = FunnelSettings(fetch=config.fetch, extract=config.extract, filters=config.filters)
+    futures = process_batch_task.map(unmapped(config.out), batches, unmapped(settings))
     for done, future in enumerate(futures, start=1):
         summary = future.result()
         logger.info(
@@ -96,10 +116,13 @@ def corpus_flow(config: CorpusConfig) -> CorpusResult:
     exported = export_task(config.out)
     final_counts, run_id = log_corpus_run(config, exported)
     return CorpusResult(
-        dataset=exported.dataset_path, manifest=exported.manifest_path,
-        fingerprint=exported.fingerprint, documents=exported.n_documents,
-        counts=final_counts, mlflow_run_id=run_id,
-    )  # fmt: skip
+        dataset=exported.dataset_path,
+        manifest=exported.manifest_path,
+        fingerprint=exported.fingerprint,
+        documents=exported.n_documents,
+        counts=final_counts,
+        mlflow_run_id=run_id,
+    )
 
 
 def log_corpus_run(
@@ -121,17 +144,28 @@ def log_corpus_run(
     params = config.model_dump(mode="json", exclude={"links", "out"})
     with tracked_run("corpus", lineage=lineage, params=params) as run:
         stages = funnel(counts)
-        log_metrics_batch(run, {f"funnel/{i}_{name.replace(' ', '_')}": n
-                                for i, (name, n) in enumerate(stages)})  # fmt: skip
+        log_metrics_batch(
+            run, {f"funnel/{i}_{name.replace(' ', '_')}": n for i, (name, n) in enumerate(stages)}
+        )
         drops = causes(counts)
         log_metrics_batch(run, {f"drops/{cause.key}": cause.count for cause in drops})
         _log_rows([dataclasses.asdict(cause) for cause in drops], "drop_reasons.json")
-        kept_rows = [{"idx": d.idx, "url": d.url, "title": d.title or "", "text": d.text[:500]}
-                     for d in documents]  # fmt: skip
+        kept_rows = [
+            {"idx": d.idx, "url": d.url, "title": d.title or "", "text": d.text[:500]}
+            for d in documents
+        ]
         _log_rows(kept_rows, "samples_kept.json")
-        dropped_rows = [{"idx": f.idx, "url": f.url or f.raw_url or "", "fate": f.fate,
-                         "stage": f.stage or "", "reason": f.reason or "", "detail": f.detail or ""}
-                        for f in dropped]  # fmt: skip
+        dropped_rows = [
+            {
+                "idx": f.idx,
+                "url": f.url or f.raw_url or "",
+                "fate": f.fate,
+                "stage": f.stage or "",
+                "reason": f.reason or "",
+                "detail": f.detail or "",
+            }
+            for f in dropped
+        ]
         _log_rows(dropped_rows, "samples_dropped.json")
         with tempfile.TemporaryDirectory() as tmp:
             mlflow.log_artifact(str(funnel_chart(stages, Path(tmp) / "funnel.png")), "charts")
@@ -155,10 +189,14 @@ def run_corpus(config: CorpusConfig) -> CorpusResult:
         # children: the extraction pool (which enforces the per-page time limit) needs to.
         dask.config.set({"distributed.worker.daemon": False})
 
-        runner = DaskTaskRunner(cluster_kwargs={
-            "n_workers": config.dask_workers, "threads_per_worker": 1,
-            "processes": True, "dashboard_address": None,
-        })  # fmt: skip
+        runner = DaskTaskRunner(
+            cluster_kwargs={
+                "n_workers": config.dask_workers,
+                "threads_per_worker": 1,
+                "processes": True,
+                "dashboard_address": None,
+            }
+        )
         return corpus_flow.with_options(task_runner=runner)(config)
     # Prefect's default thread pool is unbounded: every batch of a million-link dump
     # would start at once, each with its own event loop and HTTP client.

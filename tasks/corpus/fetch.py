@@ -392,8 +392,13 @@ def robots_rules(outcome: Outcome) -> RobotsRules:
 # Pure helpers
 
 
-def check_url(url: str) -> Verdict | None:
-    """Refuse what we cannot or will not fetch, before any network work."""
+def url_refusal(url: str) -> Verdict | None:
+    """Why this URL cannot be fetched as written (an `invalid_url` verdict), or None.
+
+    Checked for every hop before any network work: redirect targets and hand-made link
+    lists never went through the link rules' normalisation. It is the first of the three
+    refusals `_fetch_one` asks for, before the destination's and robots.txt's.
+    """
     try:
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, TypeError) as exc:
@@ -592,8 +597,8 @@ class _Fetcher:
 
     async def _fetch_one(self, url: str, robots: bool) -> Outcome:
         """One hop: check the URL, the destination and robots.txt, then request it."""
-        if (problem := check_url(url)) is not None:
-            return Outcome(url, failure=problem)
+        if (refusal := url_refusal(url)) is not None:
+            return Outcome(url, failure=refusal)
         destination = await self._destination(url)
         if destination.refusal is not None:
             return Outcome(url, failure=destination.refusal, retryable=destination.retryable)

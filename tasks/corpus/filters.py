@@ -7,6 +7,10 @@ Each filter is a small class with a `name` that looks at one document and return
 explained without re-running anything. `FilterChain` runs the filters in order, stops
 at the first failure, and counts, per filter, what it saw, kept and dropped by reason.
 
+Each filter takes the thresholds it uses, by name, with the defaults below; only
+`FilterChain.from_settings` reads `FilterSettings` (the flow's config), so a filter can be
+built, tested and reused on its own.
+
 The quality rules are those of Gopher's MassiveText (Rae et al. 2021, "Scaling Language
 Models: Methods, Analysis & Insights from Training Gopher", appendix A.1.1 "quality
 filtering" and table A1 "repetition removal"), with the paper's thresholds as defaults.
@@ -15,9 +19,10 @@ filtering" and table A1 "repetition removal"), with the paper's thresholds as de
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
+from types import MappingProxyType
 from typing import NamedTuple, Protocol
 
 import regex
@@ -27,6 +32,13 @@ from model.tokenizer.byte_map import GPT2_SPLIT_PATTERN
 from tasks.corpus.records import Document, Verdict
 
 STAGE = "filter"
+
+# Gopher's n-gram repetition limits (table A1), shared by the filter's defaults and the
+# settings' (read-only, so that no caller can change the defaults for everyone).
+TOP_NGRAM_CHARS_LIMITS: Mapping[int, float] = MappingProxyType({2: 0.20, 3: 0.18, 4: 0.16})
+DUPLICATE_NGRAM_CHARS_LIMITS: Mapping[int, float] = MappingProxyType(
+    {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10}
+)
 
 
 class FilterSettings(BaseModel):
@@ -77,11 +89,11 @@ class FilterSettings(BaseModel):
     max_duplicate_lines_fraction: float = Field(default=0.3, ge=0, le=1)
     max_duplicate_line_chars_fraction: float = Field(default=0.2, ge=0, le=1)
     max_top_ngram_chars_fraction: dict[int, float] = Field(
-        default={2: 0.20, 3: 0.18, 4: 0.16},
+        default=dict(TOP_NGRAM_CHARS_LIMITS),
         description="n -> most frequent n-gram's share of the characters.",
     )
     max_duplicate_ngram_chars_fraction: dict[int, float] = Field(
-        default={5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10},
+        default=dict(DUPLICATE_NGRAM_CHARS_LIMITS),
         description="n -> share of the characters inside n-grams seen before.",
     )
 
@@ -125,7 +137,9 @@ class LanguageFilter:
 
     name = "language"
 
-    def __init__(self, languages: Sequence[str], min_score: float, sample_chars: int) -> None:
+    def __init__(
+        self, languages: Sequence[str] = ("en",), min_score: float = 0.65, sample_chars: int = 4_000
+    ) -> None:
         self.languages = set(languages)
         self.min_score = min_score
         self.sample_chars = sample_chars
@@ -156,7 +170,7 @@ class MinTokensFilter:
 
     name = "min_tokens"
 
-    def __init__(self, min_tokens: int) -> None:
+    def __init__(self, min_tokens: int = 128) -> None:
         self.min_tokens = min_tokens
 
     def __call__(self, doc: Document) -> Decision:
@@ -222,45 +236,65 @@ class GopherQualityFilter:
 
     name = "gopher_quality"
 
-    def __init__(self, settings: FilterSettings) -> None:
-        self.s = settings
+    def __init__(
+        self,
+        *,
+        min_words: int = 50,
+        max_words: int = 100_000,
+        min_mean_word_length: float = 3.0,
+        max_mean_word_length: float = 10.0,
+        max_symbol_word_ratio: float = 0.1,
+        max_bullet_lines_fraction: float = 0.9,
+        max_ellipsis_lines_fraction: float = 0.3,
+        min_alpha_words_fraction: float = 0.8,
+        min_stop_words: int = 2,
+    ) -> None:
+        self.min_words = min_words
+        self.max_words = max_words
+        self.min_mean_word_length = min_mean_word_length
+        self.max_mean_word_length = max_mean_word_length
+        self.max_symbol_word_ratio = max_symbol_word_ratio
+        self.max_bullet_lines_fraction = max_bullet_lines_fraction
+        self.max_ellipsis_lines_fraction = max_ellipsis_lines_fraction
+        self.min_alpha_words_fraction = min_alpha_words_fraction
+        self.min_stop_words = min_stop_words
 
     def __call__(self, doc: Document) -> Decision:
-        s, text = self.s, doc.text
+        text = doc.text
         words = _words(text)
         n_words = len(words)
-        if not s.min_words <= n_words <= s.max_words:
+        if not self.min_words <= n_words <= self.max_words:
             return Decision(False, "gopher_word_count", f"{n_words} words")
 
         mean_length = sum(map(len, words)) / n_words if n_words else 0.0
-        if not s.min_mean_word_length <= mean_length <= s.max_mean_word_length:
+        if not self.min_mean_word_length <= mean_length <= self.max_mean_word_length:
             return Decision(False, "gopher_mean_word_length", f"{mean_length:.1f} characters")
 
         for symbol, count in (
             ("#", text.count("#")),
             ("ellipsis", text.count("...") + text.count("…")),
         ):
-            if n_words and count / n_words > s.max_symbol_word_ratio:
+            if n_words and count / n_words > self.max_symbol_word_ratio:
                 return Decision(False, "gopher_symbol_ratio", f"{symbol}: {count / n_words:.2f}")
 
         lines = _lines(text)
         if lines:
             bullets = sum(line.startswith(BULLETS) for line in lines) / len(lines)
-            if bullets > s.max_bullet_lines_fraction:
+            if bullets > self.max_bullet_lines_fraction:
                 return Decision(False, "gopher_bullet_lines", f"{bullets:.0%} of lines")
             ellipsis = sum(line.endswith(("...", "…")) for line in lines) / len(lines)
-            if ellipsis > s.max_ellipsis_lines_fraction:
+            if ellipsis > self.max_ellipsis_lines_fraction:
                 return Decision(False, "gopher_ellipsis_lines", f"{ellipsis:.0%} of lines")
 
         # Alphabetic and stop-word rules count raw tokens, punctuation-only ones included:
         # a page of numbers, symbols and dashes is exactly what they should catch.
         tokens = text.split()
         alpha = sum(1 for token in tokens if _has_letter(token)) / max(1, len(tokens))
-        if alpha < s.min_alpha_words_fraction:
+        if alpha < self.min_alpha_words_fraction:
             return Decision(False, "gopher_alpha_words", f"{alpha:.0%} of words have a letter")
 
         stop_words = sum(1 for word in words if word.lower() in STOP_WORDS)
-        if stop_words < s.min_stop_words:
+        if stop_words < self.min_stop_words:
             return Decision(False, "gopher_stop_words", f"{stop_words} stop words")
         return KEEP
 
@@ -309,11 +343,23 @@ class GopherRepetitionFilter:
 
     name = "gopher_repetition"
 
-    def __init__(self, settings: FilterSettings) -> None:
-        self.s = settings
+    def __init__(
+        self,
+        *,
+        max_duplicate_lines_fraction: float = 0.3,
+        max_duplicate_line_chars_fraction: float = 0.2,
+        max_top_ngram_chars_fraction: Mapping[int, float] = TOP_NGRAM_CHARS_LIMITS,
+        max_duplicate_ngram_chars_fraction: Mapping[int, float] = DUPLICATE_NGRAM_CHARS_LIMITS,
+    ) -> None:
+        self.max_duplicate_lines_fraction = max_duplicate_lines_fraction
+        self.max_duplicate_line_chars_fraction = max_duplicate_line_chars_fraction
+        # n -> limit, checked smallest n first: a drop names the shortest n that broke its limit.
+        self.max_top_ngram_chars_fraction = dict(sorted(max_top_ngram_chars_fraction.items()))
+        self.max_duplicate_ngram_chars_fraction = dict(
+            sorted(max_duplicate_ngram_chars_fraction.items())
+        )
 
     def __call__(self, doc: Document) -> Decision:
-        s = self.s
         lines = _lines(doc.text)
         if lines:
             seen: set[str] = set()
@@ -323,12 +369,12 @@ class GopherRepetitionFilter:
                     duplicates += 1
                     duplicate_chars += len(line)
                 seen.add(line)
-            if duplicates / len(lines) > s.max_duplicate_lines_fraction:
+            if duplicates / len(lines) > self.max_duplicate_lines_fraction:
                 return Decision(
                     False, "gopher_repeated_lines", f"{duplicates / len(lines):.0%} of lines"
                 )
             total_chars = sum(map(len, lines))
-            if duplicate_chars / total_chars > s.max_duplicate_line_chars_fraction:
+            if duplicate_chars / total_chars > self.max_duplicate_line_chars_fraction:
                 share = duplicate_chars / total_chars
                 return Decision(False, "gopher_repeated_line_chars", f"{share:.0%} of characters")
 
@@ -336,11 +382,11 @@ class GopherRepetitionFilter:
         total = sum(map(len, words))
         if not total:
             return KEEP
-        for n, limit in sorted(s.max_top_ngram_chars_fraction.items()):
+        for n, limit in self.max_top_ngram_chars_fraction.items():
             share = _top_ngram_chars(words, n) / total
             if share > limit:
                 return Decision(False, "gopher_top_ngram", f"{n}-gram: {share:.0%} of characters")
-        for n, limit in sorted(s.max_duplicate_ngram_chars_fraction.items()):
+        for n, limit in self.max_duplicate_ngram_chars_fraction.items():
             share = _duplicate_ngram_chars(words, n) / total
             if share > limit:
                 return Decision(
@@ -372,15 +418,33 @@ class FilterChain:
 
     @classmethod
     def from_settings(cls, settings: FilterSettings) -> FilterChain:
-        """The default funnel: cheap and decisive filters first."""
+        """The default funnel, cheap and decisive filters first: the one place where the
+        flow's settings become each filter's own thresholds."""
         return cls(
             [
                 LanguageFilter(
-                    settings.languages, settings.min_language_score, settings.language_sample_chars
+                    languages=settings.languages,
+                    min_score=settings.min_language_score,
+                    sample_chars=settings.language_sample_chars,
                 ),
-                MinTokensFilter(settings.min_tokens),
-                GopherQualityFilter(settings),
-                GopherRepetitionFilter(settings),
+                MinTokensFilter(min_tokens=settings.min_tokens),
+                GopherQualityFilter(
+                    min_words=settings.min_words,
+                    max_words=settings.max_words,
+                    min_mean_word_length=settings.min_mean_word_length,
+                    max_mean_word_length=settings.max_mean_word_length,
+                    max_symbol_word_ratio=settings.max_symbol_word_ratio,
+                    max_bullet_lines_fraction=settings.max_bullet_lines_fraction,
+                    max_ellipsis_lines_fraction=settings.max_ellipsis_lines_fraction,
+                    min_alpha_words_fraction=settings.min_alpha_words_fraction,
+                    min_stop_words=settings.min_stop_words,
+                ),
+                GopherRepetitionFilter(
+                    max_duplicate_lines_fraction=settings.max_duplicate_lines_fraction,
+                    max_duplicate_line_chars_fraction=settings.max_duplicate_line_chars_fraction,
+                    max_top_ngram_chars_fraction=settings.max_top_ngram_chars_fraction,
+                    max_duplicate_ngram_chars_fraction=settings.max_duplicate_ngram_chars_fraction,
+                ),
             ]
         )
 

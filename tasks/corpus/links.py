@@ -252,16 +252,18 @@ def normalize_url(
     becomes "xn--bcher-kva.de"), no default port (":80" for http, ":443" for https), no
     user name or password, no `#fragment`, no tracking parameters; the other query parameters
     are kept, in their order and with their encoding. Two URLs that name the same page this way
-    become the same string, so they are fetched once. `check_url` says *why* a URL was refused.
+    become the same string, so they are fetched once. `normalize_or_refuse` says *why* a URL
+    was refused.
     """
-    result = check_url(url, tracking_parameters)
+    result = normalize_or_refuse(url, tracking_parameters)
     return result if isinstance(result, str) else None
 
 
-def check_url(
+def normalize_or_refuse(
     url: str, tracking_parameters: Sequence[str] = tuple(DEFAULT_TRACKING_PARAMETERS)
 ) -> str | Verdict:
-    """`normalize_url`, but a refused URL gives a Verdict (`bad_scheme` or `invalid_url`)."""
+    """The canonical URL (as `normalize_url`), or a Verdict saying why the link is refused
+    (`bad_scheme` or `invalid_url`): the link rules record that reason in the manifest."""
     url = url.strip()
     try:
         parts = urlsplit(url)
@@ -454,7 +456,7 @@ def _decide(
 ) -> LinkDecision:
     if isinstance(candidate, Verdict):  # the line itself was unreadable
         return LinkDecision(source, None, verdict=candidate)
-    checked = check_url(candidate.raw_url, rules.tracking)
+    checked = normalize_or_refuse(candidate.raw_url, rules.tracking)
     if isinstance(checked, Verdict):
         return LinkDecision(source, candidate.raw_url, verdict=checked)
     url = checked

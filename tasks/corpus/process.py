@@ -1,4 +1,5 @@
-"""The corpus funnel's units of work, each a plain function with a thin Prefect task.
+"""The corpus funnel's units of work, each a plain function (`pipelines/corpus.py` makes them
+Prefect tasks).
 
     read_links   -> every input link into the store, with its link-rule verdict
     read_robots  -> each host's robots.txt, once, into the store
@@ -19,16 +20,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from prefect import task
 from pydantic import BaseModel
 
 from tasks.corpus.dedup import DedupSettings, find_duplicates
+from tasks.corpus.export import ExportResult, export_corpus
 from tasks.corpus.extract import ExtractSettings, extract_pages
 from tasks.corpus.fetch import FetchSettings, fetch_batch, fetch_robots
 from tasks.corpus.filters import FilterSettings
 from tasks.corpus.links import LinkRules, iter_link_decisions
 from tasks.corpus.records import Document
-from tasks.corpus.store import CorpusStore, ExportResult
+from tasks.corpus.store import CorpusStore
 
 
 class FunnelSettings(BaseModel):
@@ -130,14 +131,4 @@ def deduplicate(out_dir: Path, settings: DedupSettings) -> dict[str, int]:
 def export(out_dir: Path) -> ExportResult:
     """Write the dataset, the manifest and the corpus fingerprint."""
     with CorpusStore(out_dir) as store:
-        return store.export()
-
-
-read_links_task = task(read_links, name="read-links")
-read_robots_task = task(read_robots, name="read-robots")
-plan_batches_task = task(plan_batches, name="plan-batches")
-process_batch_task = task(
-    process_batch, name="process-batch", task_run_name="batch {batch.first}-{batch.last}"
-)
-deduplicate_task = task(deduplicate, name="deduplicate")
-export_task = task(export, name="export")
+        return export_corpus(store)

@@ -1,4 +1,4 @@
-"""The crash-safe state of one corpus run, and its export to a dataset, manifest and fingerprint.
+"""The crash-safe state of one corpus run: every link, page and document, in one SQLite file.
 
 Everything a corpus run learns goes into one SQLite file, `<folder>/state.sqlite`, as soon as
 it is learnt, one transaction at a time. A run killed at any moment (even by SIGKILL) and
@@ -23,37 +23,30 @@ Why SQLite: one file, no server, transactions that survive a killed process, and
 processes (Dask workers on one machine) may write to it: WAL mode lets readers go on while one
 writer commits, and a busy timeout makes writers wait their turn instead of failing. Open one
 `CorpusStore` per process; a pickled store reopens the file in the process that unpickles it.
+
+The store keeps state only: `export.py` turns it into the dataset, manifest and fingerprint.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
-import json
 import os
-import shutil
 import sqlite3
-import tempfile
 import threading
 import unicodedata
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from model.atomic_files import write_file_atomically, write_folder_atomically
 from tasks.corpus.fetch import Outcome, origin_of
 from tasks.corpus.links import LinkDecision
 from tasks.corpus.records import Document, Link, Page, Verdict
 
 STATE_FILE = "state.sqlite"
-DATASET_DIR = "dataset"
-MANIFEST_FILE = "manifest.jsonl"
-CORPUS_FILE = "corpus.json"
 
 # PRAGMA application_id marks the file as ours ("G2LC" in ASCII); PRAGMA user_version holds the
 # schema version. A file with another id, or a newer/older schema, is refused by name.
@@ -171,16 +164,6 @@ def causes(counts: dict[str, int]) -> list[Cause]:
     """The per-cause entries of `counts` (reason codes hold no dots), most frequent first."""
     found = [Cause(*key.split("."), n) for key, n in counts.items() if key.count(".") == 2]
     return sorted(found, key=lambda cause: -cause.count)
-
-
-@dataclass(frozen=True)
-class ExportResult:
-    dataset_path: Path
-    manifest_path: Path
-    corpus_path: Path  # corpus.json: fingerprint, counts, completeness
-    fingerprint: str
-    n_documents: int
-    complete: bool  # False when some links were still pending or awaiting extraction
 
 
 def content_hash(text: str) -> str:
@@ -380,19 +363,28 @@ class CorpusStore:
         if row["failure_reason"] is not None:
             failure = Verdict(row["failure_stage"], row["failure_reason"], row["failure_detail"])
         return Outcome(
-            url=origin + "/robots.txt", status=row["status"], content_type=row["content_type"],
-            body=row["body"], failure=failure,
-        )  # fmt: skip
+            url=origin + "/robots.txt",
+            status=row["status"],
+            content_type=row["content_type"],
+            body=row["body"],
+            failure=failure,
+        )
 
     def robots_put(self, origin: str, outcome: Outcome) -> None:
         failure = outcome.failure
         with self._transaction() as db:
             db.execute(
                 "INSERT OR IGNORE INTO robots VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (origin, outcome.status, outcome.content_type, outcome.body,
-                 failure and failure.stage, failure and failure.reason,
-                 failure and failure.detail),
-            )  # fmt: skip
+                (
+                    origin,
+                    outcome.status,
+                    outcome.content_type,
+                    outcome.body,
+                    failure and failure.stage,
+                    failure and failure.reason,
+                    failure and failure.detail,
+                ),
+            )
 
     # ----------------------------------------------------------------------------------------
     # Pages and results
@@ -564,59 +556,6 @@ class CorpusStore:
                 )
             last = rows[-1]["idx"]
 
-    # ----------------------------------------------------------------------------------------
-    # Export
-    # ----------------------------------------------------------------------------------------
-
-    def export(self, out_dir: str | os.PathLike[str] | None = None) -> ExportResult:
-        """Write `<out>/dataset` (Hugging Face, on disk), `<out>/manifest.jsonl` and
-        `<out>/corpus.json`; `out_dir` defaults to the store's folder.
-
-        Each is written to a temporary name and renamed into place, so a crash leaves the
-        previous export or the new one, never half of one. corpus.json is written last: its
-        presence says the other two are complete.
-
-        The corpus fingerprint is the SHA-256 of "url\\0content_hash\\n" for every exported
-        document in idx (input) order: the same documents give the same fingerprint,
-        whatever the Arrow files' bytes, and any change of text, URL or order changes it.
-        """
-        out = Path(out_dir) if out_dir is not None else self.folder
-        out.mkdir(parents=True, exist_ok=True)
-        counts = self.counts()
-        dataset_path = out / DATASET_DIR
-        fingerprint, n_documents = write_folder_atomically(
-            dataset_path, lambda tmp: _write_dataset(self, tmp)
-        )
-        manifest_path = out / MANIFEST_FILE
-        write_file_atomically(manifest_path, lambda handle: self._write_manifest(handle))
-        complete = counts["pending"] == 0 and counts["fetched"] == 0
-        summary = {
-            "format": "gpt2lab.corpus",
-            "version": 1,
-            "fingerprint": fingerprint,
-            "fingerprint_method": "sha256 of 'url\\0content_hash\\n' per document, idx order",
-            "n_documents": n_documents,
-            "complete": complete,
-            "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "dataset": DATASET_DIR,
-            "manifest": MANIFEST_FILE,
-            "counts": counts,
-        }
-        corpus_path = out / CORPUS_FILE
-        write_file_atomically(corpus_path, json.dumps(summary, indent=2) + "\n")
-        return ExportResult(
-            dataset_path=dataset_path,
-            manifest_path=manifest_path,
-            corpus_path=corpus_path,
-            fingerprint=fingerprint,
-            n_documents=n_documents,
-            complete=complete,
-        )
-
-    def _write_manifest(self, handle: Any) -> None:
-        for record in self.fates():
-            handle.write(json.dumps(dataclasses.asdict(record), ensure_ascii=False) + "\n")
-
 
 # --------------------------------------------------------------------------------------------
 # Opening the database
@@ -753,80 +692,3 @@ def _finish(db: sqlite3.Connection, idx: int, verdict: Verdict, status: int | No
         " http_status = COALESCE(?, http_status) WHERE idx = ?",
         (fate, verdict.stage, verdict.reason, verdict.detail, status, idx),
     )
-
-
-# --------------------------------------------------------------------------------------------
-# Writing the export
-# --------------------------------------------------------------------------------------------
-
-
-def _dataset_features() -> Any:
-    from datasets import Features, Value
-
-    return Features(
-        {
-            "url": Value("string"),
-            "title": Value("string"),
-            "text": Value("string"),
-            "karma": Value("int64"),
-            "subreddit": Value("string"),
-            "fetched_at": Value("string"),
-            "content_hash": Value("string"),
-        }
-    )
-
-
-def _generate_rows(folder: str) -> Iterator[dict[str, Any]]:
-    """The dataset's rows, read from the store in a fresh connection (datasets may call this
-    outside our process's objects, and a generator must be picklable)."""
-    with CorpusStore(folder) as store:
-        for doc in store.iter_documents():
-            yield {
-                "url": doc.url,
-                "title": doc.title,
-                "text": doc.text,
-                "karma": doc.karma,
-                "subreddit": doc.subreddit,
-                "fetched_at": doc.fetched_at,
-                "content_hash": doc.content_hash,
-            }
-
-
-def _write_dataset(store: CorpusStore, target: Path) -> tuple[str, int]:
-    """Save the kept documents to `target` as a Hugging Face dataset; (fingerprint, count).
-
-    `from_generator` streams rows into Arrow files in a private cache folder, so memory stays
-    bounded; that cache is deleted after `save_to_disk` has copied it. The fingerprint is read
-    back from the saved dataset, so it describes exactly what was written.
-    """
-    import datasets
-
-    features = _dataset_features()
-    cache = Path(tempfile.mkdtemp(prefix=".dataset-cache-", dir=target.parent))
-    try:
-        if next(store.iter_documents(batch_size=1), None) is not None:
-            dataset = datasets.Dataset.from_generator(
-                _generate_rows,
-                features=features,
-                cache_dir=str(cache),
-                gen_kwargs={"folder": str(store.folder)},
-            )
-        else:  # from_generator cannot make a dataset with no rows
-            dataset = datasets.Dataset.from_dict({name: [] for name in features}, features)
-        # An empty dataset needs one explicit (empty) shard, or it cannot be loaded back.
-        dataset.save_to_disk(str(target), num_shards=None if len(dataset) else 1)
-        del dataset
-    finally:
-        shutil.rmtree(cache, ignore_errors=True)
-    return _dataset_fingerprint(target)
-
-
-def _dataset_fingerprint(path: Path) -> tuple[str, int]:
-    import datasets
-
-    digest = hashlib.sha256()
-    dataset = datasets.load_from_disk(str(path)).select_columns(["url", "content_hash"])
-    for batch in dataset.iter(batch_size=10_000):
-        for url, hash_ in zip(batch["url"], batch["content_hash"], strict=True):
-            digest.update(f"{url}\0{hash_}\n".encode())
-    return digest.hexdigest(), len(dataset)

@@ -67,13 +67,14 @@ def test_corpus_flow_on_the_mini_web(workspace, tmp_path):
 
     # The dataset: the promised columns, one row per kept page, boilerplate gone.
     dataset = datasets.load_from_disk(str(result.dataset))
-    assert set(dataset.column_names) == {
-        "url", "title", "text", "karma", "subreddit", "fetched_at", "content_hash"
-    }  # fmt: skip
+    columns = {"url", "title", "text", "karma", "subreddit", "fetched_at", "content_hash"}
+    assert set(dataset.column_names) == columns
     assert len(dataset) == result.documents > 0
     assert len(set(dataset["url"])) == len(dataset)
-    by_path = {url.split(":", 2)[2].split("/", 1)[1]: row for url, row in
-               zip(dataset["url"], dataset, strict=True)}  # fmt: skip
+    by_path = {
+        url.split(":", 2)[2].split("/", 1)[1]: row
+        for url, row in zip(dataset["url"], dataset, strict=True)
+    }
     first = web.articles[0]
     assert web.article(first).paragraphs[0][:60] in by_path[first.lstrip("/")]["text"]
 
@@ -85,8 +86,12 @@ def test_corpus_flow_on_the_mini_web(workspace, tmp_path):
         row = fate_of[case.path.lstrip("/")]
         if case.fetch != "ok" and row["stage"] != "links":  # .png/.txt go at the link rules
             assert row["reason"] == case.fetch and row["fate"] != "kept", case.name
-    expected_later = {"empty": "no_main_text", "script_only": "no_main_text",
-                      "german": "not_english", "french": "not_english"}  # fmt: skip
+    expected_later = {
+        "empty": "no_main_text",
+        "script_only": "no_main_text",
+        "german": "not_english",
+        "french": "not_english",
+    }
     for name, reason in expected_later.items():
         assert fate_of[web.case(name).path.lstrip("/")]["reason"] == reason, name
     for name in ("exact_duplicate", "near_duplicate"):
@@ -117,8 +122,13 @@ def test_corpus_flow_on_the_mini_web(workspace, tmp_path):
     assert metrics["drops/failed.fetch.robots_disallowed"] == 1
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     artifacts |= {a.path for a in client.list_artifacts(run.info.run_id, "charts")}
-    assert {"charts/funnel.png", "charts/lengths.png", "drop_reasons.json",
-            "samples_kept.json", "samples_dropped.json"} <= artifacts  # fmt: skip
+    assert {
+        "charts/funnel.png",
+        "charts/lengths.png",
+        "drop_reasons.json",
+        "samples_kept.json",
+        "samples_dropped.json",
+    } <= artifacts
 
 
 @loopback_only
@@ -133,10 +143,12 @@ def test_dask_runner_gives_the_same_dataset(workspace, tmp_path):
 
 
 def _recorded_urls(out: Path) -> set[str]:
+    """The URLs the run has fetched so far: finished past the link rules, or fetched and
+    waiting for extraction."""
     with CorpusStore(out) as store:
-        return {f.url for f in store.fates() if f.fate in ("kept", "dropped", "failed")
-                and f.stage != "links"} | {u for _, _, p in store.fetched_pages(10_000)
-                                          for u in [p.url]}  # fmt: skip
+        finished = {f.url for f in store.fates() if f.fate != "pending" and f.stage != "links"}
+        waiting = {page.url for _, _, page in store.fetched_pages(10_000)}
+    return finished | waiting
 
 
 @loopback_only
@@ -150,11 +162,16 @@ def test_a_killed_run_resumes_without_fetching_anything_twice(workspace, tmp_pat
             + "".join(f"{key} = {json.dumps(value)}\n" for key, value in FAST_FETCH.items())
         )
         out = tmp_path / "out"
-        command = [sys.executable, "-m", "pipelines.cli", "corpus",
-                   "--links", str(dump), "--out", str(out), "--config", str(preset)]  # fmt: skip
+        options = ["--links", str(dump), "--out", str(out), "--config", str(preset)]
+        command = [sys.executable, "-m", "pipelines.cli", "corpus", *options]
 
-        first = subprocess.Popen(command, env=env, start_new_session=True,
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        first = subprocess.Popen(
+            command,
+            env=env,
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and first.poll() is None:
             if (out / "state.sqlite").exists() and len(_recorded_urls(out)) >= 8:
@@ -188,14 +205,13 @@ def test_bad_corpus_options_are_one_line_errors(tmp_path):
     from pipelines.cli import app
 
     runner = CliRunner()
-    result = runner.invoke(app, ["corpus", "--links", str(tmp_path / "none.jsonl"),
-                                 "--out", str(tmp_path / "out")])  # fmt: skip
+    out = ["--out", str(tmp_path / "out")]
+    result = runner.invoke(app, ["corpus", "--links", str(tmp_path / "none.jsonl"), *out])
     assert result.exit_code == 2 and "link input not found" in result.output
     (tmp_path / "links.txt").write_text("https://example.org/a\n")
     (tmp_path / "bad.toml").write_text("[fetch]\nmax_bytes = -1\n")
-    result = runner.invoke(app, ["corpus", "--links", str(tmp_path / "links.txt"),
-                                 "--out", str(tmp_path / "out"),
-                                 "--config", str(tmp_path / "bad.toml")])  # fmt: skip
+    config = ["--config", str(tmp_path / "bad.toml")]
+    result = runner.invoke(app, ["corpus", "--links", str(tmp_path / "links.txt"), *out, *config])
     assert result.exit_code == 2
     assert f"{tmp_path / 'bad.toml'}: fetch.max_bytes:" in result.output
     assert not (tmp_path / "out").exists()  # refused before anything was written

@@ -339,15 +339,20 @@ def test_filters_can_run_inside_the_extraction_workers():
     english = build_articles(2, seed=0)[0]
     german = Article("/de.html", "Das Leben im Dorf", "Hans Muster", "2019-01-01", tuple(GERMAN))
     pages = [
-        Page(url=a.path, final_url=a.path, status=200, content_type="text/html; charset=utf-8",
-             body=render_page(a, [], random.Random(0), lang=lang).encode(), fetched_at="")
+        Page(
+            url=a.path,
+            final_url=a.path,
+            status=200,
+            content_type="text/html; charset=utf-8",
+            body=render_page(a, [], random.Random(0), lang=lang).encode(),
+            fetched_at="",
+        )
         for a, lang in ((english, "en"), (german, "de"))
-    ]  # fmt: skip
+    ]
     settings = ExtractSettings(workers=1)
     kept, dropped = extract_pages(pages, settings, FilterSettings())
     assert isinstance(kept, Document) and english.paragraphs[0][:40] in kept.text
-    assert isinstance(dropped, Verdict) and (dropped.stage, dropped.reason) == (
-        "filter", "not_english"
-    )  # fmt: skip
+    assert isinstance(dropped, Verdict)
+    assert (dropped.stage, dropped.reason) == ("filter", "not_english")
     # Without filters the German page is just extracted.
     assert isinstance(extract_pages(pages, settings)[1], Document)

@@ -28,6 +28,7 @@ from tasks.corpus.fetch import (
     fetch_pages,
     looks_binary,
     parse_retry_after,
+    url_refusal,
 )
 from tasks.corpus.miniweb import METADATA_TARGET, PRIVATE_TARGET, MiniWeb
 from tasks.corpus.records import Link, Page
@@ -121,13 +122,40 @@ def test_binary_sniffing():
 
 
 @pytest.mark.parametrize(
+    "url",
+    ["javascript:alert(1)", "not a url", "http://", "http://exa mple.com/", "http://a.b:99999/"],
+)
+def test_unfetchable_urls_are_refused_before_any_network_work(url):
+    refusal = url_refusal(url)
+    assert refusal is not None and (refusal.stage, refusal.reason) == ("fetch", "invalid_url")
+
+
+def test_fetchable_urls_are_not_refused():
+    assert url_refusal("https://example.com/a?b=1") is None
+    assert url_refusal("http://[::1]:8080/") is None  # refused later, by its address
+
+
+@pytest.mark.parametrize(
     "address",
     [
-        "127.0.0.1", "10.255.255.1", "172.16.0.1", "192.168.1.1", "169.254.169.254",
-        "100.64.0.1", "0.0.0.0", "224.0.0.1", "240.0.0.1", "::1", "fe80::1", "fc00::1",
-        "::ffff:10.0.0.1", "::ffff:127.0.0.1", "::", "ff02::1",
+        "127.0.0.1",
+        "10.255.255.1",
+        "172.16.0.1",
+        "192.168.1.1",
+        "169.254.169.254",
+        "100.64.0.1",
+        "0.0.0.0",
+        "224.0.0.1",
+        "240.0.0.1",
+        "::1",
+        "fe80::1",
+        "fc00::1",
+        "::ffff:10.0.0.1",
+        "::ffff:127.0.0.1",
+        "::",
+        "ff02::1",
     ],
-)  # fmt: skip
+)
 def test_non_public_addresses_are_refused(address):
     assert address_refused(ip_address(address)) is not None
 

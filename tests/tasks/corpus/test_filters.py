@@ -112,23 +112,36 @@ HESITANT = "so... well... maybe... who knows... ok... fine... Done."  # 7 ellips
         (SENTENCE * 5 + "#news #today #weather #farm #life #love #mill", "gopher_symbol_ratio"),
         (SENTENCE * 4 + HESITANT, "gopher_symbol_ratio"),
         ("\n".join(f"- {SENTENCE}" for _ in range(10)), "gopher_bullet_lines"),
-        ("\n".join(SENTENCE + ("and so on..." if i < 4 else "") for i in range(10)),
-         "gopher_ellipsis_lines"),
+        (
+            "\n".join(SENTENCE + ("and so on..." if i < 4 else "") for i in range(10)),
+            "gopher_ellipsis_lines",
+        ),
         (SENTENCE * 5 + " ".join(str(1000 + i) for i in range(40)), "gopher_alpha_words"),
-        ("Buy cheap shoes online today. Best prices guaranteed, free shipping worldwide. " * 6,
-         "gopher_stop_words"),
+        (
+            "Buy cheap shoes online today. Best prices guaranteed, free shipping worldwide. " * 6,
+            "gopher_stop_words",
+        ),
     ],
-    ids=["word-count", "long-words", "short-words", "hashes", "ellipses", "bullets",
-         "ellipsis-lines", "numbers", "no-stop-words"],
-)  # fmt: skip
+    ids=[
+        "word-count",
+        "long-words",
+        "short-words",
+        "hashes",
+        "ellipses",
+        "bullets",
+        "ellipsis-lines",
+        "numbers",
+        "no-stop-words",
+    ],
+)
 def test_each_gopher_quality_rule(text, reason):
-    decision = GopherQualityFilter(SETTINGS)(doc(text))
+    decision = GopherQualityFilter()(doc(text))
     assert (decision.keep, decision.reason) == (False, reason), decision
     assert decision.detail
 
 
 def test_gopher_quality_keeps_prose():
-    assert GopherQualityFilter(SETTINGS)(doc(GOOD)).keep
+    assert GopherQualityFilter()(doc(GOOD)).keep
 
 
 # ---------------------------------------------------------------------------------------
@@ -159,19 +172,38 @@ PASSAGE = (
     ids=["lines", "line-chars", "top-ngram", "duplicate-ngrams"],
 )
 def test_each_gopher_repetition_rule(text, reason):
-    decision = GopherRepetitionFilter(SETTINGS)(doc(text))
+    decision = GopherRepetitionFilter()(doc(text))
     assert (decision.keep, decision.reason) == (False, reason), decision
 
 
 def test_gopher_repetition_keeps_prose():
-    assert GopherRepetitionFilter(SETTINGS)(doc(GOOD)).keep
+    assert GopherRepetitionFilter()(doc(GOOD)).keep
 
 
-def test_thresholds_come_from_the_settings():
-    loose = FilterSettings(min_words=1, min_stop_words=0, min_tokens=1)
-    assert GopherQualityFilter(loose)(doc(SENTENCE)).keep
-    strict = FilterSettings(max_top_ngram_chars_fraction={2: 0.001})
-    assert GopherRepetitionFilter(strict)(doc(GOOD)).reason == "gopher_top_ngram"
+def test_each_filter_takes_its_own_thresholds():
+    assert not GopherQualityFilter()(doc(SENTENCE)).keep
+    assert GopherQualityFilter(min_words=1, min_stop_words=0)(doc(SENTENCE)).keep
+    strict = GopherRepetitionFilter(max_top_ngram_chars_fraction={2: 0.001})
+    assert strict(doc(GOOD)).reason == "gopher_top_ngram"
+
+
+def test_the_chain_passes_the_settings_thresholds_on():
+    loose = FilterChain.from_settings(FilterSettings(min_words=1, min_stop_words=0, min_tokens=1))
+    assert loose.check(doc(SENTENCE)).keep
+    strict = FilterChain.from_settings(FilterSettings(max_top_ngram_chars_fraction={2: 0.001}))
+    assert strict.check(doc(GOOD)).reason == "gopher_top_ngram"
+
+
+def test_default_settings_give_each_filter_its_own_defaults():
+    """The defaults are written twice (settings and filters): they must agree."""
+    from_settings = FilterChain.from_settings(FilterSettings()).filters
+    defaults = [
+        LanguageFilter(),
+        MinTokensFilter(),
+        GopherQualityFilter(),
+        GopherRepetitionFilter(),
+    ]
+    assert [vars(f) for f in from_settings] == [vars(f) for f in defaults]
 
 
 # ---------------------------------------------------------------------------------------

@@ -15,8 +15,8 @@ from tasks.corpus.links import (
     LinkDecision,
     LinkInputError,
     LinkRules,
-    check_url,
     iter_link_decisions,
+    normalize_or_refuse,
     normalize_url,
 )
 from tasks.corpus.records import Link, Verdict
@@ -111,7 +111,7 @@ def test_normalize_url(raw: str, expected: str) -> None:
 )
 def test_unusable_urls(raw: str, reason: str) -> None:
     assert normalize_url(raw) is None
-    verdict = check_url(raw)
+    verdict = normalize_or_refuse(raw)
     assert isinstance(verdict, Verdict)
     assert (verdict.stage, verdict.reason) == ("links", reason)
 

@@ -27,6 +27,7 @@ from tasks.corpus.miniweb import (
     submission_lines,
     write_submissions_dump,
 )
+from tasks.corpus.miniweb.site import build_site
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -80,6 +81,13 @@ def test_the_same_seed_serves_the_same_bytes(client):
         assert one.articles == two.articles
         for path in one.articles:
             assert client.get(one.url(path)).content == client.get(two.url(path)).content
+
+
+def test_the_site_is_plain_data_the_same_for_the_same_seed():
+    site = build_site(5, seed=3)  # no server needed
+    assert site == build_site(5, seed=3) and site != build_site(5, seed=4)
+    for case in site.bad_cases:  # every bad case has an answer, but the 404
+        assert (site.response(case.path) is None) == (case.name == "not_found"), case.name
 
 
 def test_at_least_two_articles_and_no_url_before_start():
@@ -267,8 +275,16 @@ def test_dump_points_at_every_page_and_holds_every_kind_of_bad_line():
         for path in web.articles + [case.path for case in web.bad_cases]:
             assert web.url(path) in urls
         for record in records:
-            assert {"id", "score", "subreddit", "created_utc", "is_self", "over_18", "title",
-                    "permalink"} <= record.keys()  # fmt: skip
+            assert {
+                "id",
+                "score",
+                "subreddit",
+                "created_utc",
+                "is_self",
+                "over_18",
+                "title",
+                "permalink",
+            } <= record.keys()
         assert [r["created_utc"] for r in records] == sorted(r["created_utc"] for r in records)
         # Lines the link rules must drop, and lines that are not usable records at all.
         assert any(r["score"] < 3 for r in records)

@@ -37,7 +37,9 @@ def test_a_cached_failure_is_kept_too(tmp_path):
 
     with CorpusStore(tmp_path / "out") as store:
         failure = Verdict("fetch", "http_503", "Service Unavailable")
-        store.robots_put("http://a.example:80", Outcome("http://a.example:80/robots.txt",
-                                                         status=503, failure=failure))  # fmt: skip
+        store.robots_put(
+            "http://a.example:80",
+            Outcome("http://a.example:80/robots.txt", status=503, failure=failure),
+        )
         cached = store.robots_get("http://a.example:80")
     assert cached.status == 503 and cached.failure == failure

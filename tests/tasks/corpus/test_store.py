@@ -1,4 +1,4 @@
-"""The corpus state store: idempotent intake, crash-safe resume, concurrent writers, export."""
+"""The corpus state store: idempotent intake, crash-safe resume, concurrent writers."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
-import datasets
 import pytest
 
 from tasks.corpus.links import LinkDecision, iter_link_decisions
@@ -21,7 +20,6 @@ from tasks.corpus.records import Document, Page, Verdict
 from tasks.corpus.store import CorpusStore, StoreError, causes, content_hash
 
 NOW = "2024-05-01T12:00:00+00:00"
-COLUMNS = ["url", "title", "text", "karma", "subreddit", "fetched_at", "content_hash"]
 
 
 def write_links(path: Path, n_kept: int) -> Path:
@@ -156,9 +154,11 @@ def test_resume_never_refetches_a_recorded_url(tmp_path: Path, store: CorpusStor
     assert (counts["kept"], counts["pending"], counts["fetched"]) == (1, 3, 0)
     # The per-cause entries, taken apart for the drop-reason table.
     assert {(c.fate, c.stage, c.reason, c.count) for c in causes(counts)} == {
-        ("dropped", "links", "not_json", 1), ("dropped", "links", "low_score", 1),
-        ("failed", "fetch", "http_404", 1), ("dropped", "extract", "no_text", 1),
-    }  # fmt: skip
+        ("dropped", "links", "not_json", 1),
+        ("dropped", "links", "low_score", 1),
+        ("failed", "fetch", "http_404", 1),
+        ("dropped", "extract", "no_text", 1),
+    }
     reopened.close()
 
 
@@ -251,7 +251,7 @@ def test_two_processes_write_without_losing_rows(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# documents, dedup, export
+# documents and dedup
 
 
 def test_mark_duplicates(store: CorpusStore) -> None:
@@ -267,83 +267,6 @@ def test_mark_duplicates(store: CorpusStore) -> None:
     )
     assert fates[3].detail == "like 0" and fates[1].detail == ""
     assert store.counts()["dropped.dedup.near_duplicate"] == 2
-
-
-def test_export(tmp_path: Path, store: CorpusStore) -> None:
-    finish_all(store)
-    store.mark_duplicates([2], reason="exact_duplicate")
-    result = store.export()
-    assert result.dataset_path == tmp_path / "out" / "dataset"
-    assert result.n_documents == 5 and result.complete
-
-    dataset = datasets.load_from_disk(str(result.dataset_path))
-    assert dataset.column_names == COLUMNS
-    rows = dataset.to_list()
-    urls = [row["url"] for row in rows]
-    assert len(urls) == len(set(urls)) == 5
-    assert "https://site2.example/page" not in urls
-    assert rows[0] == {
-        "url": "https://site0.example/page",
-        "title": "T",
-        "text": "text of https://site0.example/page",
-        "karma": 10,
-        "subreddit": "r",
-        "fetched_at": NOW,
-        "content_hash": content_hash("text of https://site0.example/page"),
-    }
-
-    manifest = [json.loads(line) for line in result.manifest_path.read_text().splitlines()]
-    assert [row["idx"] for row in manifest] == list(range(8))  # one row per input link
-    assert manifest[2]["fate"] == "dropped" and manifest[2]["stage"] == "dedup"
-    assert manifest[7] == {
-        "idx": 7,
-        "source": "links.jsonl:8",
-        "raw_url": None,
-        "url": None,
-        "fate": "dropped",
-        "stage": "links",
-        "reason": "not_json",
-        "detail": "Expecting value: line 1 column 1 (char 0)",
-        "http_status": None,
-    }
-    summary = json.loads(result.corpus_path.read_text())
-    assert summary["fingerprint"] == result.fingerprint and summary["n_documents"] == 5
-    assert summary["counts"]["dropped.dedup.exact_duplicate"] == 1
-    # No temporary folders or files are left behind.
-    assert sorted(p.name for p in (tmp_path / "out").iterdir() if p.name.startswith(".")) == []
-
-
-def test_fingerprint_is_stable_and_tracks_content(tmp_path: Path, inputs: Path) -> None:
-    def build(folder: str, text_of_first: str) -> str:
-        with CorpusStore(tmp_path / folder) as store:
-            store.add_links(decisions_for(inputs))
-            for _, link in store.pending_links():
-                store.record_pages([ok_page(link.url)])
-            pages = store.fetched_pages(limit=100)
-            store.record_results(
-                [
-                    (idx, Document(link.url, "T", text_of_first if idx == 0 else f"text {idx}"))
-                    for idx, link, _ in pages
-                ]
-            )
-            first = store.export()
-            again = store.export()  # replaces the first export in place
-            elsewhere = store.export(tmp_path / f"{folder}-copy")
-            assert first.fingerprint == again.fingerprint == elsewhere.fingerprint
-            assert len(datasets.load_from_disk(str(again.dataset_path))) == 6
-            return first.fingerprint
-
-    same = build("a", "hello")
-    assert build("b", "hello\r\n") == same  # only a line ending differs: same content hash
-    assert build("c", "hello, world") != same
-
-
-def test_export_of_an_unfinished_run(store: CorpusStore) -> None:
-    result = store.export()
-    assert (result.n_documents, result.complete) == (0, False)
-    assert datasets.load_from_disk(str(result.dataset_path)).column_names == COLUMNS
-    fates = [json.loads(line)["fate"] for line in result.manifest_path.read_text().splitlines()]
-    assert fates.count("pending") == 6
 
 
 def test_content_hash_normalises_cosmetics_only() -> None:
@@ -394,7 +317,6 @@ def test_unfinished_ids_are_pending_and_fetched_links(tmp_path):
     with CorpusStore(tmp_path / "out") as store:
         store.add_links(iter_link_decisions([urls], LinkRules()))
         store.record_page(Page("https://example.org/1", None, 200, "text/html", b"<p>x</p>", ""))
-        store.record_page(Page("https://example.org/2", None, 404, "text/html", None, "",
-                               failure=Verdict("fetch", "http_404")))  # fmt: skip
+        store.record_page(failed_page("https://example.org/2", status=404))
         # 0 and 3 never fetched, 1 fetched but not extracted, 2 finished (failed).
         assert store.unfinished_ids() == [0, 1, 3]
