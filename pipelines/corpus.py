@@ -21,6 +21,12 @@ from pydantic import BaseModel, Field
 
 from pipelines.tracking import log_metrics_batch, tracked_run
 from reports.corpus_charts import funnel_chart, length_histogram
+from reports.mlflow_names import (
+    DROP_REASONS_TABLE,
+    DROPS_PREFIX,
+    SAMPLES_KEPT_TABLE,
+    funnel_metric,
+)
 from tasks.corpus.dedup import DedupSettings
 from tasks.corpus.export import ExportResult
 from tasks.corpus.links import LinkRules
@@ -144,17 +150,15 @@ def log_corpus_run(
     params = config.model_dump(mode="json", exclude={"links", "out"})
     with tracked_run("corpus", lineage=lineage, params=params) as run:
         stages = funnel(counts)
-        log_metrics_batch(
-            run, {f"funnel/{i}_{name.replace(' ', '_')}": n for i, (name, n) in enumerate(stages)}
-        )
+        log_metrics_batch(run, {funnel_metric(i, name): n for i, (name, n) in enumerate(stages)})
         drops = causes(counts)
-        log_metrics_batch(run, {f"drops/{cause.key}": cause.count for cause in drops})
-        _log_rows([dataclasses.asdict(cause) for cause in drops], "drop_reasons.json")
+        log_metrics_batch(run, {f"{DROPS_PREFIX}{cause.key}": cause.count for cause in drops})
+        _log_rows([dataclasses.asdict(cause) for cause in drops], DROP_REASONS_TABLE)
         kept_rows = [
             {"idx": d.idx, "url": d.url, "title": d.title or "", "text": d.text[:500]}
             for d in documents
         ]
-        _log_rows(kept_rows, "samples_kept.json")
+        _log_rows(kept_rows, SAMPLES_KEPT_TABLE)
         dropped_rows = [
             {
                 "idx": f.idx,

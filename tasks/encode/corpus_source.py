@@ -22,11 +22,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+# The layout of a folder the corpus flow writes: corpus.json beside the dataset/ folder.
+from tasks.corpus.export import CORPUS_FILE, DATASET_DIR
 from tasks.encode.token_shards import TokenShardsError
 from tasks.fingerprint import fingerprint_folder
 
-CORPUS_FILE = "corpus.json"  # written by the corpus flow (see tasks/corpus/store.py)
-DATASET_DIR = "dataset"
 TEXT_COLUMN = "text"
 # Rows read at a time when scanning or encoding: a few MB of text for web pages.
 READ_ROWS = 1_000
