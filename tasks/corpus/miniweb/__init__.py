@@ -10,7 +10,9 @@ PNG labelled text/html, a redirect loop, latin-1, German, duplicates, ...):
 `MiniWeb.bad_cases` lists them with the fetch outcome each should get.
 `write_submissions_dump` writes a Reddit-style link dump pointing at it.
 
-    site.py      what the site holds: articles, pages, bad cases (data, no network)
+    articles.py  the article text, from material that ships with Python
+    pages.py     the HTML around it: a news site's boilerplate, and the odd formats
+    site.py      what each path answers: the articles' pages and the bad cases (no network)
     server.py    MiniWeb: serves a site over HTTP and counts what it sees
     dump.py      the submissions dump that points at a running MiniWeb
     __main__.py  python -m tasks.corpus.miniweb --port 8000
@@ -20,19 +22,11 @@ can check politeness from the server's side. It needs only the standard library 
 zstandard to write a .zst dump).
 """
 
+from tasks.corpus.miniweb.articles import FRENCH, GERMAN, Article, build_articles, paragraph_pool
 from tasks.corpus.miniweb.dump import submission_lines, write_submissions_dump
+from tasks.corpus.miniweb.pages import render_page
 from tasks.corpus.miniweb.server import MiniWeb, RequestRecord
-from tasks.corpus.miniweb.site import (
-    FRENCH,
-    GERMAN,
-    METADATA_TARGET,
-    PRIVATE_TARGET,
-    Article,
-    BadCase,
-    build_articles,
-    paragraph_pool,
-    render_page,
-)
+from tasks.corpus.miniweb.site import METADATA_TARGET, PRIVATE_TARGET, BadCase
 
 __all__ = [
     "FRENCH",

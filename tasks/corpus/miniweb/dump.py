@@ -16,8 +16,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from tasks.corpus.miniweb.articles import slug
+from tasks.corpus.miniweb.pages import COMMENTERS
 from tasks.corpus.miniweb.server import MiniWeb
-from tasks.corpus.miniweb.site import COMMENTERS, METADATA_TARGET, PRIVATE_TARGET, slug
+from tasks.corpus.miniweb.site import METADATA_TARGET, PRIVATE_TARGET
 
 
 def _base36(number: int) -> str:

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
+from tasks.corpus.miniweb.articles import Article
 from tasks.corpus.miniweb.site import (
-    Article,
     BadCase,
     ErrorPage,
     FailsFirst,
