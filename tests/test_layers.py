@@ -43,8 +43,14 @@ def test_the_tree_keeps_every_contract():
 @pytest.mark.parametrize(
     ("file", "line", "broken", "named"),
     [
-        # model/ is the bottom layer: it imports nothing of ours.
-        ("model/config.py", "import pipelines.cli", "Layers", "model.config -> pipelines.cli"),
+        # model/ is the bottom layer: it imports nothing of ours. (Not a flow here: a flow
+        # would also bring Prefect and MLflow into model/ and break their contracts too.)
+        (
+            "model/config.py",
+            "import tasks.fingerprint",
+            "Layers",
+            "model.config -> tasks.fingerprint",
+        ),
         # reports/ reads MLflow; it never reaches into tasks/.
         (
             "reports/run_data.py",

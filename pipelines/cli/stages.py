@@ -1,5 +1,6 @@
 """The verbs that run one stage each: `corpus`, `encode`, `train`, `finetune`, `evals list`
-and `evaluate`. Their options are the fields of the stage's flow config."""
+and `evaluate`. Their options set fields of the stage's flow config; `--config` reads the
+rest from a TOML file."""
 
 from __future__ import annotations
 
