@@ -18,14 +18,7 @@ from pydantic import BaseModel, Field, model_validator
 from model.tokenizer import Tokenizer
 from model.tokenizer.byte_map import visible
 from pipelines.tracking import log_metrics_batch, tracked_run
-from reports.mlflow_names import (
-    BYTES_PER_TOKEN,
-    DOCUMENTS_PREFIX,
-    ENCODE_MB_PER_S,
-    SHARDS,
-    TEXT_MB_PREFIX,
-    TOKENS_PREFIX,
-)
+from reports import mlflow_names as names
 from tasks.encode.corpus_source import CorpusSource, open_corpus
 from tasks.encode.encode import (
     EncodePlan,
@@ -141,18 +134,18 @@ def log_encode_run(
     }
     params = config.model_dump(mode="json", exclude={"corpus", "out"})
     with tracked_run("encode", lineage=lineage, params=params) as run:
-        metrics: dict[str, float] = {SHARDS: len(meta.shards)}
+        metrics: dict[str, float] = {names.SHARDS: len(meta.shards)}
         for split in meta.tokens:
-            metrics[f"{TOKENS_PREFIX}{split}"] = meta.tokens[split]
-            metrics[f"{DOCUMENTS_PREFIX}{split}"] = meta.documents[split]
-            metrics[f"{TEXT_MB_PREFIX}{split}"] = meta.text_bytes[split] / 1e6
+            metrics[f"{names.TOKENS_PREFIX}{split}"] = meta.tokens[split]
+            metrics[f"{names.DOCUMENTS_PREFIX}{split}"] = meta.documents[split]
+            metrics[f"{names.TEXT_MB_PREFIX}{split}"] = meta.text_bytes[split] / 1e6
         # Compression: UTF-8 bytes per BPE token, the end-of-text separators left out.
         # About 4.5 for GPT-2's tokenizer on English web text; a small vocabulary gives less.
         text_tokens = sum(meta.tokens.values()) - sum(meta.documents.values())
         if text_tokens:
-            metrics[BYTES_PER_TOKEN] = sum(meta.text_bytes.values()) / text_tokens
+            metrics[names.BYTES_PER_TOKEN] = sum(meta.text_bytes.values()) / text_tokens
         if throughput is not None:
-            metrics[ENCODE_MB_PER_S] = throughput
+            metrics[names.ENCODE_MB_PER_S] = throughput
         log_metrics_batch(run, metrics)
         mlflow.log_artifacts(str(config.out / TOKENIZER_DIR), TOKENIZER_DIR)
         mlflow.log_artifact(str(config.out / META_FILE))
