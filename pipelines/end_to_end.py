@@ -54,7 +54,6 @@ from tasks.encode.token_shards import read_meta
 from tasks.fingerprint import fingerprint_path
 from tasks.train.style_set import style_set_text
 
-EXPERIMENT = END_TO_END_EXPERIMENT
 _PLACEHOLDER = Path("/placeholder")  # stands in for paths the flow fills in, when validating
 
 
@@ -206,7 +205,10 @@ class _Stages:
             logger.info("%s: unchanged since run %s, skipped", stage, record.run_id)
             tags = {STAGE_TAG: stage, CACHED_TAG: "true", CACHED_FROM_TAG: record.run_id}
             with tracked_run(
-                EXPERIMENT, f"{stage} (cached)", parent_run_id=self.parent_run_id, tags=tags
+                END_TO_END_EXPERIMENT,
+                f"{stage} (cached)",
+                parent_run_id=self.parent_run_id,
+                tags=tags,
             ):
                 pass
             self.status[stage] = "cached"
@@ -218,7 +220,7 @@ class _Stages:
                 shutil.rmtree(out)
             self.cache.start(stage, key)
             try:
-                with stage_runs(EXPERIMENT, self.parent_run_id, stage):
+                with stage_runs(END_TO_END_EXPERIMENT, self.parent_run_id, stage):
                     run_id, outputs, paths = work()
             except Exception as error:
                 raise RuntimeError(f"stage {stage} failed: {error}") from error
@@ -234,7 +236,7 @@ def end_to_end_flow(config: EndToEndConfig) -> EndToEndResult:
     """corpus -> encode -> pretrain -> finetune -> evaluate -> preferences (see the module)."""
     config.run_dir().mkdir(parents=True, exist_ok=True)
     with tracked_run(
-        EXPERIMENT,
+        END_TO_END_EXPERIMENT,
         config.name,
         params=config.model_dump(mode="json"),
         tags={KIND_TAG: END_TO_END_KIND},

@@ -67,8 +67,6 @@ from tasks.tuning.dpo_training import DPOSettings
 from tasks.tuning.loop import LoopSettings, OnMetrics, clear_progress
 from tasks.tuning.reward_training import RewardSettings
 
-EXPERIMENT = PREFERENCE_TUNING_EXPERIMENT
-
 
 class TuningConfig(BaseModel):
     """Which votes to learn from, how to train on them, and who judges the result."""
@@ -270,7 +268,7 @@ def _trained(
         logger.info("%s: reusing %s", what, output)
         return TrainedModel(**json.loads(summary.read_text()), cached=True)
     with tracked_run(
-        EXPERIMENT, run_name=what, parent_run_id=parent_run_id, params=settings
+        PREFERENCE_TUNING_EXPERIMENT, run_name=what, parent_run_id=parent_run_id, params=settings
     ) as run:
         points: list[tuple[str, float, int]] = []
 
@@ -376,7 +374,9 @@ def preference_tuning_flow(config: TuningConfig) -> TuningResult:
         "held_out_comparisons": votes.held_out,
     }
     params = config.model_dump(mode="json") | {"start_model": start_model} | counts
-    with tracked_run(EXPERIMENT, run_name=name, lineage=lineage, params=params, tags=tags) as run:
+    with tracked_run(
+        PREFERENCE_TUNING_EXPERIMENT, run_name=name, lineage=lineage, params=params, tags=tags
+    ) as run:
         run_id = run.info.run_id
         reward_model = train_reward_model_task(config, start_model, folder, run_id)
         policy = train_dpo_task(config, start_model, folder, run_id)
