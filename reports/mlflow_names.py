@@ -18,6 +18,7 @@ PREFERENCE_TUNING_EXPERIMENT = "preference-tuning"
 
 KIND_TAG = "gpt2lab.kind"  # what a parent run is
 END_TO_END_KIND = "end-to-end"
+EVALUATE_KIND = "evaluate"  # a standalone `gpt2lab evaluate` run: one child run per task
 STAGE_TAG = "gpt2lab.stage"  # which end-to-end stage a child run is (see STAGES)
 CACHED_TAG = "gpt2lab.cached"  # "true": the stage was skipped, its result reused
 CACHED_FROM_TAG = "gpt2lab.cached_from"  # the run whose result a cached stage reused
@@ -87,7 +88,17 @@ def pair_name(model: str, opponent: str) -> str:
 EVAL_GENERATED = "generated"  # outputs the model produced in this run
 EVAL_FROM_CACHE = "from_cache"  # outputs answered from the output cache
 EVAL_SECONDS = "seconds"
-EVAL_BOOKKEEPING = (EVAL_GENERATED, EVAL_FROM_CACHE, EVAL_SECONDS)
+EVAL_ROWS = "rows"  # how many rows the scores are over (the n of every interval)
+EVAL_BOOKKEEPING = (EVAL_GENERATED, EVAL_FROM_CACHE, EVAL_SECONDS, EVAL_ROWS)
+# Every score's 95% bootstrap interval: `<metric>/ci95_low` and `<metric>/ci95_high`, so the
+# MLflow UI draws each score and its interval in one chart group.
+EVAL_CI_LOW_SUFFIX = "/ci95_low"
+EVAL_CI_HIGH_SUFFIX = "/ci95_high"
+# A paired comparison against a baseline model on the same rows: `vs_baseline/<metric>/...`.
+EVAL_PAIRED_PREFIX = "vs_baseline/"
+# Overlap of a task's rows with a training corpus (8-grams, the paper's section 4).
+CONTAMINATION_PREFIX = "contamination/"
+EVAL_RESULTS_TABLE = "results.json"  # evaluate: every task's scores beside the paper's
 
 # -- Artifacts ----------------------------------------------------------------------------
 

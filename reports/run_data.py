@@ -34,10 +34,12 @@ from mlflow.tracking import MlflowClient
 from reports.mlflow_names import (
     CACHED_FROM_TAG,
     CACHED_TAG,
+    CONTAMINATION_PREFIX,
     DROP_REASONS_TABLE,
     DROPS_PREFIX,
     EVAL_BOOKKEEPING,
     EVAL_TASK_FILE,
+    EVALUATE_KIND,
     FUNNEL_PREFIX,
     GIT_COMMIT_TAG,
     JUDGE_TAG,
@@ -77,14 +79,42 @@ Points = list[tuple[int, float]]  # (step, value)
 
 @dataclass
 class EvalTaskRun:
-    """One evaluation task's scores next to the GPT-2 paper's figures for them."""
+    """One evaluation task's scores, their intervals, and the GPT-2 paper's figures."""
 
     task: str
     run_id: str
     scores: dict[str, float]
-    paper: dict[str, float]  # the paper's figure for its smallest model, by metric name
+    # The paper's figure for each metric: {"by_size": {size: value}, "source", "note"}.
+    paper: dict[str, dict[str, Any]]
     notes: dict[str, str] = field(default_factory=dict)  # e.g. sacrebleu's signature
     description: str = ""
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)  # 95%
+    rows: int | None = None  # how many rows were scored
+    # The figure shown beside each metric, as the evaluate flow chose it for this model's
+    # size (tasks/evals/beside_paper.py): model_size, paper_size, value, same_size, note.
+    beside_paper: dict[str, dict[str, Any]] = field(default_factory=dict)
+    parameters: int | None = None  # the evaluated model's
+    paper_sizes: dict[str, int] = field(default_factory=dict)  # size label -> parameters
+    contamination: dict[str, float] = field(default_factory=dict)  # overlap with a corpus
+
+
+UNKNOWN_SIZE = "size not recorded"
+
+
+@dataclass(frozen=True)
+class EvalRow:
+    """One score as the tables show it: with its interval and the paper's figure."""
+
+    task: str
+    metric: str
+    value: float
+    low: float | None
+    high: float | None
+    rows: int | None
+    paper: float | None
+    paper_size: str  # "" when the paper has no figure for this metric
+    same_size: bool  # the paper's figure is for the size this model is compared with
+    note: str
 
 
 @dataclass
@@ -188,13 +218,36 @@ class RunReport:
         history = run.histories.get(VAL_LOSS)
         return history[-1][1] if history else run.metrics.get(VAL_LOSS)
 
-    def eval_rows(self) -> list[tuple[str, str, float, float | None]]:
-        """(task, metric, this model's score, the paper's figure or None) per score."""
-        return [
-            (task.task, metric, value, task.paper.get(metric))
-            for task in self.stage("evaluate").tasks
-            for metric, value in task.scores.items()
-        ]
+    def eval_rows(self) -> list[EvalRow]:
+        """Every evaluation score, with its interval and the paper's figure beside it."""
+        found = []
+        for task in self.stage("evaluate").tasks:
+            for metric, value in task.scores.items():
+                low, high = task.intervals.get(metric, (None, None))
+                beside = task.beside_paper.get(metric) or {}
+                found.append(
+                    EvalRow(
+                        task=task.task,
+                        metric=metric,
+                        value=value,
+                        low=low,
+                        high=high,
+                        rows=task.rows,
+                        paper=beside.get("value"),
+                        paper_size=str(beside.get("paper_size") or ""),
+                        same_size=bool(beside.get("same_size")),
+                        note=str(beside.get("note") or ""),
+                    )
+                )
+        return found
+
+    def model_size(self) -> tuple[int | None, str]:
+        """The evaluated model's parameters and the paper size it is compared with."""
+        for task in self.stage("evaluate").tasks:
+            for beside in task.beside_paper.values():
+                return task.parameters, str(beside.get("model_size") or "")
+        tasks = self.stage("evaluate").tasks
+        return (tasks[0].parameters if tasks else None), ""
 
     def win_rates(self) -> list[WinRate]:
         """The preference stage's win rates, with full model names and vote counts from its
@@ -231,8 +284,14 @@ def collect(parent_run_id: str, client: MlflowClient | None = None) -> RunReport
     experiments = _experiment_ids(client)
     children = _children(client, parent.info.run_id, experiments)
     stages: dict[str, StageRun] = {}
+    standalone_evaluate = parent.data.tags.get(KIND_TAG) == EVALUATE_KIND
     with _quiet_downloads(), tempfile.TemporaryDirectory(prefix="gpt2lab-report-") as tmp:
         for stage in STAGES:
+            if standalone_evaluate:  # `gpt2lab evaluate`: the run is the evaluate stage
+                stages[stage] = StageRun(stage=stage, status=NOT_RUN)
+                if stage == "evaluate":
+                    stages[stage] = _read_stage(client, stage, parent, experiments, Path(tmp))
+                continue
             # A retried stage leaves several runs; the newest one is what the run ended with.
             candidates = [run for run in children if run.data.tags.get(STAGE_TAG) == stage]
             if candidates:
@@ -319,18 +378,49 @@ def _eval_tasks(
         scores = saved.get("scores") or {
             k: v for k, v in metrics.items() if k not in EVAL_BOOKKEEPING
         }
+        paper, beside = _paper_figures(saved)
+        intervals = {
+            k: (float(v[0]), float(v[1]))
+            for k, v in (saved.get("intervals") or {}).items()
+            if isinstance(v, list | tuple) and len(v) == 2
+        }
         tasks.append(
             EvalTaskRun(
                 task=str(saved.get("task") or run.data.params.get("task") or run.info.run_name),
                 run_id=run_id,
                 # The logged metric wins over the file: it is what MLflow shows and compares.
                 scores={k: float(metrics.get(k, v)) for k, v in scores.items()},
-                paper={k: float(v) for k, v in (saved.get("paper") or {}).items()},
+                paper=paper,
                 notes={k: str(v) for k, v in (saved.get("notes") or {}).items()},
                 description=str(saved.get("description") or ""),
+                intervals=intervals,
+                rows=int(saved["rows"]) if saved.get("rows") is not None else None,
+                beside_paper=beside,
+                parameters=int(saved["parameters"]) if saved.get("parameters") else None,
+                paper_sizes={k: int(v) for k, v in (saved.get("paper_sizes") or {}).items()},
+                contamination={
+                    k: float(v) for k, v in metrics.items() if k.startswith(CONTAMINATION_PREFIX)
+                },
             )
         )
     return tasks
+
+
+def _paper_figures(saved: dict[str, Any]) -> tuple[dict[str, dict], dict[str, dict]]:
+    """The paper's figures and the ones chosen to show, from a task.json. Runs recorded
+    before figures had sizes saved one number per metric, of unknown size: shown as such."""
+    paper, beside = {}, dict(saved.get("beside_paper") or {})
+    for metric, figure in (saved.get("paper") or {}).items():
+        if isinstance(figure, dict):
+            paper[metric] = figure
+        elif isinstance(figure, int | float) and metric not in beside:
+            beside[metric] = {
+                "value": float(figure),
+                "paper_size": UNKNOWN_SIZE,
+                "same_size": False,
+                "note": "recorded before gpt2lab named the paper's model size",
+            }
+    return paper, beside
 
 
 # -- reading from MLflow ------------------------------------------------------------------

@@ -32,6 +32,8 @@ from reports.run_sections import (
     Table,
     interval,
     num,
+    paper_label,
+    score_with_interval,
     sections,
 )
 
@@ -123,8 +125,10 @@ def compare(parent_run_ids: Sequence[str], client: MlflowClient | None = None) -
     reports = [collect(run_id, client) for run_id in parent_run_ids]
     section = Section("Runs side by side", "comparison", tables=[comparison_table(reports)])
     section.notes.append(
-        "Win rates show the 95% interval in brackets; the GPT-2 paper's "
-        "figures are for its smallest model (117M)."
+        "Scores and win rates show their 95% interval in brackets. The GPT-2 paper's figure "
+        "is the one for the first run's model size; “only” marks a figure the paper "
+        "reports for another size alone. Two models on the same rows are compared properly "
+        "with `gpt2lab evaluate --baseline`, which pairs the rows."
     )
     title = f"gpt2lab: {len(reports)} runs compared"
     return _page(title, [section]), _markdown(title, [section])
@@ -149,15 +153,17 @@ def comparison_table(reports: Sequence[RunReport]) -> Table:
     for stage in ("pretrain", "finetune"):
         add(f"final validation loss ({stage})", (num(r.final_val_loss(stage)) for r in reports))
 
-    # Each evaluation score, in the order the runs first show it.
-    scores = [
-        {(task, metric): (value, paper) for task, metric, value, paper in r.eval_rows()}
-        for r in reports
-    ]
+    # Each evaluation score (with its interval), in the order the runs first show it. The
+    # paper column holds the first run's figure, labelled with its size.
+    scores = [{(row.task, row.metric): row for row in r.eval_rows()} for r in reports]
     for key in _ordered_union(scores):
-        papers = [s[key][1] for s in scores if key in s and s[key][1] is not None]
-        cells = (num(s[key][0]) if key in s else MISSING for s in scores)
-        add(f"{key[0]}: {key[1]}", cells, num(papers[0]) if papers else "")
+        papers = [paper_label(s[key]) for s in scores if key in s and s[key].paper is not None]
+        cells = (
+            score_with_interval(s[key].value, s[key].low, s[key].high) if key in s else MISSING
+            for s in scores
+        )
+        add(f"{key[0]}: {key[1]}", cells, papers[0] if papers else "")
+    add("eval rows scored", (_eval_rows_scored(r) for r in reports))
 
     # Win rates under their metric names: short labels that line up across runs.
     rates = [{w.label: w for w in r.win_rate_metrics()} for r in reports]
@@ -170,6 +176,11 @@ def comparison_table(reports: Sequence[RunReport]) -> Table:
     add("preference judge", (r.judge() or MISSING for r in reports))
     add("git commit", (r.git_commit or MISSING for r in reports))
     return Table(headers, rows)
+
+
+def _eval_rows_scored(report: RunReport) -> str:
+    counts = sorted({t.rows for t in report.stage("evaluate").tasks if t.rows is not None})
+    return ", ".join(num(n) for n in counts) if counts else MISSING
 
 
 def write_report(

@@ -14,10 +14,13 @@ from functools import partial
 from pathlib import Path
 
 from reports.corpus_charts import funnel_chart
+from reports.eval_charts import ScalingCurve, scaling_curves
 from reports.mlflow_names import (
     BYTES_PER_TOKEN,
+    CONTAMINATION_PREFIX,
     DOCUMENTS_PREFIX,
     ENCODE_MB_PER_S,
+    EVALUATE_KIND,
     SHARDS,
     TEXT_MB_PREFIX,
     TOKENS_PREFIX,
@@ -26,7 +29,7 @@ from reports.mlflow_names import (
     VAL_LOSS,
 )
 from reports.preference_charts import win_rate_chart
-from reports.run_data import NOT_RUN, RunReport, StageRun
+from reports.run_data import NOT_RUN, UNKNOWN_SIZE, EvalRow, EvalTaskRun, RunReport, StageRun
 from reports.train_charts import loss_curve
 
 Chart = Callable[[Path], Path]  # draws a PNG at the given path and returns it
@@ -97,7 +100,9 @@ def _mathtext_safe(text: str) -> str:
 
 
 def sections(report: RunReport) -> list[Section]:
-    """The whole report, top to bottom."""
+    """The whole report, top to bottom. A standalone evaluate run has one stage to show."""
+    if report.kind == EVALUATE_KIND:
+        return [summary_section(report), lineage_section(report), evaluation_section(report)]
     return [
         summary_section(report),
         lineage_section(report),
@@ -126,11 +131,12 @@ def summary_section(report: RunReport) -> Section:
         [
             [name, status_text(run), run.run_name or MISSING, run.run_id or MISSING]
             for name, run in report.stages.items()
+            if report.kind != EVALUATE_KIND or run.ran
         ],
         status_column=1,
     )
     warning = ""
-    if report.kind != "end-to-end":
+    if report.kind not in ("end-to-end", EVALUATE_KIND):
         warning = (
             f"This run is tagged gpt2lab.kind = {report.kind or '(none)'}, not "
             "end-to-end: it may have no stage runs."
@@ -264,24 +270,108 @@ def evaluation_section(report: RunReport) -> Section:
     section = _stage_section(run, "Evaluation", "evaluate")
     if not run.ran:
         return section
-    rows = [
-        [task, metric, num(value), num(paper)] for task, metric, value, paper in report.eval_rows()
-    ]
-    if rows:
-        section.notes.append(
-            "The GPT-2 paper's figures are for its smallest model (117M "
-            "parameters); an empty cell means the paper has no such figure."
-        )
-        section.tables.append(Table(["task", "metric", "this model", "GPT-2 paper"], rows))
-    else:
+    found = report.eval_rows()
+    if not found:
         section.notes.append("No task results were recorded.")
+        return section
+    parameters, size = report.model_size()
+    if size:
+        section.notes.append(
+            f"This model has {num(parameters)} parameters; the GPT-2 paper's figures shown are "
+            f"for its {size} model, the nearest of its four sizes, except where a figure is "
+            f"marked “only”: the paper reports it for that size alone (translation and "
+            f"summarisation: 1542M), so it is not like-for-like. Intervals are 95% bootstrap "
+            f"intervals over the n rows scored; “—” in the paper column: no such figure."
+        )
+    rows = [
+        [
+            row.task,
+            row.metric,
+            score_with_interval(row.value, row.low, row.high),
+            num(row.rows),
+            paper_label(row),
+            row.note,
+        ]
+        for row in found
+    ]
+    section.tables.append(
+        Table(["task", "metric", "this model (95% interval)", "n", "GPT-2 paper", "note"], rows)
+    )
+    curves = _scaling_curves(run.tasks)
+    if curves:
+        section.chart = partial(scaling_curves, curves)
+        section.chart_alt = (
+            "The GPT-2 paper's figures over its four model sizes (parameters, log scale), "
+            "with this model as a star: " + ", ".join(c.title for c in curves)
+        )
+    contamination = [
+        [t.task, key.removeprefix(CONTAMINATION_PREFIX), num(value)]
+        for t in run.tasks
+        for key, value in t.contamination.items()
+    ]
+    if contamination:
+        section.tables.append(
+            Table(
+                ["task", "overlap with the training corpus (8-grams)", "value"],
+                contamination,
+                "Rows that also occur in the corpus inflate a score (the paper's section 4).",
+            )
+        )
     described = [[t.task, t.description] for t in run.tasks if t.description]
     if described:
         section.tables.append(Table(["task", "what it measures"], described))
+    sources = sorted(
+        {(t.task, m, f.get("source", "")) for t in run.tasks for m, f in t.paper.items()}
+    )
+    if sources:
+        section.tables.append(Table(["task", "metric", "where in the GPT-2 paper"], sources))
     notes = [[t.task, key, value] for t in run.tasks for key, value in t.notes.items()]
     if notes:
         section.tables.append(Table(["task", "note", "value"], notes))
     return section
+
+
+def score_with_interval(value: float, low: float | None, high: float | None) -> str:
+    """ "3.1 (2.5–3.8)": a score and its 95% interval, when there is one."""
+    if low is None or high is None or math.isnan(low):
+        return num(value)
+    return f"{num(value)} ({num(low)}–{num(high)})"
+
+
+def paper_label(row: EvalRow) -> str:
+    """ "29.41 (117M)" beside a like-for-like size, "5 (1542M only)" otherwise."""
+    if row.paper is None:
+        return MISSING
+    if row.same_size or row.paper_size == UNKNOWN_SIZE:
+        return f"{num(row.paper)} ({row.paper_size})"
+    return f"{num(row.paper)} ({row.paper_size} only)"
+
+
+def _scaling_curves(tasks: list[EvalTaskRun]) -> list[ScalingCurve]:
+    """A curve for every metric the paper reports at all four sizes."""
+    curves = []
+    for task in tasks:
+        if task.parameters is None:
+            continue
+        for metric, figure in task.paper.items():
+            by_size = figure.get("by_size") or {}
+            if metric not in task.scores or len(by_size) < 2:
+                continue
+            if not all(size in task.paper_sizes for size in by_size):
+                continue
+            low, high = task.intervals.get(metric, (None, None))
+            curves.append(
+                ScalingCurve(
+                    title=f"{task.task}: {metric}",
+                    paper={k: float(v) for k, v in by_size.items()},
+                    sizes=task.paper_sizes,
+                    parameters=task.parameters,
+                    value=task.scores[metric],
+                    low=low,
+                    high=high,
+                )
+            )
+    return curves
 
 
 def preferences_section(report: RunReport) -> Section:

@@ -72,10 +72,10 @@ def _print_end_to_end(result) -> None:
 
 @app.command()
 def report(
-    run_ids: Annotated[list[str], typer.Argument(help="End-to-end MLflow run id(s).")],
+    run_ids: Annotated[list[str], typer.Argument(help="End-to-end or evaluate MLflow run id(s).")],
     out: Annotated[Path | None, typer.Option(help="Folder (default: workspace/reports/).")] = None,
 ) -> None:
-    """Render an end-to-end run's report from MLflow, or several runs side by side."""
+    """Render a run's report from MLflow (end-to-end or evaluate), or several side by side."""
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 

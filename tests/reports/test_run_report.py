@@ -117,47 +117,92 @@ def _pretrain(parent: str, stage: str, val_losses: list[float], name: str = "tin
         mlflow.log_text(f"### The meaning of\nThe meaning of {HOSTILE}", "samples/step-000050.txt")
 
 
-def _evaluate(parent: str, bleu: float, lambada: bool) -> None:
+SIZES = {"117M": 124_439_808, "345M": 354_823_168, "762M": 774_030_080, "1542M": 1_557_611_200}
+LAMBADA_ACCURACY = {"117M": 0.4599, "345M": 0.5548, "762M": 0.6012, "1542M": 0.6324}
+
+
+def _task_record(task: str, scores: dict, paper: dict, beside: dict, notes: dict) -> dict:
+    """A task.json as pipelines/evaluate.py writes it (examples left out)."""
+    return {
+        "task": task,
+        "version": 2,
+        "description": f"{task} test",
+        "scores": scores,
+        "intervals": {k: [v * 0.8, v * 1.2] for k, v in scores.items()},
+        "rows": 40,
+        "notes": notes,
+        "paper": paper,
+        "beside_paper": beside,
+        "parameters": 1_234_567,
+        "paper_sizes": SIZES,
+        "examples": 40,
+    }
+
+
+def _evaluate(parent: str, bleu: float, lambada: bool, legacy: bool = False) -> None:
     with _stage(parent, "evaluate", "evaluate", lineage={"checkpoint": CHECKPOINT_FP}) as evaluate:
-        tasks = [
-            (
-                "wmt14-fr-en",
-                {"bleu": bleu},
-                {"bleu": 11.5},
-                {"sacrebleu": "nrefs:1|case:mixed|tok:13a"},
+        wmt_figure = {"by_size": {"1542M": 11.5}, "source": "section 3.7", "note": ""}
+        wmt_beside = {
+            "model_size": "117M",
+            "paper_size": "1542M",
+            "value": 11.5,
+            "same_size": False,
+            "source": "section 3.7",
+            "note": "the paper reports this only for 1542M",
+        }
+        notes = {"sacrebleu": "nrefs:1|case:mixed|tok:13a"}
+        records = [
+            _task_record(
+                "wmt14-fr-en", {"bleu": bleu}, {"bleu": wmt_figure}, {"bleu": wmt_beside}, notes
             )
         ]
+        if legacy:  # a task.json from before the paper's sizes were recorded
+            records = [{"task": "wmt14-fr-en", "scores": {"bleu": bleu}, "paper": {"bleu": 11.5}}]
         if lambada:
-            tasks.append(
-                (
+            accuracy = {"by_size": LAMBADA_ACCURACY, "source": "Table 3, LAMBADA (ACC)"}
+            perplexity = {"by_size": {"117M": 35.13}, "source": "Table 3, LAMBADA (PPL)"}
+            beside = {
+                "accuracy": {
+                    "model_size": "117M",
+                    "paper_size": "117M",
+                    "value": 0.4599,
+                    "same_size": True,
+                    "source": "Table 3",
+                    "note": "",
+                },
+                "perplexity": {
+                    "model_size": "117M",
+                    "paper_size": "117M",
+                    "value": 35.13,
+                    "same_size": True,
+                    "source": "Table 3",
+                    "note": "",
+                },
+            }
+            records.append(
+                _task_record(
                     "lambada",
                     {"accuracy": 0.31, "perplexity": 80.5},
-                    {"accuracy": 0.4599, "perplexity": 35.13},
+                    {"accuracy": accuracy, "perplexity": perplexity},
+                    beside,
                     {},
                 )
             )
-        for task, scores, paper, notes in tasks:
+        for record in records:
+            task = record["task"]
             # As pipelines/evaluate.py log_task_run: a child run of the evaluate run.
             with tracked_run(
                 "evaluate",
                 run_name=task,
                 parent_run_id=evaluate.info.run_id,
                 params={"task": task, "version": 1},
-                tags=notes,
+                tags=record.get("notes") or {},
             ):
-                log_metrics_batch(None, {**scores, "generated": 4, "from_cache": 0, "seconds": 1.5})
-                mlflow.log_dict(
-                    {
-                        "task": task,
-                        "version": 1,
-                        "description": f"{task} test",
-                        "scores": scores,
-                        "notes": notes,
-                        "paper": paper,
-                        "examples": 4,
-                    },
-                    "task.json",
-                )
+                metrics = {**record["scores"], "generated": 4, "from_cache": 0, "seconds": 1.5}
+                if task == "lambada":
+                    metrics["contamination/ngram_overlap"] = 0.125
+                log_metrics_batch(None, metrics)
+                mlflow.log_dict(record, "task.json")
 
 
 def _preferences(parent: str, judge: str, rate: float, low: float, high: float) -> None:
@@ -219,7 +264,7 @@ def recorded(module_workspace: Path) -> Recorded:
             log_metrics_batch(None, _encode_metrics(200_000))
         _pretrain(run_b, "pretrain", [4.4, 2.9])
         _pretrain(run_b, "finetune", [2.5, 2.25])
-        _evaluate(run_b, bleu=4.2, lambada=False)
+        _evaluate(run_b, bleu=4.2, lambada=False, legacy=True)
         _preferences(run_b, "people", 0.58, 0.45, 0.70)
     return Recorded(MlflowClient(), run_a, run_b, earlier.info.run_id)
 
@@ -303,8 +348,17 @@ def test_html_holds_every_section(html_a):
     assert "3.211" in _section(html_a, "pretrain")  # the final validation loss
     assert "Stage not run." in _section(html_a, "finetune")
     evaluation = _section(html_a, "evaluate")
-    for figure in ("3.1", "11.5", "0.31", "0.4599", "80.5", "35.13"):
-        assert f"<td>{figure}</td>" in evaluation
+    for cell in (
+        "3.1 (2.48–3.72)",  # the score and its interval
+        "11.5 (1542M only)",  # a figure of another size, said plainly
+        "0.31 (0.248–0.372)",
+        "0.4599 (117M)",
+        "35.13 (117M)",
+        "Table 3, LAMBADA (ACC)",  # where the figure comes from
+        "0.125",  # the overlap with the training corpus
+    ):
+        assert f"<td>{cell}</td>" in evaluation, cell
+    assert "1,234,567 parameters" in evaluation and "117M model" in evaluation
     preferences = _section(html_a, "preferences")
     assert "0.650 (0.520–0.760)" in preferences
     assert "Simulated votes" in preferences
@@ -324,14 +378,14 @@ def test_html_is_self_contained_and_escaped(html_a):
     assert all(ref.startswith(("data:image/png;base64,", "#")) for ref in references)
     assert "<link" not in html_a and "@import" not in html_a and "url(" not in html_a
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', html_a)
-    assert len(images) == 3  # funnel, pretraining loss, win rates
+    assert len(images) == 4  # funnel, pretraining loss, accuracy over model sizes, win rates
     assert base64.b64decode(images[0])[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_markdown_has_the_same_figures(report_a):
     markdown = render_markdown(report_a)
     assert "| after dedup | 432 | 43.2% |" in markdown
-    assert "| wmt14-fr-en | bleu | 3.1 | 11.5 |" in markdown
+    assert "| wmt14-fr-en | bleu | 3.1 (2.48–3.72) | 40 | 11.5 (1542M only) |" in markdown
     assert "0.650 (0.520–0.760)" in markdown and "Simulated votes" in markdown
     assert "Stage not run." in markdown and CHECKPOINT_FP in markdown
     # Outside code blocks nothing is raw HTML; inside one, text is shown as it is.
@@ -350,8 +404,11 @@ def test_compare_puts_runs_side_by_side(recorded):
     assert "| final validation loss (finetune) |  | — | 2.25 |" in markdown
     assert "| documents kept |  | 432 | 500 |" in markdown
     assert "| tokens (train) |  | 123,456 | 200,000 |" in markdown
-    assert "| wmt14-fr-en: bleu | 11.5 | 3.1 | 4.2 |" in markdown
-    assert "| lambada: accuracy | 0.4599 | 0.31 | — |" in markdown
+    assert "| wmt14-fr-en: bleu | 11.5 (1542M only) | 3.1 (2.48–3.72) | 4.2 |" in markdown
+    # Run B recorded its figure before sizes were: shown, and said to be of unknown size.
+    b = collect(recorded.run_b, recorded.client)
+    assert "11.5 (size not recorded)" in render_markdown(b)
+    assert "| lambada: accuracy | 0.4599 (117M) | 0.31 (0.248–0.372) | — |" in markdown
     assert (
         "| win rate: finetune vs pretrain |  | 0.650 (0.520–0.760) | 0.580 (0.450–0.700) |"
     ) in markdown
