@@ -9,6 +9,9 @@ from collections.abc import Sequence
 
 from rouge_score import rouge_scorer
 from sacrebleu.metrics import BLEU
+from sacrebleu.significance import PairedTest
+
+from tasks.evals.uncertainty import PairedDifference
 
 # A sentence ends at ., ! or ? (closing quotes and brackets included) before whitespace.
 # Simple on purpose: it is the same rule for the model's output, the references and the
@@ -32,6 +35,51 @@ def corpus_bleu(outputs: Sequence[str], references: Sequence[str]) -> tuple[floa
     bleu = BLEU()
     score = bleu.corpus_score(list(outputs), [list(references)])
     return score.score, str(bleu.get_signature())
+
+
+BLEU_RESAMPLES = 1000
+
+
+def bleu_interval(
+    outputs: Sequence[str], references: Sequence[str], rows: object = None
+) -> dict[str, tuple[float, float]]:
+    """Corpus BLEU's 95% interval by sacrebleu's own bootstrap (`--confidence`): it
+    resamples per-sentence n-gram statistics, so 1,000 resamples cost about one score. Its
+    seed is fixed (SACREBLEU_SEED, 12345 by default): the same interval every run."""
+    score = BLEU().corpus_score(list(outputs), [list(references)], n_bootstrap=BLEU_RESAMPLES)
+    # sacrebleu reports the resamples' mean and the half-width of their middle 95%.
+    return {"bleu": (score._mean - score._ci, score._mean + score._ci)}
+
+
+def bleu_paired(
+    baseline: Sequence[str], candidate: Sequence[str], references: Sequence[str], rows: object
+) -> dict[str, PairedDifference]:
+    """candidate - baseline corpus BLEU with sacrebleu's paired bootstrap test (the Moses
+    script's method): its p-value says how often chance alone gives such a gap. sacrebleu
+    gives no interval for the difference itself, so low/high are NaN."""
+    nan = float("nan")
+    if list(baseline) == list(candidate):  # nothing differs, nothing to test (sacrebleu
+        score, _ = corpus_bleu(candidate, references)  # would still answer p = 1/1001)
+        return {"bleu": PairedDifference(score, score, 0.0, nan, nan, 1.0)}
+    test = PairedTest(
+        [("baseline", list(baseline)), ("candidate", list(candidate))],
+        {"bleu": BLEU()},
+        [list(references)],
+        test_type="bs",
+        n_samples=BLEU_RESAMPLES,
+    )
+    _, results = test()
+    base, cand = results["BLEU"]
+    return {
+        "bleu": PairedDifference(
+            baseline=base.score,
+            candidate=cand.score,
+            delta=cand.score - base.score,
+            low=nan,
+            high=nan,
+            p_value=float(cand.p_value),
+        )
+    }
 
 
 def sentence_bleu(output: str, reference: str) -> float:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+import zlib
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -19,6 +20,7 @@ from tasks.evals.data import Source, few_shot_pool, task_rows
 from tasks.evals.likelihood import continuation_nll, rolling_nll
 from tasks.evals.output_cache import OutputCache, output_key
 from tasks.evals.task import ContinuationLikelihood, EvalTask, Row, TextLikelihood
+from tasks.evals.uncertainty import bootstrap_intervals
 
 Measurement = TextLikelihood | ContinuationLikelihood
 MEASUREMENT_TYPES: dict[str, type[Measurement]] = {
@@ -40,6 +42,8 @@ class TaskResult:
     from_cache: int  # outputs answered from the cache
     seconds: float
     settings: dict[str, Any] = field(default_factory=dict)
+    rows: int = 0  # rows scored: the n of every score and interval
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)  # 95%, by metric
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -88,13 +92,8 @@ def evaluate_task(
 
     raw = [outputs[key] for key in keys]
     references = [task.reference(row) for row in rows]
-    if task.kind == "generate":
-        final = [task.postprocess(text) for text in raw]
-        scored = task.score(final, references, rows)
-    else:
-        final = raw  # the examples table shows a measurement as the JSON the cache holds
-        measurements = [measurement_from_text(task.kind, text) for text in raw]
-        scored = task.score(measurements, references, rows)
+    final, inputs = scoring_inputs(task, raw)
+    scored = task.score(inputs, references, rows)
     judge = task.example_score
     examples = [
         {
@@ -118,7 +117,62 @@ def evaluate_task(
         from_cache=len(rows) - len(todo),
         seconds=time.perf_counter() - started,
         settings=settings,
+        rows=len(rows),
+        intervals=score_intervals(task, inputs, references, rows),
     )
+
+
+def scoring_inputs(task: EvalTask, raw: list[str]) -> tuple[list[str], list[Any]]:
+    """(what the examples table shows, what `task.score` reads) for the raw outputs: the
+    post-processed text of a generate task; a likelihood task's typed measurements, shown
+    as the JSON the cache holds."""
+    if task.kind == "generate":
+        final = [task.postprocess(text) for text in raw]
+        return final, final
+    return raw, [measurement_from_text(task.kind, text) for text in raw]
+
+
+def numeric_scores(task: EvalTask, inputs: list, references: list[str], rows: list[Row]):
+    """The task's numeric scores on these rows (notes such as a signature left out)."""
+    scored = task.score(inputs, references, rows)
+    return {k: float(v) for k, v in scored.items() if not isinstance(v, str)}
+
+
+def score_at(task: EvalTask, inputs: list, references: list[str], rows: list[Row]):
+    """The task's scores as a function of which rows (repeats allowed) are scored."""
+
+    def at(indices):
+        return numeric_scores(
+            task,
+            [inputs[i] for i in indices],
+            [references[i] for i in indices],
+            [rows[i] for i in indices],
+        )
+
+    return at
+
+
+def bootstrap_seed(task: EvalTask) -> int:
+    """The same resamples in every run of a task, different ones for different tasks."""
+    return zlib.crc32(task.name.encode("utf-8"))
+
+
+def score_intervals(
+    task: EvalTask, inputs: list, references: list[str], rows: list[Row]
+) -> dict[str, tuple[float, float]]:
+    """A 95% interval per score: the task's own when it has one, else the bootstrap's."""
+    if task.intervals is not None:
+        return {
+            k: (float(lo), float(hi))
+            for k, (lo, hi) in task.intervals(inputs, references, rows).items()
+        }
+    found = bootstrap_intervals(
+        score_at(task, inputs, references, rows),
+        len(rows),
+        resamples=task.bootstrap_resamples,
+        seed=bootstrap_seed(task),
+    )
+    return {name: (i.low, i.high) for name, i in found.items()}
 
 
 def _generate(task: EvalTask, model: GPT, tokenizer: Tokenizer, prompts: list[str]) -> list[str]:

@@ -40,6 +40,12 @@ class ContinuationLikelihood:
     greedy: bool  # whether greedy decoding would have written exactly the target
 
 
+# A task's own intervals or paired test for its metrics, when it has a better one than the
+# generic bootstrap (BLEU: sacrebleu's, which resamples sentence statistics, not sentences).
+Intervals = Mapping[str, tuple[float, float]]
+IntervalFunction = Callable[[list[str], list[str], list[Row]], Intervals]
+PairedFunction = Callable[[list[str], list[str], list[str], list[Row]], Mapping[str, Any]]
+
 # `score` receives one output per row. What an output is depends on the task's kind:
 # generate -> the post-processed text (str); perplexity -> a TextLikelihood;
 # loglikelihood -> a ContinuationLikelihood.
@@ -113,6 +119,13 @@ class EvalTask:
     example_score: Callable[[str, str], float] | None = None
     # The GPT-2 paper's figure for its smallest model (117M, today's 124M), by metric name.
     paper: Mapping[str, float] = field(default_factory=dict)
+    # Uncertainty (tasks/evals/uncertainty.py): every score gets a 95% interval from
+    # `bootstrap_resamples` resamples of the rows, re-scored with `score`, unless the task
+    # gives its own: `intervals(outputs, references, rows)`. `paired(baseline outputs,
+    # candidate outputs, references, rows)` likewise replaces the generic paired bootstrap.
+    bootstrap_resamples: int = 1000
+    intervals: IntervalFunction | None = None
+    paired: PairedFunction | None = None
 
     def few_shot_examples(self, pool: Sequence[Row], row_index: int) -> list[Row]:
         """`few_shot` examples from `pool` (the task's few-shot data, kept apart from the

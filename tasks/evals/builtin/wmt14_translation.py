@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tasks.evals.metrics import corpus_bleu, sentence_bleu, sentences
+from tasks.evals.metrics import bleu_interval, bleu_paired, corpus_bleu, sentence_bleu, sentences
 from tasks.evals.task import DataSource, EvalTask, Generation, Row
 
 LOCAL = Path(__file__).with_name("local_data")
@@ -62,6 +62,8 @@ def _task(source: str, target: str, paper_bleu: float) -> EvalTask:
         generation=Generation(max_new_tokens=64, top_k=1, stop=("\n",)),
         postprocess=first_sentence,
         example_score=sentence_bleu,
+        intervals=bleu_interval,  # sacrebleu's own bootstrap, and its paired test
+        paired=bleu_paired,
         paper={"bleu": paper_bleu},
     )
 
