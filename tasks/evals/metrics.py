@@ -1,31 +1,63 @@
-"""Scores as the GPT-2 paper reports them: sacrebleu's BLEU, rouge-score's ROUGE, and the
-paper's two summarisation baselines (Random-3, Lede-3)."""
+"""Scores as the GPT-2 paper reports them: sacrebleu's BLEU, rouge-score's ROUGE (with the
+paper's R-AVG), and the paper's two summarisation baselines (Random-3, Lede-3)."""
 
 from __future__ import annotations
 
 import random
 import re
 from collections.abc import Sequence
+from functools import lru_cache
 
+import pysbd
 from rouge_score import rouge_scorer
 from sacrebleu.metrics import BLEU
 from sacrebleu.significance import PairedTest
 
 from tasks.evals.uncertainty import PairedDifference
 
-# A sentence ends at ., ! or ? (closing quotes and brackets included) before whitespace.
-# Simple on purpose: it is the same rule for the model's output, the references and the
-# baselines, and it needs no downloaded model (nltk's punkt is not available offline).
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[.!?][\"')\]])\s+")
+# Sentences come from pysbd, a rule-based splitter that knows abbreviations ("Mr. ",
+# "U.S. ", "Washington D.C. on"), decimals and quotations, and needs no downloaded model.
+# The same splitter serves the model's output, the references and the baselines.
+_SEGMENTER = pysbd.Segmenter(language="en", clean=False)
+
+
+@lru_cache(maxsize=65_536)  # bootstrap resampling re-scores the same texts many times
+def _split(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in _SEGMENTER.segment(text) if part.strip())
 
 
 def sentences(text: str) -> list[str]:
     """The sentences of `text`, stripped, empty ones left out."""
-    return [part.strip() for part in _SENTENCE_END.split(text.strip()) if part.strip()]
+    return list(_split(text.strip())) if text.strip() else []
 
 
 def first_sentences(text: str, n: int) -> str:
     return " ".join(sentences(text)[:n])
+
+
+# Daily Mail articles in CNN/Daily Mail open with a byline and timestamps, sentence-split
+# into fragments ("By . Daily Mail Reporter . PUBLISHED: . 12:01 EST, 3 March 2014 . | .
+# UPDATED: . ..."). Left in, they would be "the first three sentences".
+_NAME_WORD = r"(?:[A-Z][\w'’.-]*|and|for|de|van|von|da|del|le)"
+_BYLINE_PARTS = (
+    re.compile(rf"^By \.(?: {_NAME_WORD}(?: {_NAME_WORD})* \.)+ "),
+    re.compile(r"^(?:PUBLISHED: \. .*? \. \| \. )?UPDATED: \. .*?\d{4} \. "),
+    re.compile(r"^PUBLISHED: \. .*?\d{4} \. "),
+    re.compile(r"^Last updated at .*?\d{4} \. "),
+)
+
+
+def strip_byline(article: str) -> str:
+    """The article without a leading Daily Mail byline and publication timestamps."""
+    text = article.lstrip()
+    while True:
+        for part in _BYLINE_PARTS:
+            found = part.match(text)
+            if found:
+                text = text[found.end() :].lstrip()
+                break
+        else:
+            return text
 
 
 def corpus_bleu(outputs: Sequence[str], references: Sequence[str]) -> tuple[float, str]:
@@ -90,35 +122,45 @@ def sentence_bleu(output: str, reference: str) -> float:
 
 def rouge1(output: str, reference: str) -> float:
     """One example's ROUGE-1 F1 (stemmed), for the per-example table."""
-    scorer = rouge_scorer.RougeScorer(["rouge1"], use_stemmer=True)
-    return scorer.score(reference, output)["rouge1"].fmeasure
+    return _rouge_pair(output, reference)[0]
 
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
+_ROUGE = rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=True)
+
+
+@lru_cache(maxsize=65_536)  # a bootstrap resample scores the same pairs again
+def _rouge_pair(output: str, reference: str) -> tuple[float, ...]:
+    """F1 of each ROUGE type for one summary. rougeLsum reads one sentence per line, so
+    both sides get their sentences put on lines first (rouge-score's own splitter needs
+    nltk data that is not available offline)."""
+    scores = _ROUGE.score("\n".join(sentences(reference)), "\n".join(sentences(output)))
+    return tuple(scores[name].fmeasure for name in ROUGE_TYPES)
 
 
 def corpus_rouge(outputs: Sequence[str], references: Sequence[str]) -> dict[str, float]:
     """Mean F1 of ROUGE-1, -2, -L and -Lsum over the examples, with Porter stemming, as
-    rouge-score computes them. rougeLsum reads one sentence per line, so both sides get
-    their sentences put on lines first."""
-    scorer = rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=True)
+    rouge-score computes them, and `r_avg`, the GPT-2 paper's R-AVG: the mean of ROUGE-1,
+    ROUGE-2 and ROUGE-L, where the paper's ROUGE-L (ROUGE-1.5.5's) is summary-level, i.e.
+    rouge-score's rougeLsum, not its sentence-level rougeL."""
     totals = dict.fromkeys(ROUGE_TYPES, 0.0)
     for output, reference in zip(outputs, references, strict=True):
-        scores = scorer.score("\n".join(sentences(reference)), "\n".join(sentences(output)))
-        for name in ROUGE_TYPES:
-            totals[name] += scores[name].fmeasure
+        for name, value in zip(ROUGE_TYPES, _rouge_pair(output, reference), strict=True):
+            totals[name] += value
     count = max(1, len(outputs))
-    return {name: total / count for name, total in totals.items()}
+    found = {name: total / count for name, total in totals.items()}
+    found["r_avg"] = (found["rouge1"] + found["rouge2"] + found["rougeLsum"]) / 3
+    return found
 
 
 def lede_3(article: str) -> str:
-    """The paper's Lede-3 baseline: the article's first 3 sentences."""
-    return first_sentences(article, 3)
+    """The paper's Lede-3 baseline: the article's first 3 sentences (after its byline)."""
+    return first_sentences(strip_byline(article), 3)
 
 
 def random_3(article: str, seed: int) -> str:
     """The paper's Random-3 baseline: 3 sentences picked at random from the article (in
     their original order), with a seed per article so it can be repeated."""
-    found = sentences(article)
+    found = sentences(strip_byline(article))
     picked = sorted(random.Random(seed).sample(range(len(found)), min(3, len(found))))
     return " ".join(found[i] for i in picked)

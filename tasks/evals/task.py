@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from tasks.evals.paper import PaperFigure
+
 Row = Mapping[str, Any]
 # Numbers are metrics; text (a BLEU signature) is a note. A Mapping, not a dict, so that
 # a score function that returns only numbers (dict[str, float]) fits the type too.
@@ -38,6 +40,9 @@ class ContinuationLikelihood:
 
     nll: float  # -log p(target | context), natural log, summed over the target's tokens
     greedy: bool  # whether greedy decoding would have written exactly the target
+    # ...and then ended the word there (its next choice starts with a space, punctuation or
+    # <|endoftext|>), so the whole word it wrote is the target, not a longer one.
+    word_ends: bool
 
 
 # A task's own intervals or paired test for its metrics, when it has a better one than the
@@ -110,15 +115,26 @@ class EvalTask:
     #   ContinuationLikelihood.
     kind: Literal["generate", "loglikelihood", "perplexity"] = "generate"
     continuation: Callable[[Row], tuple[str, str]] | None = None
-    stride: int | None = None  # perplexity: default half the model's context
+    # perplexity: tokens predicted per window (default: the model's whole context, disjoint
+    # windows, as lm-evaluation-harness reads them; smaller gives each token more context).
+    stride: int | None = None
+    # perplexity: read each text as following <|endoftext|>, so its first token is scored
+    # too (as the harness does); False skips the first token, which has no context.
+    score_first_token: bool = True
     few_shot: int = 0
     few_shot_seed: int = 1234
     generation: Generation = Generation()
     postprocess: Callable[[str], str] = identity  # generate: the answer in the text
+    # generate: a prompt longer than the context (less the tokens to write) loses its start
+    # (cut="start": right when the question is at the end) or its end (cut="end": right
+    # for an article, whose opening matters most); `hint`, the text that ends the prompt,
+    # is kept either way.
+    cut: Literal["start", "end"] = "start"
+    hint: str = ""
     # One example's score, for the per-example table (e.g. sentence BLEU): (output, ref).
     example_score: Callable[[str, str], float] | None = None
-    # The GPT-2 paper's figure for its smallest model (117M, today's 124M), by metric name.
-    paper: Mapping[str, float] = field(default_factory=dict)
+    # The GPT-2 paper's figures for a metric, per model size (tasks/evals/paper.py).
+    paper: Mapping[str, PaperFigure] = field(default_factory=dict)
     # Uncertainty (tasks/evals/uncertainty.py): every score gets a 95% interval from
     # `bootstrap_resamples` resamples of the rows, re-scored with `score`, unless the task
     # gives its own: `intervals(outputs, references, rows)`. `paired(baseline outputs,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 
 import pytest
 import torch
@@ -47,7 +48,7 @@ def test_a_long_text_scores_every_token_once_with_context(model):
 def test_continuation_nll_and_greedy_match(model):
     context = [1, 2, 3, 4, 5]
     (greedy,) = generate(model, [context], SamplingConfig(max_new_tokens=2, temperature=0))
-    nll, is_greedy = continuation_nll(model, context, greedy.tokens)
+    nll, is_greedy, _ = continuation_nll(model, context, greedy.tokens)
     assert is_greedy
     ids = context + greedy.tokens
     logits, _ = model(torch.tensor([ids[:-1]]))
@@ -58,6 +59,32 @@ def test_continuation_nll_and_greedy_match(model):
     assert not continuation_nll(model, context, other)[1]
 
 
+def test_the_token_after_the_target_is_the_models_next_greedy_choice(model):
+    context = [1, 2, 3, 4, 5]
+    (greedy,) = generate(model, [context], SamplingConfig(max_new_tokens=3, temperature=0))
+    *_, next_token = continuation_nll(model, context, greedy.tokens[:2])
+    assert next_token == greedy.tokens[2]
+    # A context longer than the window: cut as the harness cuts it, still the next choice.
+    long_context = [(5 * i) % 300 for i in range(40)]
+    (far,) = generate(model, [long_context[-29:]], SamplingConfig(max_new_tokens=3, temperature=0))
+    *_, next_token = continuation_nll(model, long_context, far.tokens[:2])
+    assert next_token == far.tokens[2]
+
+
+def test_after_an_endoftext_prefix_every_token_is_scored(model):
+    ids = list(range(5, 25))
+    nll, tokens = rolling_nll(model, ids, window=32, stride=32, prefix_token=0)
+    assert tokens == 20 and nll == pytest.approx(direct_nll(model, [0, *ids]), rel=1e-5)
+
+
+def test_a_smaller_stride_gives_tokens_more_context(model):
+    ids = [(7 * i) % 300 for i in range(100)]
+    disjoint, n1 = rolling_nll(model, ids, window=32, stride=32, prefix_token=0)
+    overlapping, n2 = rolling_nll(model, ids, window=32, stride=8, prefix_token=0)
+    assert n1 == n2 == 100  # the same tokens, each scored once...
+    assert disjoint != pytest.approx(overlapping, rel=1e-4)  # ...with different contexts
+
+
 def test_perplexity_and_lambada_tasks_run_and_cache(tmp_path, gpt2_vocab_dir):
     torch.manual_seed(0)
     tiny = GPT(GPTConfig.preset("tiny")).eval()
@@ -66,14 +93,17 @@ def test_perplexity_and_lambada_tasks_run_and_cache(tmp_path, gpt2_vocab_dir):
     with OutputCache(tmp_path / "cache.db") as cache:
         ppl = evaluate_task(ppl_task, tiny, tokenizer, "tiny", cache)
         # An untrained model is close to a uniform guess over GPT-2's vocabulary.
-        assert 0.3 * 50257 < ppl.scores["perplexity"] < 3 * 50257
-        # Every token but each text's first is scored once, however long the text.
-        texts = [row["text"] for row in task_rows(ppl_task)]
-        tokens = sum(len(tokenizer.encode(text)) - 1 for text in texts)
-        utf8_bytes = sum(len(text.encode("utf-8")) for text in texts)
-        assert ppl.scores["bits_per_byte"] == pytest.approx(
-            math.log2(ppl.scores["perplexity"]) * tokens / utf8_bytes, rel=1e-6
-        )
+        assert 0.3 * 50257 < ppl.scores["token_perplexity"] < 3 * 50257
+        # Every token of each detokenised text is scored once (after <|endoftext|>); words
+        # and bytes are the original text's, as lm-evaluation-harness counts them.
+        pages = [row["page"] for row in task_rows(ppl_task)]
+        tokens = sum(len(tokenizer.encode(ppl_task.prompt({"page": p}, []))) for p in pages)
+        utf8_bytes = sum(len(page.encode("utf-8")) for page in pages)
+        words = sum(len(re.split(r"\s+", page)) for page in pages)
+        nll = math.log(ppl.scores["token_perplexity"]) * tokens
+        assert ppl.scores["bits_per_byte"] == pytest.approx(nll / math.log(2) / utf8_bytes)
+        assert ppl.scores["word_perplexity"] == pytest.approx(math.exp(nll / words))
+        assert ppl.rows == 3 and set(ppl.intervals) == set(ppl.scores)
         first = evaluate_task(lambada, tiny, tokenizer, "tiny", cache)
         assert 0.0 <= first.scores["accuracy"] <= 1.0 and first.generated == 6
         again = evaluate_task(lambada, tiny, tokenizer, "tiny", cache)
@@ -105,30 +135,35 @@ def test_likelihood_tasks_score_typed_measurements(monkeypatch, tmp_path, gpt2_v
     assert all(isinstance(m.greedy, bool) for m in received["lambada"])
 
 
-def test_measurements_are_cached_as_the_json_earlier_versions_stored():
-    """Same text, same keys: an output cache filled before measurements were typed still
-    answers, and a float comes back bit for bit."""
+def test_measurements_are_cached_as_json_and_read_back_exactly():
+    """A measurement is stored as its fields in JSON; a float comes back bit for bit."""
     nll = 0.1 + 0.2  # 0.30000000000000004: a float whose shortest exact form is long
     text = TextLikelihood(nll=nll, tokens=12, bytes=57)
     assert measurement_to_text(text) == '{"nll": 0.30000000000000004, "tokens": 12, "bytes": 57}'
-    word = ContinuationLikelihood(nll=3.25, greedy=True)
-    assert measurement_to_text(word) == '{"nll": 3.25, "greedy": true}'
+    word = ContinuationLikelihood(nll=3.25, greedy=True, word_ends=False)
+    assert measurement_to_text(word) == '{"nll": 3.25, "greedy": true, "word_ends": false}'
     assert measurement_from_text("perplexity", measurement_to_text(text)) == text
-    assert measurement_from_text("loglikelihood", measurement_to_text(word)).nll == 3.25
+    assert measurement_from_text("loglikelihood", measurement_to_text(word)) == word
 
 
-def test_a_cache_written_before_typed_measurements_is_still_read(tmp_path, gpt2_vocab_dir):
+def test_cached_measurements_are_scored_without_the_model(tmp_path, gpt2_vocab_dir):
     (lambada,) = get_tasks(["lambada"])
     rows = task_rows(lambada, limit=2)
     prompts = [lambada.prompt(row, []) for row in rows]
     settings = dataclasses.asdict(lambada.generation)
     keys = [output_key("old", lambada.name, lambada.version, p, settings) for p in prompts]
     with OutputCache(tmp_path / "cache.db") as cache:
-        # Entries as the runner wrote them when declarations parsed JSON themselves.
-        stored = ['{"nll": 2.0, "greedy": true}', '{"nll": 4.0, "greedy": false}']
+        stored = [
+            '{"nll": 2.0, "greedy": true, "word_ends": false}',
+            '{"nll": 4.0, "greedy": false, "word_ends": false}',
+        ]
         cache.put_many(zip(keys, stored, strict=True))
         model = GPT(GPTConfig.preset("tiny", block_size=64)).eval()
         tokenizer = load_tokenizer(gpt2_vocab_dir)
         result = evaluate_task(lambada, model, tokenizer, "old", cache, limit=2)
     assert (result.generated, result.from_cache) == (0, 2)
-    assert result.scores == {"accuracy": 0.5, "perplexity": math.exp(3.0)}
+    assert result.scores == {
+        "accuracy": 0.5,
+        "accuracy_whole_word": 0.0,
+        "perplexity": math.exp(3.0),
+    }

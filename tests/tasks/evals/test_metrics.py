@@ -17,6 +17,7 @@ from tasks.evals.metrics import (
     rouge1,
     sentence_bleu,
     sentences,
+    strip_byline,
 )
 
 REFERENCES = [
@@ -82,6 +83,46 @@ def test_lede_3_and_random_3_are_as_defined():
     chosen = [s for s in found if s in picked]
     assert len(chosen) == 3 and picked == " ".join(chosen)  # three, in article order
     assert {random_3(ARTICLE, seed=s) for s in range(20)} != {picked}  # and really random
+
+
+def test_sentences_survive_abbreviations_and_bylines():
+    text = (
+        "Mr. Smith went to Washington D.C. on Monday. The U.S. economy grew 3.5 per cent. "
+        '"It was great," he said. Then he left!'
+    )
+    assert sentences(text) == [
+        "Mr. Smith went to Washington D.C. on Monday.",
+        "The U.S. economy grew 3.5 per cent.",
+        '"It was great," he said.',
+        "Then he left!",
+    ]
+    daily_mail = (
+        "By . Daily Mail Reporter . PUBLISHED: . 12:01 EST, 3 March 2014 . | . UPDATED: . "
+        "13:45 EST, 3 March 2014 . " + text
+    )
+    assert strip_byline(daily_mail) == text
+    assert lede_3(daily_mail) == " ".join(sentences(text)[:3])
+    assert strip_byline("By . Sam Webb and Reuters Reporter . A fire broke out.") == (
+        "A fire broke out."
+    )
+    # Ordinary prose that starts with "By" is left alone.
+    assert (
+        strip_byline("By the time he came . it was over.") == "By the time he came . it was over."
+    )
+
+
+def test_r_avg_is_the_papers_mean_of_rouge_1_2_and_summary_level_l():
+    scores = corpus_rouge(OUTPUTS, REFERENCES)
+    assert scores["r_avg"] == pytest.approx(
+        (scores["rouge1"] + scores["rouge2"] + scores["rougeLsum"]) / 3
+    )
+    # rougeLsum reads sentences one per line: equal to rouge-score's own on such input.
+    scorer = rouge_scorer.RougeScorer(["rougeLsum"], use_stemmer=True)
+    two = ("The cat sat. The dog ran.", "The dog ran. A cat sat down.")
+    direct = scorer.score("The dog ran.\nA cat sat down.", "The cat sat.\nThe dog ran.")
+    assert corpus_rouge([two[0]], [two[1]])["rougeLsum"] == pytest.approx(
+        direct["rougeLsum"].fmeasure
+    )
 
 
 def test_per_example_scores_for_the_examples_table():
