@@ -10,10 +10,13 @@ results file; and a Prefect markdown artifact with the results beside the paper'
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import mlflow
 from prefect import flow, get_run_logger, task
@@ -23,10 +26,26 @@ from pydantic import BaseModel, Field
 from model import GPT, Tokenizer, load_model, load_tokenizer
 from pipelines.tracking import log_metrics_batch, tracked_run
 from pipelines.workspace import workspace_dir
-from reports.mlflow_names import EVAL_FROM_CACHE, EVAL_GENERATED, EVAL_SECONDS, EVAL_TASK_FILE
+from reports.mlflow_names import (
+    EVAL_CI_HIGH_SUFFIX,
+    EVAL_CI_LOW_SUFFIX,
+    EVAL_FROM_CACHE,
+    EVAL_GENERATED,
+    EVAL_PAIRED_PREFIX,
+    EVAL_RESULTS_TABLE,
+    EVAL_ROWS,
+    EVAL_SECONDS,
+    EVAL_TASK_FILE,
+    EVALUATE_KIND,
+    KIND_TAG,
+)
+from tasks.evals.beside_paper import beside_paper, paper_sizes
+from tasks.evals.data import task_rows
 from tasks.evals.output_cache import OutputCache
+from tasks.evals.paired import paired_differences
 from tasks.evals.registry import get_tasks
 from tasks.evals.runner import TaskResult, evaluate_task
+from tasks.evals.uncertainty import PairedDifference
 from tasks.fingerprint import model_fingerprint
 
 
@@ -40,11 +59,22 @@ class EvaluateConfig(BaseModel):
     )
     batch_size: int = Field(8, ge=1, description="prompts generated together")
     use_cache: bool = Field(True, description="reuse outputs of earlier identical runs")
+    baseline: str | None = Field(
+        None,
+        description="a second model scored on the same rows: each metric's paired "
+        "difference (this model - baseline), its 95% interval and p-value",
+    )
+    stride: int | None = Field(
+        None,
+        ge=1,
+        description="perplexity tasks: tokens between sliding windows (default: each "
+        "task's own; the model's context = lm-evaluation-harness's disjoint windows)",
+    )
     out: Path | None = Field(None, description="results JSON (default: workspace/evals/)")
 
 
 class EvaluateResult(BaseModel):
-    results: list[dict]
+    results: list[dict]  # one task_record per task
     results_file: Path
     mlflow_run_id: str
 
@@ -56,9 +86,15 @@ def _loaded(model: str, tokenizer: str, fingerprint: str) -> tuple[GPT, Tokenize
 
 
 @task(name="eval-task", task_run_name="{name}")
-def run_eval_task(name: str, config: EvaluateConfig, fingerprint: str) -> TaskResult:
+def run_eval_task(
+    name: str, config: EvaluateConfig, fingerprint: str, model_name: str | None = None
+) -> TaskResult:
+    """One task on one model (`model_name`, default the config's model)."""
     (eval_task,) = get_tasks([name])
-    model, tokenizer = _loaded(config.model, config.tokenizer or config.model, fingerprint)
+    if config.stride is not None and eval_task.kind == "perplexity":
+        eval_task = replace(eval_task, stride=config.stride)
+    model_name = model_name or config.model
+    model, tokenizer = _loaded(model_name, config.tokenizer or model_name, fingerprint)
     cache = OutputCache(workspace_dir() / "eval_cache.db") if config.use_cache else None
     try:
         return evaluate_task(
@@ -81,40 +117,90 @@ def evaluate_flow(config: EvaluateConfig) -> EvaluateResult:
     logger = get_run_logger()
     get_tasks(config.tasks)  # unknown names fail here, before the model is loaded
     fingerprint = model_fingerprint(config.model)
+    baseline_fingerprint = model_fingerprint(config.baseline) if config.baseline else None
     params = config.model_dump(mode="json", exclude={"out"})
+    parameters = _parameters(config.model, config.tokenizer, fingerprint)
     results: list[TaskResult] = []
-    with tracked_run("evaluate", lineage={"checkpoint": fingerprint}, params=params) as parent:
+    records: list[dict] = []
+    lineage = {"checkpoint": fingerprint}
+    if baseline_fingerprint:
+        lineage["baseline"] = baseline_fingerprint
+    kind = {KIND_TAG: EVALUATE_KIND}
+    with tracked_run("evaluate", lineage=lineage, params=params, tags=kind) as parent:
         for name in config.tasks:
             result = run_eval_task(name, config, fingerprint)
             logger.info(
-                "%s: %s (%d generated, %d from cache, %.1f s)",
+                "%s: %s over %d rows (%d generated, %d from cache, %.1f s)",
                 name,
                 _short(result.scores),
+                result.rows,
                 result.generated,
                 result.from_cache,
                 result.seconds,
             )
-            log_task_run(result, parent.info.run_id, fingerprint)
+            paired = {}
+            if config.baseline and baseline_fingerprint:
+                base = run_eval_task(name, config, baseline_fingerprint, config.baseline)
+                (eval_task,) = get_tasks([name])
+                rows = task_rows(eval_task, config.source, config.limit)
+                paired = paired_differences(eval_task, base, result, rows)
+            record = task_record(result, parameters, paired)
+            log_task_run(result, record, parent.info.run_id, fingerprint)
             results.append(result)
+            records.append(record)
         out = config.out or workspace_dir() / "evals" / f"{_stamp()}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         payload = {
             "model": config.model,
             "checkpoint": fingerprint,
-            "results": [r.to_dict() for r in results],
+            "parameters": parameters,
+            "baseline": config.baseline,
+            "results": [r.to_dict() | record for r, record in zip(results, records, strict=True)],
         }
         out.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
         mlflow.log_artifact(str(out))
-        table = results_markdown(results, config.model)
+        mlflow.log_table(results_table(records), EVAL_RESULTS_TABLE)
+        table = results_markdown(records, config.model, parameters, config.baseline)
         mlflow.log_text(table, "results.md")
         create_markdown_artifact(table, key="evaluation", description="results vs GPT-2 paper")
-    return EvaluateResult(
-        results=[_summary(r) for r in results], results_file=out, mlflow_run_id=parent.info.run_id
-    )
+    return EvaluateResult(results=records, results_file=out, mlflow_run_id=parent.info.run_id)
 
 
-def log_task_run(result: TaskResult, parent_id: str, fingerprint: str) -> None:
-    """A nested MLflow run for one task: metrics, settings, notes and every example."""
+def _parameters(model: str, tokenizer: str | None, fingerprint: str) -> int:
+    loaded, _ = _loaded(model, tokenizer or model, fingerprint)
+    return loaded.num_parameters()
+
+
+def task_record(
+    result: TaskResult, parameters: int, paired: Mapping[str, PairedDifference]
+) -> dict[str, Any]:
+    """What the flow keeps of one task (task.json, the results file, the tables): its
+    scores with n and intervals, the paper's figures and the one shown beside each score
+    for this model's size, and the paired comparison with a baseline, if any."""
+    beside = beside_paper(result.paper, parameters)
+    return {
+        "task": result.task,
+        "version": result.version,
+        "description": result.description,
+        "scores": result.scores,
+        "intervals": {k: list(v) for k, v in result.intervals.items()},
+        "rows": result.rows,
+        "notes": result.notes,
+        "paper": {metric: asdict(figure) for metric, figure in result.paper.items()},
+        "beside_paper": {metric: asdict(b) for metric, b in beside.items()},
+        "parameters": parameters,
+        "paper_sizes": paper_sizes(),
+        "vs_baseline": {metric: asdict(d) for metric, d in paired.items()},
+        "generated": result.generated,
+        "from_cache": result.from_cache,
+    }
+
+
+def log_task_run(
+    result: TaskResult, record: dict[str, Any], parent_id: str, fingerprint: str
+) -> None:
+    """A nested MLflow run for one task: metrics (each score, its interval and n),
+    settings, notes, every example, and the task's record (task.json)."""
     params = {"task": result.task, "version": result.version, **result.settings}
     with tracked_run(
         "evaluate",
@@ -124,43 +210,113 @@ def log_task_run(result: TaskResult, parent_id: str, fingerprint: str) -> None:
         params=params,
         tags=result.notes,
     ) as run:
-        metrics = {
+        metrics: dict[str, float] = {
             **result.scores,
+            EVAL_ROWS: result.rows,
             EVAL_GENERATED: result.generated,
             EVAL_FROM_CACHE: result.from_cache,
             EVAL_SECONDS: result.seconds,
         }
-        log_metrics_batch(run, metrics)
+        for name, (low, high) in result.intervals.items():
+            metrics[name + EVAL_CI_LOW_SUFFIX] = low
+            metrics[name + EVAL_CI_HIGH_SUFFIX] = high
+        for name, diff in record["vs_baseline"].items():
+            for part in ("delta", "low", "high", "p_value"):
+                metrics[f"{EVAL_PAIRED_PREFIX}{name}/{part}"] = diff[part]
+        log_metrics_batch(run, {k: v for k, v in metrics.items() if math.isfinite(v)})
         rows = result.examples
         if rows:
             mlflow.log_table({key: [row[key] for row in rows] for key in rows[0]}, "examples.json")
-        mlflow.log_dict(result.to_dict() | {"examples": len(rows)}, EVAL_TASK_FILE)
+        mlflow.log_dict(record | {"examples": len(rows)}, EVAL_TASK_FILE)
 
 
-def results_markdown(results: list[TaskResult], model: str) -> str:
-    """The results beside the GPT-2 paper's figures for its smallest model."""
-    lines = [
-        f"# Evaluation of `{model}`",
-        "",
-        "| task | metric | this model | GPT-2 paper |",
-        "|---|---|---|---|",
+def results_table(records: list[dict[str, Any]]) -> dict[str, list]:
+    """One row per task and metric, for MLflow's table view: the score, its interval, n,
+    the paper's figure beside it and for which size."""
+    columns: dict[str, list] = {
+        name: []
+        for name in (
+            "task",
+            "metric",
+            "value",
+            "ci95_low",
+            "ci95_high",
+            "n",
+            "paper",
+            "paper_size",
+            "same_size",
+            "note",
+        )
+    }
+    for record in records:
+        for metric, value in record["scores"].items():
+            low, high = record["intervals"].get(metric, (None, None))
+            beside = record["beside_paper"].get(metric, {})
+            for name, cell in (
+                ("task", record["task"]),
+                ("metric", metric),
+                ("value", value),
+                ("ci95_low", low),
+                ("ci95_high", high),
+                ("n", record["rows"]),
+                ("paper", beside.get("value")),
+                ("paper_size", beside.get("paper_size", "")),
+                ("same_size", beside.get("same_size")),
+                ("note", beside.get("note", "")),
+            ):
+                columns[name].append(cell)
+    return columns
+
+
+def results_markdown(
+    records: list[dict[str, Any]], model: str, parameters: int, baseline: str | None = None
+) -> str:
+    """The results beside the GPT-2 paper's figure for the nearest model size."""
+    sizes = {b["model_size"] for r in records for b in r["beside_paper"].values()}
+    lines = [f"# Evaluation of `{model}`", ""]
+    if sizes:
+        lines += [
+            f"{parameters:,} parameters: compared with the GPT-2 paper's {', '.join(sizes)} "
+            "model. “only”: the paper has that figure for another size alone, so it is not "
+            "like-for-like. Intervals: 95% bootstrap over the n rows.",
+            "",
+        ]
+    lines += [
+        "| task | metric | this model (95% interval) | n | GPT-2 paper | note |",
+        "|---|---|---|---|---|---|",
     ]
-    for result in results:
-        for metric, value in result.scores.items():
-            paper = result.paper.get(metric)
-            shown = "" if paper is None else f"{paper:.4g}"
-            lines.append(f"| {result.task} | {metric} | {value:.4g} | {shown} |")
+    for record in records:
+        for metric, value in record["scores"].items():
+            low, high = record["intervals"].get(metric, (None, None))
+            shown = f"{value:.4g}" if low is None else f"{value:.4g} ({low:.4g}–{high:.4g})"
+            beside = record["beside_paper"].get(metric)
+            paper = paper_label(beside) if beside else ""
+            note = beside["note"] if beside else ""
+            lines.append(
+                f"| {record['task']} | {metric} | {shown} | {record['rows']} | {paper} | {note} |"
+            )
+    if baseline:
+        lines += [
+            "",
+            f"## Against `{baseline}` on the same rows (paired)",
+            "",
+            "| task | metric | baseline | this model | difference (95% interval) | p |",
+            "|---|---|---|---|---|---|",
+        ]
+        for record in records:
+            for metric, d in record["vs_baseline"].items():
+                spread = "" if math.isnan(d["low"]) else f" ({d['low']:.4g}–{d['high']:.4g})"
+                lines.append(
+                    f"| {record['task']} | {metric} | {d['baseline']:.4g} | "
+                    f"{d['candidate']:.4g} | {d['delta']:+.4g}{spread} | {d['p_value']:.3g} |"
+                )
     return "\n".join(lines) + "\n"
 
 
-def _summary(result: TaskResult) -> dict:
-    return {
-        "task": result.task,
-        "scores": result.scores,
-        "paper": result.paper,
-        "generated": result.generated,
-        "from_cache": result.from_cache,
-    }
+def paper_label(beside: dict[str, Any]) -> str:
+    """ "29.41 (117M)" for the model's own size, "5 (1542M only)" for another's."""
+    size = beside["paper_size"] if beside["same_size"] else f"{beside['paper_size']} only"
+    return f"{beside['value']:.4g} ({size})"
 
 
 def _short(scores: dict[str, float]) -> str:

@@ -4,6 +4,7 @@ rest from a TOML file."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated
 
@@ -184,9 +185,12 @@ def evals_list() -> None:
     named by GPT2LAB_EVAL_TASKS."""
     from tasks.evals.registry import all_tasks
 
-    table = Table("task", "version", "kind", "description", "GPT-2 paper (117M)")
+    table = Table("task", "version", "kind", "description", "GPT-2 paper (by size)")
     for name, eval_task in all_tasks().items():
-        paper = ", ".join(f"{k} {v:g}" for k, v in list(eval_task.paper.items())[:3])
+        paper = "; ".join(
+            f"{metric} " + ", ".join(f"{v:g} ({size})" for size, v in figure.by_size.items())
+            for metric, figure in list(eval_task.paper.items())[:2]
+        )
         table.add_row(name, str(eval_task.version), eval_task.kind, eval_task.description, paper)
     make_console().print(table)
 
@@ -205,8 +209,17 @@ def evaluate(
     source: Annotated[
         str, typer.Option(help="local: shipped samples; hub: the full datasets (online).")
     ] = "local",
+    baseline: Annotated[
+        str | None,
+        typer.Option(help="Also score this model on the same rows: paired differences."),
+    ] = None,
+    stride: Annotated[
+        int | None,
+        typer.Option(help="Perplexity tasks: tokens between windows (default: the context)."),
+    ] = None,
 ) -> None:
-    """Run eval tasks on a model; results beside the GPT-2 paper's, in MLflow."""
+    """Run eval tasks on a model; results with 95% intervals beside the GPT-2 paper's figure
+    for the nearest model size, in MLflow."""
     from pipelines.evaluate import EvaluateConfig, run_evaluate
     from tasks.evals.registry import get_tasks
 
@@ -219,22 +232,63 @@ def evaluate(
             tokenizer=tokenizer,
             use_cache=not no_cache,
             source=source,
+            baseline=baseline,
+            stride=stride,
         )
         get_tasks(config.tasks)  # an unknown name: one line listing the known ones
         result = run_evaluate(config)
     except ValueError as err:
         raise fail(err) from None
-    table = Table("task", "metric", "this model", "GPT-2 paper")
-    for entry in result.results:
-        for metric, value in entry["scores"].items():
-            paper = entry["paper"].get(metric)
-            table.add_row(
-                entry["task"], metric, f"{value:.4g}", "" if paper is None else f"{paper:.4g}"
-            )
     console = make_console()
-    console.print(table)
+    _print_results(console, result.results, baseline)
     console.print(f"results: {result.results_file}")
     console.print(f"MLflow run {result.mlflow_run_id} in experiment 'evaluate'")
+
+
+def _print_results(console, records: list[dict], baseline: str | None) -> None:
+    """The scores with n and intervals beside the paper's figure (its size said), and the
+    paired differences when a baseline was scored too."""
+    from pipelines.evaluate import paper_label
+
+    table = Table("task", "metric", "this model (95% interval)", "n", "GPT-2 paper")
+    for record in records:
+        for metric, value in record["scores"].items():
+            low, high = record["intervals"].get(metric, (None, None))
+            shown = f"{value:.4g}" if low is None else f"{value:.4g} ({low:.4g}–{high:.4g})"
+            beside = record["beside_paper"].get(metric)
+            table.add_row(
+                record["task"],
+                metric,
+                shown,
+                str(record["rows"]),
+                paper_label(beside) if beside else "",
+            )
+    console.print(table)
+    for record in records:
+        sizes = {b["model_size"] for b in record["beside_paper"].values()}
+        if sizes:
+            console.print(
+                f"{record['parameters']:,} parameters: compared with the paper's "
+                f"{', '.join(sizes)} model; “only”: a figure of another size alone."
+            )
+            break
+    rows_scored = sorted({record["rows"] for record in records})
+    console.print(f"rows scored per task: {', '.join(str(n) for n in rows_scored)}")
+    if baseline:
+        paired = Table("task", "metric", "baseline", "this model", "difference (95%)", "p")
+        for record in records:
+            for metric, d in record["vs_baseline"].items():
+                spread = "" if math.isnan(d["low"]) else f" ({d['low']:.4g}–{d['high']:.4g})"
+                paired.add_row(
+                    record["task"],
+                    metric,
+                    f"{d['baseline']:.4g}",
+                    f"{d['candidate']:.4g}",
+                    f"{d['delta']:+.4g}{spread}",
+                    f"{d['p_value']:.3g}",
+                )
+        console.print(f"Paired with {baseline} on the same rows:")
+        console.print(paired)
 
 
 # --- preferences ------------------------------------------------------------------------
