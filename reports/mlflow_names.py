@@ -98,7 +98,7 @@ EVAL_CI_HIGH_SUFFIX = "/ci95_high"
 EVAL_PAIRED_PREFIX = "vs_baseline/"
 # Overlap of a task's rows with a training corpus (8-grams, the paper's section 4).
 CONTAMINATION_PREFIX = "contamination/"
-EVAL_RESULTS_TABLE = "results.json"  # evaluate: every task's scores beside the paper's
+EVAL_RESULTS_TABLE = "results_table.json"  # evaluate: every task's scores beside the paper's
 
 # -- Artifacts ----------------------------------------------------------------------------
 

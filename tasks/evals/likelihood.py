@@ -10,6 +10,7 @@ allows (a smaller stride: more context per token, a lower perplexity, more compu
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -50,8 +51,16 @@ def rolling_nll(
     return total, scored
 
 
+class Continuation(NamedTuple):
+    """How the model reads a target after a context."""
+
+    nll: float  # -log p(target | context), natural log, summed over the target's tokens
+    greedy: bool  # every target token was the most likely one at its position
+    next_token: int  # the most likely token after the target
+
+
 @torch.no_grad()
-def continuation_nll(model: GPT, context: list[int], target: list[int]) -> tuple[float, bool, int]:
+def continuation_nll(model: GPT, context: list[int], target: list[int]) -> Continuation:
     """-log p(target | context); whether greedy decoding would have produced exactly
     `target` (each of its tokens the most likely at its position); and the most likely
     token after the target (does the model end the word there?).
@@ -71,8 +80,7 @@ def continuation_nll(model: GPT, context: list[int], target: list[int]) -> tuple
     greedy = bool(torch.equal(log_probs.argmax(dim=-1), wanted))
     if not fits:  # the token after the target needs a window that ends with the target
         logits, _ = model(torch.tensor([ids[-window:]], device=device))
-    next_token = int(logits[0, -1].argmax().item())
-    return nll, greedy, next_token
+    return Continuation(nll, greedy, int(logits[0, -1].argmax().item()))
 
 
 def _device(model: GPT) -> torch.device:

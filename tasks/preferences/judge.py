@@ -48,7 +48,7 @@ class Surprise:
                 self.cache[key] = math.inf  # nothing written: the worst answer
             else:
                 context = self.tokenizer.encode(prompt) or [self.tokenizer.eot_token]
-                nll, _ = continuation_nll(self.model, context, target)
+                nll = continuation_nll(self.model, context, target).nll
                 self.cache[key] = nll / len(target)
         return self.cache[key]
 

@@ -65,7 +65,7 @@ def test_evaluate_logs_parent_and_task_runs_and_caches_outputs(
     parent = client.get_run(first.mlflow_run_id)
     assert parent.data.tags["gpt2lab.kind"] == "evaluate"
     table = client.list_artifacts(first.mlflow_run_id)
-    assert {"results.json", "results.md"} <= {a.path for a in table}
+    assert {"results_table.json", "results.md"} <= {a.path for a in table}
     saved = json.loads(first.results_file.read_text())
     assert [r["task"] for r in saved["results"]] == ["wmt14-en-fr", "cnn-dailymail-tldr"]
 
