@@ -15,7 +15,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from model import GPT
+from model import GPT, Tokenizer
 
 
 @torch.no_grad()
@@ -33,6 +33,8 @@ def rolling_nll(
     `stride == window` with the <|endoftext|> prefix is lm-evaluation-harness's
     `loglikelihood_rolling`: disjoint windows, the last one reaching back a full window.
     """
+    if not 1 <= stride <= window:
+        raise ValueError(f"stride must be between 1 and the window ({window}), got {stride}")
     sequence = ([prefix_token] if prefix_token is not None else []) + list(ids)
     device = _device(model)
     total, scored = 0.0, 0
@@ -49,6 +51,21 @@ def rolling_nll(
         total -= picked.sum().item()
         scored += chunk_end - chunk_start
     return total, scored
+
+
+def encode_pair(tokenizer: Tokenizer, context: str, target: str) -> tuple[list[int], list[int]]:
+    """Context and target as token ids, split the way lm-evaluation-harness splits them:
+    spaces at the end of the context move to the target (a GPT-2 token carries its leading
+    space), then the whole text is encoded and cut after the context's tokens, so the
+    target's tokens are those of running text. An empty context becomes <|endoftext|>, so
+    the target's first token has something to follow."""
+    if not context:
+        return [tokenizer.eot_token], tokenizer.encode(target)
+    spaces = len(context) - len(context.rstrip())
+    if spaces:
+        context, target = context[:-spaces], context[-spaces:] + target
+    context_ids = tokenizer.encode(context)
+    return context_ids, tokenizer.encode(context + target)[len(context_ids) :]
 
 
 class Continuation(NamedTuple):

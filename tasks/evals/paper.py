@@ -52,7 +52,7 @@ def size_for(parameters: int) -> PaperSize:
 # here as fractions (the paper prints percent); perplexities, bits per byte (BPB) and bits
 # per character (BPC) as printed. Sets gpt2lab has no task for are here too, so a user
 # adding one finds the figures.
-_TABLE_3_COLUMNS = (
+TABLE_3_COLUMNS = (
     "LAMBADA (PPL)",
     "LAMBADA (ACC)",
     "CBT-CN (ACC)",
@@ -77,12 +77,14 @@ TABLE_3: dict[str, dict[str, float]] = {
         size: round(values[i] / 100, 6) if column in _PERCENT else values[i]
         for size, values in _TABLE_3_ROWS.items()
     }
-    for i, column in enumerate(_TABLE_3_COLUMNS)
+    for i, column in enumerate(TABLE_3_COLUMNS)
 }
 
 
 def table_3(column: str, note: str = "") -> PaperFigure:
     """A Table 3 column as a figure for every size."""
+    if column not in TABLE_3:
+        raise KeyError(f"Table 3 has no column {column!r}; it has {', '.join(TABLE_3)}")
     return PaperFigure(TABLE_3[column], f"Table 3, {column}", note)
 
 

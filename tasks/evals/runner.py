@@ -17,7 +17,7 @@ from typing import Any
 from model import GPT, SamplingConfig, Tokenizer, generate
 from model.sampling import cut_at_stop
 from tasks.evals.data import Source, few_shot_pool, task_rows
-from tasks.evals.likelihood import continuation_nll, rolling_nll
+from tasks.evals.likelihood import continuation_nll, encode_pair, rolling_nll
 from tasks.evals.output_cache import OutputCache, output_key
 from tasks.evals.paper import PaperFigure
 from tasks.evals.task import ContinuationLikelihood, EvalTask, Row, TextLikelihood
@@ -50,6 +50,15 @@ class TaskResult:
         return asdict(self)
 
 
+def cache_text(task: EvalTask, row: Row, prompt: str) -> str:
+    """What, besides the settings, an output depends on: the prompt; for a loglikelihood
+    task the target too (two rows may share a context and differ in what is measured
+    after it, as in a multiple-choice task)."""
+    if task.kind == "loglikelihood" and task.continuation is not None:
+        return json.dumps(task.continuation(row))
+    return prompt
+
+
 def sampling_for(task: EvalTask) -> SamplingConfig:
     g = task.generation
     if g.greedy:
@@ -75,8 +84,11 @@ def evaluate_task(
     rows = task_rows(task, source, limit)
     pool = few_shot_pool(task, source)
     prompts = [task.prompt(row, task.few_shot_examples(pool, i)) for i, row in enumerate(rows)]
-    settings = asdict(task.generation)
-    keys = [output_key(checkpoint, task.name, task.version, p, settings) for p in prompts]
+    settings = asdict(task.generation) | task.reading_settings()
+    keys = [
+        output_key(checkpoint, task.name, task.version, cache_text(task, row, prompt), settings)
+        for row, prompt in zip(rows, prompts, strict=True)
+    ]
     outputs = cache.get_many(keys) if cache is not None else {}
     todo = [i for i, key in enumerate(keys) if key not in outputs]
     for start in range(0, len(todo), batch_size):
@@ -201,10 +213,10 @@ def fit_prompt(task: EvalTask, tokenizer: Tokenizer, prompt: str, room: int) -> 
         return ids
     if task.cut == "start":
         return ids[-room:]
-    body, hint = prompt, ""
-    if task.hint and prompt.endswith(task.hint):
-        body, hint = prompt[: -len(task.hint)], task.hint
-    hint_ids = tokenizer.encode(hint) if hint else []
+    if not prompt.endswith(task.hint):
+        raise ValueError(f"task {task.name}: the prompt does not end with its hint {task.hint!r}")
+    body = prompt[: len(prompt) - len(task.hint)]
+    hint_ids = tokenizer.encode(task.hint) if task.hint else []
     return tokenizer.encode(body)[: room - len(hint_ids)] + hint_ids
 
 
@@ -215,15 +227,12 @@ def _measure(
     if task.kind == "perplexity":
         window = model.config.block_size
         prefix = tokenizer.eot_token if task.score_first_token else None
-        nll, tokens = rolling_nll(
-            model, tokenizer.encode(prompt), window, task.stride or window, prefix
-        )
+        stride = min(task.stride or window, window)  # longer than the context: the context
+        nll, tokens = rolling_nll(model, tokenizer.encode(prompt), window, stride, prefix)
         return TextLikelihood(nll=nll, tokens=tokens, bytes=len(prompt.encode("utf-8")))
     assert task.continuation is not None, f"task {task.name}: loglikelihood needs continuation"
-    context, target = task.continuation(row)
-    nll, greedy, next_token = continuation_nll(
-        model, tokenizer.encode(context), tokenizer.encode(target)
-    )
+    context, target = encode_pair(tokenizer, *task.continuation(row))
+    nll, greedy, next_token = continuation_nll(model, context, target)
     return ContinuationLikelihood(
         nll=nll, greedy=greedy, word_ends=ends_a_word(tokenizer, next_token)
     )

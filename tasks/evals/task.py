@@ -143,6 +143,24 @@ class EvalTask:
     intervals: IntervalFunction | None = None
     paired: PairedFunction | None = None
 
+    def __post_init__(self) -> None:
+        # Checked here, so that a bad override (dataclasses.replace) fails at once too.
+        if self.stride is not None and (not isinstance(self.stride, int) or self.stride < 1):
+            raise ValueError(
+                f"task {self.name}: stride must be a positive number of tokens or None, "
+                f"got {self.stride!r}"
+            )
+        if self.cut not in ("start", "end"):
+            raise ValueError(f"task {self.name}: cut must be 'start' or 'end', got {self.cut!r}")
+
+    def reading_settings(self) -> dict[str, Any]:
+        """Settings besides `generation` that change the model's output for the same
+        prompt, so they belong in the output cache's key: a perplexity task's windows.
+        `dataclasses.replace(task, stride=512)` is then another key, never a stale hit."""
+        if self.kind == "perplexity":
+            return {"stride": self.stride, "score_first_token": self.score_first_token}
+        return {}
+
     def few_shot_examples(self, pool: Sequence[Row], row_index: int) -> list[Row]:
         """`few_shot` examples from `pool` (the task's few-shot data, kept apart from the
         rows it scores), the same in every run: the seed depends only on the task and

@@ -12,10 +12,16 @@ import torch.nn.functional as F
 
 from model import GPT, GPTConfig, SamplingConfig, generate, load_tokenizer
 from tasks.evals.data import task_rows
-from tasks.evals.likelihood import continuation_nll, rolling_nll
+from tasks.evals.likelihood import continuation_nll, encode_pair, rolling_nll
 from tasks.evals.output_cache import OutputCache, output_key
 from tasks.evals.registry import get_tasks
-from tasks.evals.runner import evaluate_task, measurement_from_text, measurement_to_text
+from tasks.evals.runner import (
+    cache_text,
+    ends_a_word,
+    evaluate_task,
+    measurement_from_text,
+    measurement_to_text,
+)
 from tasks.evals.task import ContinuationLikelihood, TextLikelihood
 
 
@@ -151,7 +157,10 @@ def test_cached_measurements_are_scored_without_the_model(tmp_path, gpt2_vocab_d
     rows = task_rows(lambada, limit=2)
     prompts = [lambada.prompt(row, []) for row in rows]
     settings = dataclasses.asdict(lambada.generation)
-    keys = [output_key("old", lambada.name, lambada.version, p, settings) for p in prompts]
+    keys = [
+        output_key("old", lambada.name, lambada.version, cache_text(lambada, row, p), settings)
+        for row, p in zip(rows, prompts, strict=True)
+    ]
     with OutputCache(tmp_path / "cache.db") as cache:
         stored = [
             '{"nll": 2.0, "greedy": true, "word_ends": false}',
@@ -167,3 +176,114 @@ def test_cached_measurements_are_scored_without_the_model(tmp_path, gpt2_vocab_d
         "accuracy_whole_word": 0.0,
         "perplexity": math.exp(3.0),
     }
+
+
+EOT = 299  # a token of the small test vocabulary standing for <|endoftext|>
+
+
+def test_disjoint_windows_equal_lm_evaluation_harness_rolling_windows(model):
+    """stride = window with an <|endoftext|> prefix reads exactly the windows of the
+    harness's `loglikelihood_rolling` (its own window function, scored with our model)."""
+    from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
+
+    window = model.config.block_size
+    for length in (1, 20, 32, 33, 70, 100):  # shorter than, equal to, past a window
+        ids = [(11 * i + 3) % 290 for i in range(length)]
+        expected, count = 0.0, 0
+        for context, predicted in map(
+            make_disjoint_window,
+            get_rolling_token_windows(ids, prefix_token=EOT, max_seq_len=window, context_len=1),
+        ):
+            # As the harness's _loglikelihood_tokens: the last window+1 tokens, minus one.
+            inputs = (context + predicted)[-(window + 1) :][:-1]
+            logits, _ = model(torch.tensor([inputs]))
+            log_probs = F.log_softmax(logits[0, -len(predicted) :], dim=-1)
+            expected -= log_probs.gather(1, torch.tensor(predicted)[:, None]).sum().item()
+            count += len(predicted)
+        nll, tokens = rolling_nll(model, ids, window, stride=window, prefix_token=EOT)
+        assert tokens == count == length  # every token, the first one predicted from EOT
+        assert nll == pytest.approx(expected, rel=1e-5)
+
+
+def test_with_stride_1_every_token_sees_a_full_window_of_context(model):
+    """The promise of a small stride, checked token by token: -log p(token | up to
+    `window` tokens before it), with nothing shared between predictions."""
+    window, ids = 8, [(5 * i + 1) % 290 for i in range(30)]
+    expected = 0.0
+    for position in range(1, len(ids)):
+        inputs = ids[max(0, position - window) : position]
+        logits, _ = model(torch.tensor([inputs]))
+        expected -= F.log_softmax(logits[0, -1], dim=-1)[ids[position]].item()
+    nll, tokens = rolling_nll(model, ids, window, stride=1)
+    assert tokens == len(ids) - 1 and nll == pytest.approx(expected, rel=1e-5)
+    # More context per token than disjoint windows give: a different total.
+    assert rolling_nll(model, ids, window, stride=window)[0] != pytest.approx(nll, rel=1e-4)
+
+
+def test_a_stride_outside_the_window_is_refused(model):
+    with pytest.raises(ValueError, match=r"stride must be between 1 and the window \(32\), got 0"):
+        rolling_nll(model, [1, 2, 3], window=32, stride=0)
+
+
+def test_a_stride_override_is_a_new_measurement_not_a_cache_hit(tmp_path, gpt2_vocab_dir):
+    """`dataclasses.replace(task, stride=...)` (what the evaluate flow offers) reads the
+    text again: its windowing is part of the output cache's key and of the settings."""
+    (task,) = get_tasks(["wikitext2-perplexity"])
+    torch.manual_seed(0)
+    tiny = GPT(GPTConfig.preset("tiny", block_size=64)).eval()
+    tokenizer = load_tokenizer(gpt2_vocab_dir)
+    with OutputCache(tmp_path / "cache.db") as cache:
+        disjoint = evaluate_task(task, tiny, tokenizer, "tiny", cache, limit=2)
+        overlapping_task = dataclasses.replace(task, stride=16)
+        overlapping = evaluate_task(overlapping_task, tiny, tokenizer, "tiny", cache, limit=2)
+        again = evaluate_task(overlapping_task, tiny, tokenizer, "tiny", cache, limit=2)
+    assert (overlapping.generated, overlapping.from_cache) == (2, 0)
+    assert (again.generated, again.from_cache) == (0, 2)
+    assert overlapping.settings["stride"] == 16 and disjoint.settings["stride"] is None
+    assert overlapping.scores["word_perplexity"] != disjoint.scores["word_perplexity"]
+
+
+def test_context_and_target_are_split_as_the_harness_splits_them(gpt2_vocab_dir):
+    tokenizer = load_tokenizer(gpt2_vocab_dir)
+    context, target = encode_pair(tokenizer, "He played the", " piano")
+    assert tokenizer.decode(context) == "He played the" and tokenizer.decode(target) == " piano"
+    # Spaces at the end of the context belong to the target's first token.
+    context, target = encode_pair(tokenizer, "He played the ", "piano")
+    assert tokenizer.decode(target) == " piano" and target == tokenizer.encode(" piano")
+    # An empty context is <|endoftext|>.
+    assert encode_pair(tokenizer, "", " piano")[0] == [tokenizer.eot_token]
+
+
+@pytest.mark.parametrize(
+    ("written_next", "ends"),
+    [(" the", True), (".", True), (",", True), ("\n", True), ("<|endoftext|>", True),
+     ("'s", False), ("-like", False), ("s", False), ("ist", False), ("2", False), ("é", False)],
+)  # fmt: skip
+def test_a_word_ends_unless_it_goes_on(written_next, ends, gpt2_vocab_dir):
+    tokenizer = load_tokenizer(gpt2_vocab_dir)
+    if written_next == "<|endoftext|>":
+        token = tokenizer.eot_token
+    else:
+        (token,) = tokenizer.encode(written_next)[:1]
+    assert ends_a_word(tokenizer, token) is ends
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_likelihood_tasks_run_on_the_models_device(gpt2_vocab_dir):
+    """A model on the GPU is measured there, with the figures it gives on the CPU."""
+    ppl_task, lambada = get_tasks(["wikitext2-perplexity", "lambada"])
+    torch.manual_seed(0)
+    tiny = GPT(GPTConfig.preset("tiny", block_size=64)).eval()
+    tokenizer = load_tokenizer(gpt2_vocab_dir)
+    on_cpu = [evaluate_task(t, tiny, tokenizer, "tiny").scores for t in (ppl_task, lambada)]
+    tiny.to("cuda")
+    on_gpu = [evaluate_task(t, tiny, tokenizer, "tiny").scores for t in (ppl_task, lambada)]
+    for cpu, gpu in zip(on_cpu, on_gpu, strict=True):
+        assert gpu == pytest.approx(cpu, rel=1e-3)
+
+
+@pytest.mark.parametrize("stride", [0, -4, 2.5])
+def test_a_bad_stride_override_is_refused_with_the_task_named(stride):
+    (task,) = get_tasks(["wikitext2-perplexity"])
+    with pytest.raises(ValueError, match=r"task wikitext2-perplexity: stride must be a positive"):
+        dataclasses.replace(task, stride=stride)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 from rouge_score import rouge_scorer
 
 from tasks.evals.metrics import (
+    _rouge_pair,
     corpus_bleu,
     corpus_rouge,
     lede_3,
@@ -19,6 +21,7 @@ from tasks.evals.metrics import (
     sentences,
     strip_byline,
 )
+from tasks.evals.registry import get_tasks
 
 REFERENCES = [
     "Le musée ouvre à neuf heures du matin.",
@@ -130,3 +133,78 @@ def test_per_example_scores_for_the_examples_table():
     assert 0 < sentence_bleu(OUTPUTS[0], REFERENCES[0]) < 100
     assert rouge1(REFERENCES[1], REFERENCES[1]) == pytest.approx(1.0)
     assert rouge1("", REFERENCES[1]) == 0.0
+
+
+BYLINE = (
+    "By . Jane Doe . PUBLISHED: . 12:00 EST, 1 January 2014 . | . UPDATED: . 13:10 EST, "
+    "1 January 2014 . "
+)
+STORY = (
+    "The U.S. team arrived on Monday. Mr. Smith, its captain, said the 3 p.m. start suited "
+    'them. "We are ready," he said. The match is sold out. Tickets cost $20.50 each.'
+)
+
+
+def test_sentences_are_split_by_pysbd_not_at_every_full_stop():
+    assert sentences(STORY) == [
+        "The U.S. team arrived on Monday.",
+        "Mr. Smith, its captain, said the 3 p.m. start suited them.",
+        '"We are ready," he said.',
+        "The match is sold out.",
+        "Tickets cost $20.50 each.",
+    ]
+    # A line break always ends a sentence (references are one highlight per line).
+    assert sentences("Rain fell\nRoads closed.") == ["Rain fell", "Roads closed."]
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        BYLINE,
+        "By . Daily Mail Reporter . ",
+        "By . Jane Doe . and . John Roe . UPDATED: . 09:41 EST, 3 March 2013 . ",
+        "Last updated at 3:45 PM on 12th March 2011 . ",
+        "By . Sam Webb . Last updated at 10:58 AM on 29th January 2012 . ",
+    ],
+)
+def test_a_daily_mail_byline_is_not_part_of_the_story(header):
+    assert strip_byline(header + STORY) == STORY
+    assert lede_3(header + STORY) == " ".join(sentences(STORY)[:3])
+    picked = random_3(header + STORY, seed=1)
+    assert all(s in sentences(STORY) for s in sentences(picked))
+    # The model's summary loses a byline it copied, too.
+    (task,) = get_tasks(["cnn-dailymail-tldr"])
+    assert task.postprocess(" " + header + STORY) == " ".join(sentences(STORY)[:3])
+
+
+def test_text_without_a_byline_is_left_alone():
+    cnn = "(CNN) -- By the end of the day, the U.S. team had won. It was their first title."
+    assert strip_byline(cnn) == cnn
+    assert strip_byline(STORY) == STORY
+
+
+def test_rouge_lsum_is_rouge_score_s_with_one_sentence_per_line_and_r_avg_its_mean():
+    output = "Mr. Smith said the team was ready. The U.S. side arrived on Monday."
+    reference = "The U.S. team arrived on Monday.\nThe match is sold out."
+    scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeLsum"], use_stemmer=True)
+    direct = scorer.score(reference, "\n".join(sentences(output)))
+    ours = corpus_rouge([output], [reference])
+    for name in ("rouge1", "rouge2", "rougeLsum"):
+        assert ours[name] == pytest.approx(direct[name].fmeasure)
+    # Summary-level LCS differs from the LCS over the whole text (rougeL).
+    assert ours["rougeLsum"] != pytest.approx(ours["rougeL"])
+    mean = (ours["rouge1"] + ours["rouge2"] + ours["rougeLsum"]) / 3
+    assert ours["r_avg"] == pytest.approx(mean)
+
+
+def test_rescoring_a_resample_reuses_each_pair_s_score():
+    """A bootstrap scores resamples of the same rows: each pair is computed once."""
+    outputs = [f"Output {i}. It has two sentences." for i in range(20)]
+    references = [f"Reference {i}.\nIts second line." for i in range(20)]
+    first = corpus_rouge(outputs, references)
+    before = _rouge_pair.cache_info()
+    resample = [random.Random(7).randrange(20) for _ in range(20)]
+    corpus_rouge([outputs[i] for i in resample], [references[i] for i in resample])
+    after = _rouge_pair.cache_info()
+    assert after.misses == before.misses and after.hits == before.hits + 20
+    assert corpus_rouge(outputs, references) == first

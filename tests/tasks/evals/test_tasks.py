@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from model import load_tokenizer
 from tasks.evals import builtin
 from tasks.evals.data import EvalDataError, read_rows
 from tasks.evals.registry import UnknownTaskError, all_tasks, get_tasks
@@ -171,3 +172,61 @@ def test_the_wheel_carries_every_builtin_task_data_file():
         for path in filter(None, [task.data.local, task.data.few_shot_local]):
             relative = path.relative_to(folder)
             assert any(relative.match(glob) for glob in globs), f"{task.name}: {relative}"
+
+
+def test_lambada_splits_a_passage_as_the_harness_templates_do():
+    """The harness's lambada_openai.yaml `doc_to_text` / `doc_to_target`, rendered with
+    jinja2 as it renders them, give our context and target."""
+    import jinja2
+    import lm_eval
+
+    yaml = Path(lm_eval.__file__).parent / "tasks" / "lambada" / "lambada_openai.yaml"
+    templates = dict(
+        line.split(": ", 1) for line in yaml.read_text().splitlines() if line.startswith("doc_to_")
+    )
+    (task,) = get_tasks(["lambada"])
+    for text in ["He sat at the piano", "Two  spaces  here", "A line\nbreak then word", "one"]:
+        theirs = [
+            jinja2.Template(json.loads(templates[key])).render(text=text)
+            for key in ("doc_to_text", "doc_to_target")
+        ]
+        assert list(task.continuation({"text": text})) == theirs
+    assert task.data.hub_id == "EleutherAI/lambada_openai" and task.data.hub_config == "default"
+
+
+def test_a_hint_the_prompt_does_not_end_with_is_named(gpt2_vocab_dir):
+    import dataclasses
+
+    from tasks.evals.runner import fit_prompt
+
+    (task,) = get_tasks(["cnn-dailymail-tldr"])
+    broken = dataclasses.replace(task, hint="\nSummary:")
+    prompt = task.prompt({"article": "Words. " * 50}, [])
+    with pytest.raises(ValueError, match=r"cnn-dailymail-tldr: .* its hint '\\nSummary:'"):
+        fit_prompt(broken, load_tokenizer(gpt2_vocab_dir), prompt, room=20)
+
+
+def test_the_model_receives_the_fitted_summary_prompt(monkeypatch, gpt2_vocab_dir):
+    """Through the runner: with a context of 128 and 100 new tokens, the model reads
+    the article's first 20 tokens and the hint."""
+    from types import SimpleNamespace
+
+    from model import GPT, GPTConfig
+    from tasks.evals import runner
+
+    received = []
+
+    def fake_generate(model, prompts, config, **kwargs):  # records what the model would read
+        received.extend(prompts)
+        return [SimpleNamespace(tokens=[]) for _ in prompts]
+
+    monkeypatch.setattr(runner, "generate", fake_generate)
+    (task,) = get_tasks(["cnn-dailymail-tldr"])
+    tokenizer = load_tokenizer(gpt2_vocab_dir)
+    model = GPT(GPTConfig.preset("tiny", block_size=128)).eval()
+    runner.evaluate_task(task, model, tokenizer, "tiny", limit=2)
+    rows = read_rows(task.data.local, task.fields)[:2]
+    for ids, row in zip(received, rows, strict=True):
+        hint = tokenizer.encode("\nTL;DR:")
+        assert len(ids) == 128 - 100 and ids[-len(hint) :] == hint
+        assert ids[: -len(hint)] == tokenizer.encode(row["article"])[: 28 - len(hint)]
