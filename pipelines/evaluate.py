@@ -21,9 +21,16 @@ from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel, Field
 
 from model import GPT, Tokenizer, load_model, load_tokenizer
+from pipelines.contamination import (
+    add_overlap,
+    contamination_entry,
+    contamination_task,
+    log_contamination,
+)
 from pipelines.tracking import log_metrics_batch, tracked_run
 from pipelines.workspace import workspace_dir
 from reports.mlflow_names import EVAL_FROM_CACHE, EVAL_GENERATED, EVAL_SECONDS, EVAL_TASK_FILE
+from tasks.evals.contamination import Contamination
 from tasks.evals.output_cache import OutputCache
 from tasks.evals.registry import get_tasks
 from tasks.evals.runner import TaskResult, evaluate_task
@@ -41,6 +48,9 @@ class EvaluateConfig(BaseModel):
     batch_size: int = Field(8, ge=1, description="prompts generated together")
     use_cache: bool = Field(True, description="reuse outputs of earlier identical runs")
     out: Path | None = Field(None, description="results JSON (default: workspace/evals/)")
+    corpus: Path | None = Field(
+        None, description="corpus folder (gpt2lab corpus): log each task's 8-gram overlap with it"
+    )
 
 
 class EvaluateResult(BaseModel):
@@ -80,6 +90,9 @@ def run_eval_task(name: str, config: EvaluateConfig, fingerprint: str) -> TaskRe
 def evaluate_flow(config: EvaluateConfig) -> EvaluateResult:
     logger = get_run_logger()
     get_tasks(config.tasks)  # unknown names fail here, before the model is loaded
+    contamination: dict[str, Contamination] = {}
+    if config.corpus is not None:  # the GPT-2 paper's section 4: eval 8-grams in the corpus
+        contamination = contamination_task(config.tasks, config.corpus, config.source, config.limit)
     fingerprint = model_fingerprint(config.model)
     params = config.model_dump(mode="json", exclude={"out"})
     results: list[TaskResult] = []
@@ -94,14 +107,18 @@ def evaluate_flow(config: EvaluateConfig) -> EvaluateResult:
                 result.from_cache,
                 result.seconds,
             )
-            log_task_run(result, parent.info.run_id, fingerprint)
+            if name in contamination:
+                add_overlap(result.examples, contamination[name])
+            log_task_run(result, parent.info.run_id, fingerprint, contamination.get(name))
             results.append(result)
         out = config.out or workspace_dir() / "evals" / f"{_stamp()}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         payload = {
             "model": config.model,
             "checkpoint": fingerprint,
-            "results": [r.to_dict() for r in results],
+            "results": [
+                r.to_dict() | contamination_entry(contamination.get(r.task)) for r in results
+            ],
         }
         out.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
         mlflow.log_artifact(str(out))
@@ -113,8 +130,14 @@ def evaluate_flow(config: EvaluateConfig) -> EvaluateResult:
     )
 
 
-def log_task_run(result: TaskResult, parent_id: str, fingerprint: str) -> None:
-    """A nested MLflow run for one task: metrics, settings, notes and every example."""
+def log_task_run(
+    result: TaskResult,
+    parent_id: str,
+    fingerprint: str,
+    contamination: Contamination | None = None,
+) -> None:
+    """A nested MLflow run for one task: metrics, settings, notes and every example (and,
+    given one, its contamination by a corpus)."""
     params = {"task": result.task, "version": result.version, **result.settings}
     with tracked_run(
         "evaluate",
@@ -131,6 +154,8 @@ def log_task_run(result: TaskResult, parent_id: str, fingerprint: str) -> None:
             EVAL_SECONDS: result.seconds,
         }
         log_metrics_batch(run, metrics)
+        if contamination is not None:
+            log_contamination(run, contamination)
         rows = result.examples
         if rows:
             mlflow.log_table({key: [row[key] for row in rows] for key in rows[0]}, "examples.json")

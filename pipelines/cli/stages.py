@@ -205,6 +205,10 @@ def evaluate(
     source: Annotated[
         str, typer.Option(help="local: shipped samples; hub: the full datasets (online).")
     ] = "local",
+    corpus: Annotated[
+        Path | None,
+        typer.Option(help="Corpus folder (from `corpus`): log each task's 8-gram overlap with it."),
+    ] = None,
 ) -> None:
     """Run eval tasks on a model; results beside the GPT-2 paper's, in MLflow."""
     from pipelines.evaluate import EvaluateConfig, run_evaluate
@@ -219,6 +223,7 @@ def evaluate(
             tokenizer=tokenizer,
             use_cache=not no_cache,
             source=source,
+            corpus=corpus,
         )
         get_tasks(config.tasks)  # an unknown name: one line listing the known ones
         result = run_evaluate(config)
