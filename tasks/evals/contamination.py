@@ -66,7 +66,8 @@ _FLUSH_WORDS = 1 << 16  # corpus words hashed together: numpy's temporaries stay
 _ROWS_PER_READ = 256  # corpus documents taken from Arrow at a time
 # Odd 64-bit multiplier of the polynomial hash; numpy's uint64 arithmetic wraps mod 2**64.
 _MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)
-_MAX_FLAG_BITS = 27  # at most 128 MiB of flags, reached at 16 million eval n-grams
+_FLAGS_PER_HASH = 32  # slots of _HashSet's flag table per stored hash (1 byte each)
+_MAX_FLAG_BITS = 27  # at most 128 MiB of flags (reached at 4 million eval n-grams)
 
 
 class ContaminationError(Gpt2labError):
@@ -185,9 +186,9 @@ def _hash_rows(grams: np.ndarray) -> np.ndarray:
 class _HashSet:
     """A sorted array of 64-bit hashes, asked "which of these values are in it?" millions
     of times. A binary search per value is slow (each a string of cache misses), so a
-    value is first looked up in a table of flags indexed by its top bits, about 8 slots
-    per stored hash: most values that are absent land on an empty slot and are dropped
-    at the cost of one memory read. Only the rest are searched. (The flags are a Bloom
+    value is first looked up in a table of flags indexed by its top bits, about 32 slots
+    per stored hash: nearly all values that are absent land on an empty slot and are
+    dropped at the cost of one memory read. Only the rest are searched. (The flags are a Bloom
     filter with one hash function; the binary search makes the answer exact.)"""
 
     def __init__(self, hashes: np.ndarray) -> None:
@@ -196,7 +197,8 @@ class _HashSet:
         first = np.ones(len(ordered), dtype=bool)
         first[1:] = ordered[1:] != ordered[:-1]
         self.sorted = ordered[first]
-        bits = int(np.clip(np.ceil(np.log2(8 * len(self.sorted) + 1)), 10, _MAX_FLAG_BITS))
+        slots = _FLAGS_PER_HASH * len(self.sorted)
+        bits = min(max(slots.bit_length(), 10), _MAX_FLAG_BITS)  # a power of two >= slots
         self._shift = np.uint64(64 - bits)
         self._flags = np.zeros(1 << bits, dtype=bool)
         self._flags[self.sorted >> self._shift] = True

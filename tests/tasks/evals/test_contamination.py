@@ -177,6 +177,16 @@ def test_hash_collisions_are_never_counted(monkeypatch) -> None:
     assert found.rows == (RowOverlap(2, 1), RowOverlap(1, 0))
 
 
+def test_the_hash_set_answers_like_isin() -> None:
+    rng = np.random.default_rng(1)
+    stored = rng.integers(0, 2**64 - 1, 5_000, dtype=np.uint64, endpoint=True)
+    stored = np.concatenate([stored, stored[:100], np.array([0, 2**64 - 1], dtype=np.uint64)])
+    values = np.concatenate([stored[::7], rng.integers(0, 2**64 - 1, 20_000, dtype=np.uint64)])
+    hash_set = contamination._HashSet(stored)
+    assert (hash_set.contains(values) == np.isin(values, stored)).all()
+    assert not contamination._HashSet(stored[:0]).contains(values).any()
+
+
 def test_cached_results_are_reused_and_any_change_scans_again(tmp_path: Path) -> None:
     corpus = write_corpus(tmp_path / "corpus", CORPUS)
     task = eval_task(tmp_path, QUIZ)
