@@ -24,6 +24,12 @@ from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel, Field
 
 from model import GPT, Tokenizer, load_model, load_tokenizer
+from pipelines.contamination import (
+    add_overlap,
+    contamination_entry,
+    contamination_task,
+    log_contamination,
+)
 from pipelines.tracking import log_metrics_batch, tracked_run
 from pipelines.workspace import workspace_dir
 from reports.mlflow_names import (
@@ -40,6 +46,7 @@ from reports.mlflow_names import (
     KIND_TAG,
 )
 from tasks.evals.beside_paper import beside_paper, paper_sizes
+from tasks.evals.contamination import Contamination
 from tasks.evals.data import task_rows
 from tasks.evals.output_cache import OutputCache
 from tasks.evals.paired import paired_differences
@@ -71,6 +78,9 @@ class EvaluateConfig(BaseModel):
         "task's own; the model's context = lm-evaluation-harness's disjoint windows)",
     )
     out: Path | None = Field(None, description="results JSON (default: workspace/evals/)")
+    corpus: Path | None = Field(
+        None, description="corpus folder (gpt2lab corpus): log each task's 8-gram overlap with it"
+    )
 
 
 class EvaluateResult(BaseModel):
@@ -116,6 +126,9 @@ def run_eval_task(
 def evaluate_flow(config: EvaluateConfig) -> EvaluateResult:
     logger = get_run_logger()
     get_tasks(config.tasks)  # unknown names fail here, before the model is loaded
+    contamination: dict[str, Contamination] = {}
+    if config.corpus is not None:  # the GPT-2 paper's section 4: eval 8-grams in the corpus
+        contamination = contamination_task(config.tasks, config.corpus, config.source, config.limit)
     fingerprint = model_fingerprint(config.model)
     baseline_fingerprint = model_fingerprint(config.baseline) if config.baseline else None
     params = config.model_dump(mode="json", exclude={"out"})
@@ -144,8 +157,10 @@ def evaluate_flow(config: EvaluateConfig) -> EvaluateResult:
                 (eval_task,) = get_tasks([name])
                 rows = task_rows(eval_task, config.source, config.limit)
                 paired = paired_differences(eval_task, base, result, rows)
-            record = task_record(result, parameters, paired)
-            log_task_run(result, record, parent.info.run_id, fingerprint)
+            if name in contamination:
+                add_overlap(result.examples, contamination[name])
+            record = task_record(result, parameters, paired, contamination.get(name))
+            log_task_run(result, record, parent.info.run_id, fingerprint, contamination.get(name))
             results.append(result)
             records.append(record)
         out = config.out or workspace_dir() / "evals" / f"{_stamp()}.json"
@@ -172,11 +187,15 @@ def _parameters(model: str, tokenizer: str | None, fingerprint: str) -> int:
 
 
 def task_record(
-    result: TaskResult, parameters: int, paired: Mapping[str, PairedDifference]
+    result: TaskResult,
+    parameters: int,
+    paired: Mapping[str, PairedDifference],
+    contamination: Contamination | None = None,
 ) -> dict[str, Any]:
     """What the flow keeps of one task (task.json, the results file, the tables): its
     scores with n and intervals, the paper's figures and the one shown beside each score
-    for this model's size, and the paired comparison with a baseline, if any."""
+    for this model's size, the paired comparison with a baseline and the overlap with a
+    training corpus, if any."""
     beside = beside_paper(result.paper, parameters)
     return {
         "task": result.task,
@@ -193,14 +212,20 @@ def task_record(
         "vs_baseline": {metric: asdict(d) for metric, d in paired.items()},
         "generated": result.generated,
         "from_cache": result.from_cache,
+        **contamination_entry(contamination),
     }
 
 
 def log_task_run(
-    result: TaskResult, record: dict[str, Any], parent_id: str, fingerprint: str
+    result: TaskResult,
+    record: dict[str, Any],
+    parent_id: str,
+    fingerprint: str,
+    contamination: Contamination | None = None,
 ) -> None:
     """A nested MLflow run for one task: metrics (each score, its interval and n),
-    settings, notes, every example, and the task's record (task.json)."""
+    settings, notes, every example, the task's record (task.json) and, given one, its
+    contamination by a corpus."""
     params = {"task": result.task, "version": result.version, **result.settings}
     with tracked_run(
         "evaluate",
@@ -224,6 +249,8 @@ def log_task_run(
             for part in ("delta", "low", "high", "p_value"):
                 metrics[f"{EVAL_PAIRED_PREFIX}{name}/{part}"] = diff[part]
         log_metrics_batch(run, {k: v for k, v in metrics.items() if math.isfinite(v)})
+        if contamination is not None:
+            log_contamination(run, contamination)
         rows = result.examples
         if rows:
             mlflow.log_table({key: [row[key] for row in rows] for key in rows[0]}, "examples.json")

@@ -120,3 +120,15 @@ WIN_RATE_COLUMNS = (
     "low_95",
     "high_95",
 )
+
+# -- Contamination (evaluate --corpus): the GPT-2 paper's 8-gram overlap, per task run ----
+
+CONTAMINATION_NGRAM_OVERLAP = CONTAMINATION_PREFIX + "ngram_overlap"  # share of the task's 8-grams
+CONTAMINATION_ROWS_OVERLAPPING = CONTAMINATION_PREFIX + "rows_overlapping"  # share of rows with any
+CONTAMINATION_ROWS = CONTAMINATION_PREFIX + "rows"  # rows measured (n)
+CONTAMINATION_METRICS = (
+    CONTAMINATION_NGRAM_OVERLAP,
+    CONTAMINATION_ROWS_OVERLAPPING,
+    CONTAMINATION_ROWS,
+)
+EXAMPLE_OVERLAP = "overlap"  # column of the examples table: the row's share of 8-grams found

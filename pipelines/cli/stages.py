@@ -217,6 +217,10 @@ def evaluate(
         int | None,
         typer.Option(help="Perplexity tasks: tokens between windows (default: the context)."),
     ] = None,
+    corpus: Annotated[
+        Path | None,
+        typer.Option(help="Corpus folder (from `corpus`): log each task's 8-gram overlap with it."),
+    ] = None,
 ) -> None:
     """Run eval tasks on a model; results with 95% intervals beside the GPT-2 paper's figure
     for the nearest model size, in MLflow."""
@@ -234,6 +238,7 @@ def evaluate(
             source=source,
             baseline=baseline,
             stride=stride,
+            corpus=corpus,
         )
         get_tasks(config.tasks)  # an unknown name: one line listing the known ones
         result = run_evaluate(config)
