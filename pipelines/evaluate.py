@@ -21,6 +21,7 @@ from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel, Field
 
 from model import GPT, Tokenizer, load_model, load_tokenizer
+from pipelines.model_refs import Device, resolve_device, resolve_model
 from pipelines.tracking import log_metrics_batch, tracked_run
 from pipelines.workspace import workspace_dir
 from reports.mlflow_names import EVAL_FROM_CACHE, EVAL_GENERATED, EVAL_SECONDS, EVAL_TASK_FILE
@@ -31,7 +32,10 @@ from tasks.fingerprint import model_fingerprint
 
 
 class EvaluateConfig(BaseModel):
-    model: str = Field(description="checkpoint folder, Hugging Face GPT-2 folder or hub id")
+    model: str = Field(
+        description="checkpoint folder, Hugging Face GPT-2 folder, hub id, or a registered "
+        "model: models:/NAME@ALIAS or models:/NAME/VERSION"
+    )
     tasks: list[str] = Field(min_length=1, description="eval task names (gpt2lab evals list)")
     tokenizer: str | None = Field(None, description="default: the model folder's own")
     limit: int | None = Field(None, ge=1, description="first N rows of each task")
@@ -41,6 +45,7 @@ class EvaluateConfig(BaseModel):
     batch_size: int = Field(8, ge=1, description="prompts generated together")
     use_cache: bool = Field(True, description="reuse outputs of earlier identical runs")
     out: Path | None = Field(None, description="results JSON (default: workspace/evals/)")
+    device: Device = Field("auto", description="auto: cuda when torch sees a GPU, else cpu")
 
 
 class EvaluateResult(BaseModel):
@@ -50,15 +55,19 @@ class EvaluateResult(BaseModel):
 
 
 @lru_cache(maxsize=2)
-def _loaded(model: str, tokenizer: str, fingerprint: str) -> tuple[GPT, Tokenizer]:
+def _loaded(model: str, tokenizer: str, fingerprint: str, device: str) -> tuple[GPT, Tokenizer]:
     del fingerprint  # part of the key: a changed folder is loaded again
-    return load_model(model).eval(), load_tokenizer(tokenizer)
+    return load_model(model).to(device).eval(), load_tokenizer(tokenizer)
 
 
 @task(name="eval-task", task_run_name="{name}")
-def run_eval_task(name: str, config: EvaluateConfig, fingerprint: str) -> TaskResult:
+def run_eval_task(
+    name: str, config: EvaluateConfig, model_folder: str, fingerprint: str, device: str
+) -> TaskResult:
+    """One task on the model in `model_folder` (the config's model, resolved)."""
     (eval_task,) = get_tasks([name])
-    model, tokenizer = _loaded(config.model, config.tokenizer or config.model, fingerprint)
+    tokenizer_source = resolve_model(config.tokenizer) if config.tokenizer else model_folder
+    model, tokenizer = _loaded(model_folder, tokenizer_source, fingerprint, device)
     cache = OutputCache(workspace_dir() / "eval_cache.db") if config.use_cache else None
     try:
         return evaluate_task(
@@ -80,12 +89,17 @@ def run_eval_task(name: str, config: EvaluateConfig, fingerprint: str) -> TaskRe
 def evaluate_flow(config: EvaluateConfig) -> EvaluateResult:
     logger = get_run_logger()
     get_tasks(config.tasks)  # unknown names fail here, before the model is loaded
-    fingerprint = model_fingerprint(config.model)
+    device = resolve_device(config.device)  # and asking for a missing GPU
+    # A registered model (models:/...) becomes its downloaded folder; the fingerprint is
+    # of the files, so the folder and the registered version share cached outputs.
+    model_folder = resolve_model(config.model)
+    fingerprint = model_fingerprint(model_folder)
     params = config.model_dump(mode="json", exclude={"out"})
+    params |= {"device_used": device, "model_folder": model_folder}
     results: list[TaskResult] = []
     with tracked_run("evaluate", lineage={"checkpoint": fingerprint}, params=params) as parent:
         for name in config.tasks:
-            result = run_eval_task(name, config, fingerprint)
+            result = run_eval_task(name, config, model_folder, fingerprint, device)
             logger.info(
                 "%s: %s (%d generated, %d from cache, %.1f s)",
                 name,
@@ -100,6 +114,8 @@ def evaluate_flow(config: EvaluateConfig) -> EvaluateResult:
         out.parent.mkdir(parents=True, exist_ok=True)
         payload = {
             "model": config.model,
+            "model_folder": model_folder,
+            "device": device,
             "checkpoint": fingerprint,
             "results": [r.to_dict() for r in results],
         }
