@@ -149,23 +149,24 @@ def with_resolved_models(config: PreferencesConfig) -> PreferencesConfig:
     loads as they are, and which keep naming the same version after an alias moves.
     Unless labels were given, a registered model is labelled by its reference
     (`gpt2lab@best`), which says more than the download folder's path."""
-    named = [*config.models, config.reference_model or ""]
+    named = [*config.models, config.reference_model or "", config.tokenizer or ""]
     if not any(is_registered(model) for model in named):
         return config
     labels = config.labels
-    if labels is None:
+    if labels is None and any(is_registered(m) for m in config.models):
         paths = [m for m in config.models if not is_registered(m)]
         plain = short_labels(paths) if paths else {}
         labels = [
             m.removeprefix("models:/") if is_registered(m) else plain[m] for m in config.models
         ]
-    reference = config.reference_model
+    reference, tokenizer = config.reference_model, config.tokenizer
     return PreferencesConfig.model_validate(
         config.model_dump()
         | {
             "models": [resolve_model(m) for m in config.models],
             "labels": labels,
             "reference_model": resolve_model(reference) if reference else None,
+            "tokenizer": resolve_model(tokenizer) if tokenizer else None,
         }
     )
 
