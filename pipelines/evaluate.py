@@ -30,6 +30,7 @@ from pipelines.contamination import (
     contamination_task,
     log_contamination,
 )
+from pipelines.model_refs import Device, resolve_device, resolve_model
 from pipelines.tracking import log_metrics_batch, tracked_run
 from pipelines.workspace import workspace_dir
 from reports.mlflow_names import (
@@ -57,7 +58,10 @@ from tasks.fingerprint import model_fingerprint
 
 
 class EvaluateConfig(BaseModel):
-    model: str = Field(description="checkpoint folder, Hugging Face GPT-2 folder or hub id")
+    model: str = Field(
+        description="checkpoint folder, Hugging Face GPT-2 folder, hub id, or a registered "
+        "model: models:/NAME@ALIAS or models:/NAME/VERSION"
+    )
     tasks: list[str] = Field(min_length=1, description="eval task names (gpt2lab evals list)")
     tokenizer: str | None = Field(None, description="default: the model folder's own")
     limit: int | None = Field(None, ge=1, description="first N rows of each task")
@@ -81,6 +85,7 @@ class EvaluateConfig(BaseModel):
     corpus: Path | None = Field(
         None, description="corpus folder (gpt2lab corpus): log each task's 8-gram overlap with it"
     )
+    device: Device = Field("auto", description="auto: cuda when torch sees a GPU, else cpu")
 
 
 class EvaluateResult(BaseModel):
@@ -90,21 +95,21 @@ class EvaluateResult(BaseModel):
 
 
 @lru_cache(maxsize=2)
-def _loaded(model: str, tokenizer: str, fingerprint: str) -> tuple[GPT, Tokenizer]:
+def _loaded(model: str, tokenizer: str, fingerprint: str, device: str) -> tuple[GPT, Tokenizer]:
     del fingerprint  # part of the key: a changed folder is loaded again
-    return load_model(model).eval(), load_tokenizer(tokenizer)
+    return load_model(model).to(device).eval(), load_tokenizer(tokenizer)
 
 
 @task(name="eval-task", task_run_name="{name}")
 def run_eval_task(
-    name: str, config: EvaluateConfig, fingerprint: str, model_name: str | None = None
+    name: str, config: EvaluateConfig, model_folder: str, fingerprint: str, device: str
 ) -> TaskResult:
-    """One task on one model (`model_name`, default the config's model)."""
+    """One task on the model in `model_folder` (the config's model or baseline, resolved)."""
     (eval_task,) = get_tasks([name])
     if config.stride is not None and eval_task.kind == "perplexity":
         eval_task = replace(eval_task, stride=config.stride)
-    model_name = model_name or config.model
-    model, tokenizer = _loaded(model_name, config.tokenizer or model_name, fingerprint)
+    tokenizer_source = resolve_model(config.tokenizer) if config.tokenizer else model_folder
+    model, tokenizer = _loaded(model_folder, tokenizer_source, fingerprint, device)
     cache = OutputCache(workspace_dir() / "eval_cache.db") if config.use_cache else None
     try:
         return evaluate_task(
@@ -129,10 +134,17 @@ def evaluate_flow(config: EvaluateConfig) -> EvaluateResult:
     contamination: dict[str, Contamination] = {}
     if config.corpus is not None:  # the GPT-2 paper's section 4: eval 8-grams in the corpus
         contamination = contamination_task(config.tasks, config.corpus, config.source, config.limit)
-    fingerprint = model_fingerprint(config.model)
-    baseline_fingerprint = model_fingerprint(config.baseline) if config.baseline else None
+    device = resolve_device(config.device)  # and asking for a missing GPU
+    # A registered model (models:/...) becomes its downloaded folder; the fingerprint is
+    # of the files, so the folder and the registered version share cached outputs.
+    model_folder = resolve_model(config.model)
+    fingerprint = model_fingerprint(model_folder)
+    baseline_folder = resolve_model(config.baseline) if config.baseline else None
+    baseline_fingerprint = model_fingerprint(baseline_folder) if baseline_folder else None
     params = config.model_dump(mode="json", exclude={"out"})
-    parameters = _parameters(config.model, config.tokenizer, fingerprint)
+    params |= {"device_used": device, "model_folder": model_folder}
+    model, _ = _loaded(model_folder, model_folder, fingerprint, device)
+    parameters = model.num_parameters()
     results: list[TaskResult] = []
     records: list[dict] = []
     lineage = {"checkpoint": fingerprint}
@@ -141,7 +153,7 @@ def evaluate_flow(config: EvaluateConfig) -> EvaluateResult:
     kind = {KIND_TAG: EVALUATE_KIND}
     with tracked_run("evaluate", lineage=lineage, params=params, tags=kind) as parent:
         for name in config.tasks:
-            result = run_eval_task(name, config, fingerprint)
+            result = run_eval_task(name, config, model_folder, fingerprint, device)
             logger.info(
                 "%s: %s over %d rows (%d generated, %d from cache, %.1f s)",
                 name,
@@ -152,8 +164,8 @@ def evaluate_flow(config: EvaluateConfig) -> EvaluateResult:
                 result.seconds,
             )
             paired = {}
-            if config.baseline and baseline_fingerprint:
-                base = run_eval_task(name, config, baseline_fingerprint, config.baseline)
+            if baseline_folder and baseline_fingerprint:
+                base = run_eval_task(name, config, baseline_folder, baseline_fingerprint, device)
                 (eval_task,) = get_tasks([name])
                 rows = task_rows(eval_task, config.source, config.limit)
                 paired = paired_differences(eval_task, base, result, rows)
@@ -167,6 +179,8 @@ def evaluate_flow(config: EvaluateConfig) -> EvaluateResult:
         out.parent.mkdir(parents=True, exist_ok=True)
         payload = {
             "model": config.model,
+            "model_folder": model_folder,
+            "device": device,
             "checkpoint": fingerprint,
             "parameters": parameters,
             "baseline": config.baseline,
@@ -179,11 +193,6 @@ def evaluate_flow(config: EvaluateConfig) -> EvaluateResult:
         mlflow.log_text(table, "results.md")
         create_markdown_artifact(table, key="evaluation", description="results vs GPT-2 paper")
     return EvaluateResult(results=records, results_file=out, mlflow_run_id=parent.info.run_id)
-
-
-def _parameters(model: str, tokenizer: str | None, fingerprint: str) -> int:
-    loaded, _ = _loaded(model, tokenizer or model, fingerprint)
-    return loaded.num_parameters()
 
 
 def task_record(

@@ -36,6 +36,7 @@ from pipelines.comparison_server import (
     invite_link,
     start_page,
 )
+from pipelines.model_refs import is_registered, resolve_model
 from pipelines.preference_records import annotator_table, summary_metrics, win_rate_table
 from pipelines.tracking import log_metrics_batch, tracked_run
 from pipelines.workspace import workspace_dir
@@ -54,13 +55,17 @@ from tasks.preferences.export import export_results
 from tasks.preferences.judge import Surprise, judge_batch
 from tasks.preferences.prompts import DEMO_PROMPTS, read_prompts
 from tasks.preferences.store import Batch, PreferenceError, invite, open_database
-from tasks.preferences.summary import Judge, model_labels, summarise
+from tasks.preferences.summary import Judge, model_labels, short_labels, summarise
 
 
 class PreferencesConfig(BaseModel):
     """What to compare, how to sample it, who judges, and when collection ends."""
 
-    models: list[str] = Field(min_length=2, description="checkpoint folders or hub ids")
+    models: list[str] = Field(
+        min_length=2,
+        description="checkpoint folders, hub ids, or registered models (models:/NAME@ALIAS, "
+        "models:/NAME/VERSION)",
+    )
     labels: list[str] | None = Field(
         None, description="names shown for the models, e.g. base, tuned (default: from paths)"
     )
@@ -137,6 +142,35 @@ class PreferencesConfig(BaseModel):
         return f"{labels[:150]}-{digest[:8]}"  # the column holds 200 characters
 
 
+def with_resolved_models(config: PreferencesConfig) -> PreferencesConfig:
+    """`config` with each registered model (models:/...) replaced by its downloaded folder.
+
+    The batch then records folders, which every later step (the simulated judge, tuning)
+    loads as they are, and which keep naming the same version after an alias moves.
+    Unless labels were given, a registered model is labelled by its reference
+    (`gpt2lab@best`), which says more than the download folder's path."""
+    named = [*config.models, config.reference_model or "", config.tokenizer or ""]
+    if not any(is_registered(model) for model in named):
+        return config
+    labels = config.labels
+    if labels is None and any(is_registered(m) for m in config.models):
+        paths = [m for m in config.models if not is_registered(m)]
+        plain = short_labels(paths) if paths else {}
+        labels = [
+            m.removeprefix("models:/") if is_registered(m) else plain[m] for m in config.models
+        ]
+    reference, tokenizer = config.reference_model, config.tokenizer
+    return PreferencesConfig.model_validate(
+        config.model_dump()
+        | {
+            "models": [resolve_model(m) for m in config.models],
+            "labels": labels,
+            "reference_model": resolve_model(reference) if reference else None,
+            "tokenizer": resolve_model(tokenizer) if tokenizer else None,
+        }
+    )
+
+
 class BatchReady(BaseModel):
     name: str
     made_now: bool
@@ -162,6 +196,7 @@ def make_batch(config: PreferencesConfig) -> BatchReady:
     """Reuse the batch of this name, or sample the models and lay out a new one."""
     from model import load_model, load_tokenizer
 
+    config = with_resolved_models(config)
     prompts = read_prompts(config.prompts, config.n)  # a bad file fails here, with its line
     name = config.batch_name()
     engine = open_database(config.database_url())
@@ -361,6 +396,7 @@ def _safe(url: str) -> str:
 @flow(name="preferences")
 def preferences_flow(config: PreferencesConfig) -> PreferencesResult:
     logger = get_run_logger()
+    config = with_resolved_models(config)  # models:/... -> folders, once for every step
     ready = make_batch(config)
     logger.info("batch %s: %s", ready.name, "made" if ready.made_now else "reused")
     if ready.invites_file is not None:

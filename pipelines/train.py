@@ -25,6 +25,7 @@ from pydantic import BaseModel, Field
 
 from model import GPT, SamplingConfig, generate, load_tokenizer
 from pipelines.mlflow_model import log_checkpoint_model
+from pipelines.model_refs import is_registered, resolve_model
 from pipelines.tracking import log_metrics_batch, tracked_run
 from pipelines.workspace import checkpoints_dir
 from reports.mlflow_names import (
@@ -149,6 +150,13 @@ class MlflowProgress:
 
 @flow(name="train", log_prints=True)
 def train_flow(config: TrainConfig) -> TrainFlowResult:
+    params: TrainConfig | dict[str, Any] = config
+    if config.init_from is not None and is_registered(config.init_from):
+        # A registered model (models:/NAME@ALIAS): train from its downloaded folder, and
+        # record both the reference and the folder it named at this moment.
+        folder = resolve_model(config.init_from)
+        params = config.model_dump(mode="json") | {"init_from_folder": folder}
+        config = config.model_copy(update={"init_from": folder})
     tokens = prepare_data(config)
     meta = read_meta(tokens)
     lineage = {"tokens": meta.fingerprint, "tokenizer": meta.tokenizer["fingerprint"]}
@@ -156,7 +164,7 @@ def train_flow(config: TrainConfig) -> TrainFlowResult:
         init = Path(config.init_from)
         lineage["init"] = fingerprint_path(init) if init.exists() else config.init_from
     with tracked_run(
-        "train", run_name=config.name, lineage=lineage, params=config, system_metrics=True
+        "train", run_name=config.name, lineage=lineage, params=params, system_metrics=True
     ) as run:
         run_id = run.info.run_id
         if config.devices > 1:

@@ -15,7 +15,11 @@ from rich.text import Text
 from pipelines.cli.common import app, fail, make_console
 
 ModelsArg = Annotated[
-    list[str], typer.Argument(help="Two or more models: checkpoint folders or hub ids.")
+    list[str],
+    typer.Argument(
+        help="Two or more models: checkpoint folders, hub ids, or models:/NAME@ALIAS or "
+        "models:/NAME/VERSION (registered models)."
+    ),
 ]
 ModelsFlag = Annotated[
     bool, typer.Option("--models", help="Optional marker before the models, for readability.")
@@ -141,7 +145,7 @@ def preferences_run(
     config: ConfigOpt = None,
 ) -> None:
     """The whole preferences flow: batch, page (or simulated judge), wait, analyse, log."""
-    from pipelines.preferences import preferences_flow
+    from pipelines.preferences import preferences_flow, with_resolved_models
 
     del models_flag
     overrides = {
@@ -154,7 +158,9 @@ def preferences_run(
         "database": database,
     }
     try:
-        result = preferences_flow(_preferences_config(config, overrides))
+        # Registered models resolved here, so that an unknown one is one line, not a failed
+        # flow run.
+        result = preferences_flow(with_resolved_models(_preferences_config(config, overrides)))
     except ValueError as err:
         raise fail(err) from None
     _print_preferences(result)

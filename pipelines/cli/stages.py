@@ -150,7 +150,12 @@ def train(
 @app.command()
 def finetune(
     init_from: Annotated[
-        str, typer.Option("--init-from", help="Checkpoint folder, Hugging Face folder or hub id.")
+        str,
+        typer.Option(
+            "--init-from",
+            help="Checkpoint folder, Hugging Face folder, hub id, or models:/NAME@ALIAS "
+            "or models:/NAME/VERSION (a registered model).",
+        ),
     ],
     data: Annotated[
         Path, typer.Option(help="Tokens folder, or a .txt / .jsonl file encoded on the fly.")
@@ -163,6 +168,12 @@ def finetune(
     out: Annotated[Path | None, typer.Option(help="Run folder.")] = None,
 ) -> None:
     """Fine-tune a pretrained model on a smaller corpus (resumable)."""
+    from pipelines.model_refs import resolve_model
+
+    try:
+        resolve_model(init_from)  # an unknown models:/ reference: one line, before the flow
+    except ValueError as err:
+        raise fail(err) from None
     overrides = {
         "init_from": init_from,
         "tokens": data,
@@ -197,7 +208,14 @@ def evals_list() -> None:
 
 @app.command()
 def evaluate(
-    model: Annotated[str, typer.Option("--model", "-m", help="Checkpoint, HF folder or hub id.")],
+    model: Annotated[
+        str,
+        typer.Option(
+            "--model",
+            "-m",
+            help="Checkpoint, HF folder, hub id, or models:/NAME@ALIAS or models:/NAME/VERSION.",
+        ),
+    ],
     tasks: Annotated[str, typer.Option(help="Comma-separated task names (gpt2lab evals list).")],
     limit: Annotated[int | None, typer.Option(help="First N rows of each task.")] = None,
     tokenizer: Annotated[
@@ -221,26 +239,37 @@ def evaluate(
         Path | None,
         typer.Option(help="Corpus folder (from `corpus`): log each task's 8-gram overlap with it."),
     ] = None,
+    device: Annotated[
+        str, typer.Option(help="auto (cuda when there is a GPU, else cpu), cpu or cuda.")
+    ] = "auto",
 ) -> None:
     """Run eval tasks on a model; results with 95% intervals beside the GPT-2 paper's figure
     for the nearest model size, in MLflow."""
+    from pipelines.config_files import load_config
     from pipelines.evaluate import EvaluateConfig, run_evaluate
+    from pipelines.model_refs import resolve_device, resolve_model
     from tasks.evals.registry import get_tasks
 
     try:
         names = [name.strip() for name in tasks.split(",") if name.strip()]
-        config = EvaluateConfig(
-            model=model,
-            tasks=names,
-            limit=limit,
-            tokenizer=tokenizer,
-            use_cache=not no_cache,
-            source=source,
-            baseline=baseline,
-            stride=stride,
-            corpus=corpus,
-        )
+        overrides = {
+            "model": model,
+            "tasks": names,
+            "limit": limit,
+            "tokenizer": tokenizer,
+            "use_cache": not no_cache,
+            "source": source,
+            "device": device,
+            "baseline": baseline,
+            "stride": stride,
+            "corpus": corpus,
+        }
+        config = load_config(EvaluateConfig, None, overrides)
         get_tasks(config.tasks)  # an unknown name: one line listing the known ones
+        resolve_device(config.device)  # no GPU for --device cuda: one line, before any work
+        resolve_model(config.model)  # an unknown models:/ reference, likewise (then cached)
+        if config.baseline:
+            resolve_model(config.baseline)
         result = run_evaluate(config)
     except ValueError as err:
         raise fail(err) from None

@@ -65,7 +65,12 @@ def tokenize(
 def generate(
     model: Annotated[
         str,
-        typer.Option("--model", "-m", help="Checkpoint folder (ours or Hugging Face) or hub id."),
+        typer.Option(
+            "--model",
+            "-m",
+            help="Checkpoint folder (ours or Hugging Face), hub id, or models:/NAME@ALIAS or "
+            "models:/NAME/VERSION (a registered model).",
+        ),
     ],
     prompt: Annotated[str, typer.Option("--prompt", "-p", help="Text to continue.")],
     tokenizer: Annotated[
@@ -81,15 +86,21 @@ def generate(
     show_probs: Annotated[
         bool, typer.Option(help="Show each token's probability and the top-5 alternatives.")
     ] = False,
+    device: Annotated[
+        str, typer.Option(help="auto (cuda when there is a GPU, else cpu), cpu or cuda.")
+    ] = "auto",
 ) -> None:
     """Continue a prompt, streaming tokens as they are sampled."""
     from model import SamplingConfig, load_model, stream
     from model.errors import Gpt2labError
     from model.tokenizer import load_tokenizer
+    from pipelines.model_refs import resolve_device, resolve_model
 
     try:
-        tok = load_tokenizer(tokenizer or model)
-        net = load_model(model)
+        where = resolve_device(device)
+        folder = resolve_model(model)  # a registered model: its downloaded folder
+        tok = load_tokenizer(resolve_model(tokenizer) if tokenizer else folder)
+        net = load_model(folder).to(where)
         sampling = SamplingConfig(max_new_tokens, temperature, top_k, top_p, seed)
         prompt_ids = tok.encode(prompt)
         if not prompt_ids:

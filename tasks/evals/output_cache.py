@@ -6,6 +6,12 @@ the task's name and version, the exact prompt and the generation settings (seed
 included). A different checkpoint, a bumped task version or one changed setting is a
 different key, so one model can never be scored on another's outputs. SQLite, in the
 workspace (`eval_cache.db`), safe to share between processes.
+
+A sampled output depends on nothing else: each row draws from a generator of its own,
+seeded by `row_seed` from the task's seed, name, version and the prompt. So the batch a
+row was generated in, and which rows were already cached, change nothing, and a cached
+output is exactly what generating it again would give (on the same kind of device: CPU
+and CUDA generators give different streams).
 """
 
 from __future__ import annotations
@@ -20,12 +26,28 @@ from typing import Any
 
 _SCHEMA = "CREATE TABLE IF NOT EXISTS outputs (key TEXT PRIMARY KEY, output TEXT NOT NULL)"
 
+# Sampled outputs stored before rows had seeds of their own depended on their batch; this
+# entry in the key of every sampled output keeps them from being reused.
+_SAMPLING_SCHEME = {"sampling": "row-seed"}
+
 
 def output_key(
     checkpoint: str, task: str, version: int, prompt: str, settings: Mapping[str, Any]
 ) -> str:
-    record = json.dumps([checkpoint, task, version, prompt, dict(settings)], sort_keys=True)
+    settings = dict(settings)
+    if settings.get("top_k", 1) != 1:  # a sampled task (top_k 1 is greedy)
+        settings |= _SAMPLING_SCHEME
+    record = json.dumps([checkpoint, task, version, prompt, settings], sort_keys=True)
     return hashlib.sha256(record.encode("utf-8")).hexdigest()
+
+
+def row_seed(seed: int, task: str, version: int, prompt: str) -> int:
+    """The seed one row samples with: a hash of the task's seed, name, version and the
+    prompt, so it is the same in every process and on every machine (Python's own `hash`
+    of a string changes per process). Below 2**63, so any generator takes it."""
+    record = json.dumps([seed, task, version, prompt])
+    digest = hashlib.sha256(record.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
 
 
 class OutputCache:

@@ -1,6 +1,9 @@
 """Running one evaluation task on one model: prompts -> outputs (generated in batches with
 the KV cache, or from the output cache) -> post-processing -> scores.
 
+A sampled row draws from a seed of its own (`output_cache.row_seed`), so its output is the
+same whichever batch generates it and whichever rows the cache already holds.
+
 The output cache stores text. A generate task's output is text already; a likelihood
 task's measurement (a TextLikelihood or ContinuationLikelihood) is stored as its fields
 in JSON, and turned back into the dataclass here, before scoring: declarations only ever
@@ -18,7 +21,7 @@ from model import GPT, SamplingConfig, Tokenizer, generate
 from model.sampling import cut_at_stop
 from tasks.evals.data import Source, few_shot_pool, task_rows
 from tasks.evals.likelihood import continuation_nll, encode_pair, rolling_nll
-from tasks.evals.output_cache import OutputCache, output_key
+from tasks.evals.output_cache import OutputCache, output_key, row_seed
 from tasks.evals.paper import PaperFigure
 from tasks.evals.task import ContinuationLikelihood, EvalTask, Row, TextLikelihood
 from tasks.evals.uncertainty import bootstrap_intervals
@@ -193,6 +196,8 @@ def _generate(task: EvalTask, model: GPT, tokenizer: Tokenizer, prompts: list[st
     room = model.config.block_size - task.generation.max_new_tokens
     ids = [fit_prompt(task, tokenizer, prompt, room) for prompt in prompts]
     stop = task.generation.stop
+    # Each row samples from its own seed, so its output is the same in any batch.
+    seeds = [row_seed(task.generation.seed, task.name, task.version, p) for p in prompts]
     completions = generate(
         model,
         ids,
@@ -200,6 +205,7 @@ def _generate(task: EvalTask, model: GPT, tokenizer: Tokenizer, prompts: list[st
         eot_token=tokenizer.eot_token,
         stop_strings=stop,
         decode=tokenizer.decode,
+        seeds=seeds,
     )
     return [cut_at_stop(tokenizer.decode(c.tokens), stop) for c in completions]
 
