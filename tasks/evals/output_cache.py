@@ -10,8 +10,9 @@ workspace (`eval_cache.db`), safe to share between processes.
 A sampled output depends on nothing else: each row draws from a generator of its own,
 seeded by `row_seed` from the task's seed, name, version and the prompt. So the batch a
 row was generated in, and which rows were already cached, change nothing, and a cached
-output is exactly what generating it again would give (on the same kind of device: CPU
-and CUDA generators give different streams).
+output is exactly what generating it again would give. CPU and CUDA generators draw
+different streams from one seed, so the runner puts the device kind in a sampled task's
+settings (`sampled_on`), and so in its key.
 """
 
 from __future__ import annotations

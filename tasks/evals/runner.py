@@ -88,6 +88,9 @@ def evaluate_task(
     pool = few_shot_pool(task, source)
     prompts = [task.prompt(row, task.few_shot_examples(pool, i)) for i, row in enumerate(rows)]
     settings = asdict(task.generation) | task.reading_settings()
+    if task.kind == "generate" and not task.generation.greedy:
+        # CPU and CUDA generators draw different streams from the same seed.
+        settings["sampled_on"] = next(model.parameters()).device.type
     keys = [
         output_key(checkpoint, task.name, task.version, cache_text(task, row, prompt), settings)
         for row, prompt in zip(rows, prompts, strict=True)
