@@ -9,6 +9,9 @@ Default `./workspace`, or wherever `GPT2LAB_HOME` points. Layout:
         mlartifacts/     MLflow artifacts, one folder per experiment
         mlflow.db        MLflow runs, params, metrics, tags (SQLite)
         preferences.db   human preference votes (SQLite)
+        eval_cache.db    model outputs of eval tasks (evals/: their results)
+        contamination/   8-gram overlap of eval tasks with a corpus
+        registered-models/  models:/NAME@ALIAS downloaded from MLflow
         prefect/         Prefect's home: its local database and settings
 
 This module only computes paths and environment variables; it imports neither Prefect nor
