@@ -5,7 +5,8 @@ preferences, one parent flow with each stage the flow of the same name.
     encode       a BPE trained on that corpus -> token shards
     pretrain     a small GPT-2 from scratch on the shards
     finetune     the pretrained model on a style set (a text file)
-    evaluate     the fine-tuned model on the eval tasks' local data
+    evaluate     the fine-tuned model on the eval tasks' local data, and their overlap
+                 with the corpus (8-grams, as the GPT-2 paper's section 4)
     preferences  pretrained vs fine-tuned, judged (by default) by the simulated judge
 
 MLflow: one parent run in the `end-to-end` experiment, and under it the runs each stage's
@@ -167,9 +168,12 @@ def _train_config(
     return TrainConfig(**values)
 
 
-def _evaluate_config(config: EndToEndConfig, model: str) -> EvaluateConfig:
+def _evaluate_config(
+    config: EndToEndConfig, model: str, corpus: Path | None = None
+) -> EvaluateConfig:
     out = config.run_dir() / "evaluate" / "results.json"
-    return EvaluateConfig(**{"out": out, **config.evaluate, "model": model})
+    # The run's own corpus: each task's 8-gram overlap with it sits beside its scores.
+    return EvaluateConfig(**{"out": out, "corpus": corpus, **config.evaluate, "model": model})
 
 
 def _preferences_config(config: EndToEndConfig, models: list[str]) -> PreferencesConfig:
@@ -251,7 +255,7 @@ def end_to_end_flow(config: EndToEndConfig) -> EndToEndResult:
         tuned = _train_stage(
             stages, "finetune", style, pretrained, {"data": fingerprint_path(style)}
         )
-        _evaluate_stage(stages, tuned)
+        _evaluate_stage(stages, tuned, corpus)
         _preferences_stage(stages, pretrained, tuned)
         lineage = {
             "corpus": corpus["fingerprint"],
@@ -366,8 +370,10 @@ def _train_stage(
     return stages.run(stage, settings, inputs, work, out)
 
 
-def _evaluate_stage(stages: _Stages, model: dict[str, Any]) -> dict[str, Any]:
-    settings = _evaluate_config(stages.config, model["checkpoint"])
+def _evaluate_stage(
+    stages: _Stages, model: dict[str, Any], corpus: dict[str, Any]
+) -> dict[str, Any]:
+    settings = _evaluate_config(stages.config, model["checkpoint"], Path(corpus["dataset"]))
 
     def work():
         result = evaluate_flow(settings)
@@ -375,7 +381,8 @@ def _evaluate_stage(stages: _Stages, model: dict[str, Any]) -> dict[str, Any]:
         return result.mlflow_run_id, outputs, [result.results_file]
 
     out = settings.out.parent if settings.out else stages.config.run_dir() / "evaluate"
-    return stages.run("evaluate", settings, {"model": model["fingerprint"]}, work, out)
+    inputs = {"model": model["fingerprint"], "corpus": corpus["fingerprint"]}
+    return stages.run("evaluate", settings, inputs, work, out)
 
 
 def _preferences_stage(stages: _Stages, first: dict[str, Any], second: dict[str, Any]):
