@@ -141,8 +141,10 @@ def lambada_comparison(
     assert lambada.continuation is not None
     rows = lambada_rows(lambada, args.rows)
     task = with_rows(lambada, rows, work, "lambada")
-    warmup_task = with_rows(lambada, rows[: BATCH * 2], work, "lambada-warmup")
     pairs = [lambada.continuation(row) for row in rows]
+    # Warm-up on the longest rows: first calls, and the allocator sized for the widest batch.
+    longest = sorted(range(len(rows)), key=lambda i: -len(rows[i]["text"]))[: BATCH * 2]
+    warmup_task = with_rows(lambada, [rows[i] for i in longest], work, "lambada-warmup")
     tokens = sum(len(tokenizer.encode(c)) + len(tokenizer.encode(t)) for c, t in pairs)
     harness = HFLM(pretrained=str(folder), batch_size=BATCH, device="cpu", dtype="float32")
     requests = [
@@ -175,10 +177,9 @@ def lambada_comparison(
         answers = harness.loglikelihood(list(on), disable_tqdm=True)
         outputs["harness"] = [(-logprob, greedy) for logprob, greedy in answers]
 
-    # Warm-up on a few rows (first calls, allocator), then the timed runs.
     row_by_row(warmup_task)
     batched(warmup_task)
-    peer(requests[: BATCH * 2])
+    peer([requests[i] for i in longest])
     t_rows, t_batched, t_peer = alternating_medians(
         [row_by_row, batched, peer], warmup=0, repeats=args.repeats
     )
