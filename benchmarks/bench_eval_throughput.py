@@ -12,16 +12,17 @@ warm-up.
    --rows. Every row is different, so the harness's reuse of identical contexts never
    applies.
    - gpt2lab, `evaluate_task` on the `lambada` task with those rows, no output cache,
-     batch_size 8 (reading, encoding, scoring included). Today it scores one row per
-     forward pass.
-   - gpt2lab, batched: the same steps with `batched_continuation_nll`, one forward pass
-     per batch of 8 (see tasks/evals/batched_likelihood.py).
+     batch_size 8 (reading, encoding, scoring included), whichever way the runner
+     scores (one row per forward pass with `continuation_nll`, unless it calls the
+     batched scorer);
+   - gpt2lab, batched: the same steps with `batched_continuation_nll` called directly,
+     one forward pass per batch of 8 (see tasks/evals/batched_likelihood.py).
    - lm-evaluation-harness `HFLM(pretrained=<export>, batch_size=8, device="cpu")`
      `.loglikelihood` on the same (context, target) pairs (its tokenization included; it
      sorts rows by length to pad less, its own choice).
-   Correctness, checked on every timed run's output: each row's -log p from gpt2lab and
-   from the harness agree to 1e-4 relative and greedy flags match; batched and row by row
-   agree to 1e-5.
+   Correctness, checked on the last timed round's outputs, every row: -log p from each
+   gpt2lab side and from the harness agree to 1e-4 relative and greedy flags match; the
+   two gpt2lab sides agree to 1e-5.
 
 2. cnn-dailymail-tldr sampling, new tokens/s. The task's prompts (article + `\\nTL;DR:`),
    its articles lengthened with their own sentences to 300-1,200 tokens (news articles
@@ -193,8 +194,8 @@ def lambada_comparison(
         f"harness on every row (to {SAME_AS_HARNESS:g} relative): {agree}"
     )
     for name, seconds in (
-        ("evaluate_task, one row per forward (today)", t_rows),
-        ("batched_continuation_nll, one forward per batch", t_batched),
+        ("evaluate_task, as the runner scores", t_rows),
+        ("batched_continuation_nll directly, one forward per batch", t_batched),
     ):
         report(
             f"LAMBADA, gpt2lab {name} (context + target tokens/s)",
