@@ -2,8 +2,8 @@
 
 Run one alone with `python -m benchmarks.bench_train_step` (or bench_generate,
 bench_tokenizer, bench_dedup, bench_dpo_step, bench_train_loop, bench_corpus, bench_encode,
-bench_comparison_page). Figures are medians of alternating runs; on a busy machine they
-move, the ratios much less.
+bench_comparison_page, bench_eval_throughput). Figures are medians of alternating runs; on
+a busy machine they move, the ratios much less.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from benchmarks import (
     bench_comparison_page,
     bench_dedup,
     bench_dpo_step,
+    bench_eval_throughput,
     bench_evaluate,
     bench_generate,
     bench_tokenizer,
@@ -29,6 +30,8 @@ def main() -> int:
     bench_generate.main()
     # Generation on evaluation batches, and a cached repeat of an evaluation vs its first run.
     evaluate = bench_evaluate.main([])
+    # LAMBADA scoring vs lm-evaluation-harness, TL;DR sampling on long prompts vs transformers.
+    throughput = bench_eval_throughput.main([])
     status = bench_tokenizer.main([])
     bench_dedup.main([])
     # The whole training loop, data loading included; it encodes its own tokens folder.
@@ -44,7 +47,9 @@ def main() -> int:
     # The comparison page under 50 clients voting at once; its servers run in their own
     # processes on 127.0.0.1, its clients in threads here.
     page = bench_comparison_page.main([])
-    return status or evaluate or loop or corpus.returncode or encode.returncode or page
+    return (
+        status or evaluate or throughput or loop or corpus.returncode or encode.returncode or page
+    )
 
 
 if __name__ == "__main__":

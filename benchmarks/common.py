@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -49,3 +49,20 @@ def report(title: str, unit: str, peer_name: str, peer: float, ours: float, targ
     print(f"  ours (gpt2lab)   : {ours:10.1f} {unit}")
     print(f"  ratio ours/peer  : {ratio:10.2f}x   (target >= {target}x: {verdict})")
     return ratio
+
+
+def alternating_medians(
+    runs: Sequence[Callable[[], object]], *, warmup: int, repeats: int
+) -> list[float]:
+    """Median seconds of each of `runs`, taking turns as `paired_medians` does, for
+    benchmarks that compare more than two ways of doing the same work."""
+    for _ in range(warmup):
+        for fn in runs:
+            fn()
+    times: list[list[float]] = [[] for _ in runs]
+    for _ in range(repeats):
+        for fn, seconds in zip(runs, times, strict=True):
+            start = time.perf_counter()
+            fn()
+            seconds.append(time.perf_counter() - start)
+    return [statistics.median(seconds) for seconds in times]
