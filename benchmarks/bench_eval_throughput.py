@@ -12,24 +12,22 @@ warm-up.
    --rows. Every row is different, so the harness's reuse of identical contexts never
    applies.
    - gpt2lab, `evaluate_task` on the `lambada` task with those rows, no output cache,
-     batch_size 8 (reading, encoding, scoring included), whichever way the runner
-     scores (one row per forward pass with `continuation_nll`, unless it calls the
-     batched scorer);
-   - gpt2lab, batched: the same steps with `batched_continuation_nll` called directly,
-     one forward pass per batch of 8 (see tasks/evals/batched_likelihood.py).
+     batch_size 8 (reading, encoding, scoring and the bootstrap interval included): one
+     forward pass per batch (tasks/evals/batched_likelihood.py);
    - lm-evaluation-harness `HFLM(pretrained=<export>, batch_size=8, device="cpu")`
      `.loglikelihood` on the same (context, target) pairs (its tokenization included; it
      sorts rows by length to pad less, its own choice).
-   Correctness, checked on the last timed round's outputs, every row: -log p from each
-   gpt2lab side and from the harness agree to 1e-4 relative and greedy flags match; the
-   two gpt2lab sides agree to 1e-5.
+   Correctness, checked on the last timed round's outputs, every row: -log p from
+   gpt2lab and from the harness agree to 1e-4 relative and greedy flags match.
 
 2. cnn-dailymail-tldr sampling, new tokens/s. The task's prompts (article + `\\nTL;DR:`),
    its articles lengthened with their own sentences to 300-1,200 tokens (news articles
-   are ~800 on average), then cut to fit the context as the runner cuts them (the last
-   1,024 - 100 tokens); batch 8, 100 new tokens, top-k 2 at temperature 1, KV cache.
-   - gpt2lab `generate` with the task's sampling settings, token lists in (it pads on the
-     left itself, inside the timing), no end-of-text stop so every row gets 100 tokens;
+   are ~800 on average), then cut to fit the context as the runner cuts them (the
+   article's opening and the hint, 1,024 - 100 tokens); batch 8, 100 new tokens, top-k 2
+   at temperature 1, KV cache.
+   - gpt2lab `generate` with the task's sampling settings and the runner's seed per row,
+     token lists in (it pads on the left itself, inside the timing), no end-of-text stop
+     so every row gets 100 tokens;
    - transformers `GPT2LMHeadModel.generate(do_sample=True, top_k=2, temperature=1)` on
      the same ids left-padded with an attention mask, `min_new_tokens` = `max_new_tokens`,
      `eos_token_id=None`.
@@ -68,11 +66,11 @@ from model import (
     generate,
     load_tokenizer,
 )
-from tasks.evals.batched_likelihood import batched_continuation_nll
-from tasks.evals.data import read_rows, task_rows
+from tasks.evals.data import task_rows
+from tasks.evals.output_cache import row_seed
 from tasks.evals.registry import get_tasks
-from tasks.evals.runner import evaluate_task, measurement_from_text, sampling_for
-from tasks.evals.task import ContinuationLikelihood, DataSource, EvalTask, Row
+from tasks.evals.runner import evaluate_task, fit_prompt, measurement_from_text, sampling_for
+from tasks.evals.task import DataSource, EvalTask, Row
 
 TARGET = 1.0  # ours / peer, for both comparisons
 CONFIG = GPTConfig(vocab_size=50257, block_size=1024, n_layer=4, n_head=4, n_embd=256, dropout=0)
@@ -80,7 +78,7 @@ BATCH = 8  # evaluate_task's default batch size, and the harness's here
 LAMBADA, SUMMARY = "lambada", "cnn-dailymail-tldr"
 ARTICLE_TOKENS = (300, 450, 600, 750, 900, 1000, 1100, 1200)  # before the cut; 8 = one batch
 CHECKPOINT = "bench-eval-throughput:random-4x256-seed0"
-SAME_AS_HARNESS, SAME_AS_ROW_BY_ROW = 1e-4, 1e-5  # relative tolerances on -log p
+SAME_AS_HARNESS = 1e-4  # relative tolerance on -log p
 
 
 def sentences(text: str) -> list[str]:
@@ -109,19 +107,19 @@ def with_rows(task: EvalTask, rows: Sequence[Row], folder: Path, name: str) -> E
     return dataclasses.replace(task, data=DataSource(local=path))
 
 
-def summary_prompts(task: EvalTask, tokenizer: Tokenizer, room: int) -> list[list[int]]:
+def summary_prompts(task: EvalTask, tokenizer: Tokenizer, room: int) -> list[str]:
     """The task's prompts for its articles, lengthened to ARTICLE_TOKENS with their own
-    sentences (seeded), encoded and cut to their last `room` tokens as the runner does."""
+    sentences (seeded), encoded and cut to `room` tokens as the runner does."""
     rows = task_rows(task)
     pool = [s for row in rows for s in sentences(row["article"])]
     rng = random.Random(0)
-    prompts = []
+    texts = []
     for i, length in enumerate(ARTICLE_TOKENS):
         row = dict(rows[i % len(rows)])
         while len(tokenizer.encode(row["article"])) < length:
             row["article"] += " " + rng.choice(pool)
-        prompts.append(tokenizer.encode(task.prompt(row, []))[-room:])
-    return prompts
+        texts.append(task.prompt(row, []))
+    return texts
 
 
 def relative_gap(a: float, b: float) -> float:
@@ -154,36 +152,20 @@ def lambada_comparison(
     ]
     outputs: dict[str, list[tuple[float, bool]]] = {}
 
-    def row_by_row(on: EvalTask = task) -> None:
+    def ours_scores(on: EvalTask = task) -> None:
         result = evaluate_task(on, ours, tokenizer, CHECKPOINT, None, batch_size=BATCH)
         measured = [
             measurement_from_text("loglikelihood", e["raw_output"]) for e in result.examples
         ]
-        outputs["row by row"] = [(m.nll, m.greedy) for m in measured]
-
-    def batched(on: EvalTask = task) -> None:
-        # What evaluate_task does for a loglikelihood task, with the batched scorer.
-        on_rows = read_rows(on.data.local, on.fields)
-        encoded = [
-            (tokenizer.encode(c), tokenizer.encode(t)) for c, t in map(on.continuation, on_rows)
-        ]
-        measured = []
-        for start in range(0, len(encoded), BATCH):
-            for nll, greedy in batched_continuation_nll(ours, encoded[start : start + BATCH]):
-                measured.append(ContinuationLikelihood(nll=nll, greedy=greedy))
-        on.score(measured, [on.reference(row) for row in on_rows], on_rows)
-        outputs["batched"] = [(m.nll, m.greedy) for m in measured]
+        outputs["gpt2lab"] = [(m.nll, m.greedy) for m in measured]
 
     def peer(on: Sequence = requests) -> None:
         answers = harness.loglikelihood(list(on), disable_tqdm=True)
         outputs["harness"] = [(-logprob, greedy) for logprob, greedy in answers]
 
-    row_by_row(warmup_task)
-    batched(warmup_task)
+    ours_scores(warmup_task)
     peer([requests[i] for i in longest])
-    t_rows, t_batched, t_peer = alternating_medians(
-        [row_by_row, batched, peer], warmup=0, repeats=args.repeats
-    )
+    t_ours, t_peer = alternating_medians([ours_scores, peer], warmup=0, repeats=args.repeats)
     # The last round's outputs, every row: the same numbers, or the timings mean nothing.
     agree = check_lambada(outputs, warnings)
 
@@ -193,42 +175,30 @@ def lambada_comparison(
         f"tokens ({tokens:,} in all), batch {BATCH}; -log p and greedy flags agree with the "
         f"harness on every row (to {SAME_AS_HARNESS:g} relative): {agree}"
     )
-    for name, seconds in (
-        ("evaluate_task, as the runner scores", t_rows),
-        ("batched_continuation_nll directly, one forward per batch", t_batched),
-    ):
-        report(
-            f"LAMBADA, gpt2lab {name} (context + target tokens/s)",
-            "tokens/s",
-            "lm-eval HFLM",
-            tokens / t_peer,
-            tokens / seconds,
-            TARGET,
-        )
+    report(
+        "LAMBADA, gpt2lab evaluate_task (context + target tokens/s)",
+        "tokens/s",
+        "lm-eval HFLM",
+        tokens / t_peer,
+        tokens / t_ours,
+        TARGET,
+    )
 
 
 def check_lambada(outputs: dict[str, list[tuple[float, bool]]], warnings: list[str]) -> str:
-    """Compare each gpt2lab side's (-log p, greedy) per row with the harness's, and the
-    batched side with the row-by-row one; "yes" when all agree, else "NO" and warnings."""
-    agree = "yes"
-    for name in ("row by row", "batched"):
-        bad = [
-            row
-            for row, ((a, greedy_a), (b, greedy_b)) in enumerate(
-                zip(outputs[name], outputs["harness"], strict=True)
-            )
-            if relative_gap(a, b) > SAME_AS_HARNESS or greedy_a != greedy_b
-        ]
-        if bad:
-            agree = "NO"
-            warnings.append(f"lambada: {name} differs from the harness on rows {bad[:5]}")
-    gap = max(
-        relative_gap(a, b)
-        for (a, _), (b, _) in zip(outputs["batched"], outputs["row by row"], strict=True)
-    )
-    if gap > SAME_AS_ROW_BY_ROW:
-        warnings.append(f"lambada: batched and row by row differ by {gap:.1e} relative")
-    return agree
+    """Compare gpt2lab's (-log p, greedy) per row with the harness's: "yes" when all
+    agree, else "NO" and a warning naming the rows."""
+    bad = [
+        row
+        for row, ((a, greedy_a), (b, greedy_b)) in enumerate(
+            zip(outputs["gpt2lab"], outputs["harness"], strict=True)
+        )
+        if relative_gap(a, b) > SAME_AS_HARNESS or greedy_a != greedy_b
+    ]
+    if bad:
+        warnings.append(f"lambada: gpt2lab differs from the harness on rows {bad[:5]}")
+        return "NO"
+    return "yes"
 
 
 def summary_comparison(ours: GPT, peer, tokenizer: Tokenizer, args, warnings: list[str]) -> None:
@@ -236,12 +206,15 @@ def summary_comparison(ours: GPT, peer, tokenizer: Tokenizer, args, warnings: li
     sampling = sampling_for(task)  # the very settings evaluate_task uses (seed included)
     new = sampling.max_new_tokens
     room = CONFIG.block_size - new
-    prompts = summary_prompts(task, tokenizer, room)
+    texts = summary_prompts(task, tokenizer, room)
+    prompts = [fit_prompt(task, tokenizer, text, room) for text in texts]
+    # The runner's seed per row: each row samples from a generator of its own.
+    seeds = [row_seed(sampling.seed or 0, task.name, task.version, text) for text in texts]
     ids, mask = left_padded(prompts)
     width = ids.size(1)
 
     def run_ours(settings: SamplingConfig = sampling):
-        return generate(ours, prompts, settings, eot_token=None)
+        return generate(ours, prompts, settings, eot_token=None, seeds=seeds)
 
     def run_peer(max_new: int = new, **settings):
         settings = settings or dict(do_sample=True, top_k=sampling.top_k, temperature=1.0)

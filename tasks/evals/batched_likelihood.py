@@ -20,33 +20,36 @@ import torch
 import torch.nn.functional as F
 
 from model import GPT
+from tasks.evals.likelihood import Continuation, continuation_nll
 
 Pair = tuple[Sequence[int], Sequence[int]]  # (context ids, target ids)
 
 
 @torch.no_grad()
-def batched_continuation_nll(model: GPT, pairs: Sequence[Pair]) -> list[tuple[float, bool]]:
-    """For each (context, target): -log p(target | context), and whether greedy decoding
-    would have produced exactly `target`; the same numbers as `continuation_nll` row by row,
-    from one forward pass over all `pairs` (the caller chooses the batch size).
+def batched_continuation_nll(model: GPT, pairs: Sequence[Pair]) -> list[Continuation]:
+    """For each (context, target) the `Continuation` that `continuation_nll` gives (the
+    target's -log p, whether greedy decoding writes it, the greedy token after it), from
+    one forward pass over all `pairs` (the caller chooses the batch size).
 
-    A row longer than the model's context keeps its end (the target and as much context
-    as fits), as `continuation_nll` does."""
+    A row longer than the model's context keeps its end, as lm-evaluation-harness cuts
+    it; the token after such a target needs a window of its own, read separately."""
     if not pairs:
         return []
-    room = model.config.block_size + 1  # +1: the last token is predicted, never read
-    inputs, targets = [], []
+    window = model.config.block_size
+    inputs, targets, fits = [], [], []
     for row, (context, target) in enumerate(pairs):
         if not context or not target:
             empty = "context" if not context else "target"
             raise ValueError(f"batched_continuation_nll: row {row} has an empty {empty}")
-        if len(target) > model.config.block_size:
+        if len(target) > window:
             raise ValueError(
                 f"batched_continuation_nll: row {row}: target of {len(target)} tokens is "
-                f"longer than the model's context (block_size={model.config.block_size})"
+                f"longer than the model's context (block_size={window})"
             )
-        ids = (list(context) + list(target))[-room:]
-        inputs.append(ids[:-1])
+        ids = list(context) + list(target)
+        # Fits: read it all, so the last position also predicts the token after the target.
+        fits.append(len(ids) <= window)
+        inputs.append(ids if fits[-1] else ids[-(window + 1) : -1])
         targets.append(list(target))
 
     width = max(len(ids) for ids in inputs)
@@ -57,23 +60,30 @@ def batched_continuation_nll(model: GPT, pairs: Sequence[Pair]) -> list[tuple[fl
         batch[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
     hidden, _ = model.hidden_states(batch)  # (B, T, C)
 
-    # The hidden state that predicts each target token: the target's n tokens are predicted
-    # at the row's last n input positions.
-    rows = [row for row, target in enumerate(targets) for _ in target]
-    positions = [
-        len(ids) - len(target) + k
-        for ids, target in zip(inputs, targets, strict=True)
-        for k in range(len(target))
-    ]
+    # Per row, the positions whose output is read: one per target token (the hidden state
+    # that predicts it), then, when the row fits, the last one (the token after it).
+    rows, positions = [], []
+    for row, (ids, target, whole) in enumerate(zip(inputs, targets, fits, strict=True)):
+        first = len(ids) - len(target) - (1 if whole else 0)
+        wanted = range(first, first + len(target) + (1 if whole else 0))
+        rows += [row] * len(wanted)
+        positions += list(wanted)
     picked = hidden[torch.tensor(rows, device=device), torch.tensor(positions, device=device)]
-    log_probs = F.log_softmax(model.lm_head(picked).float(), dim=-1)  # (sum of targets, V)
-    wanted = torch.tensor([t for target in targets for t in target], device=device)
-    token_nll = -log_probs.gather(1, wanted.unsqueeze(1)).squeeze(1)
-    token_greedy = log_probs.argmax(dim=-1) == wanted
+    log_probs = F.log_softmax(model.lm_head(picked).float(), dim=-1)
+    best = log_probs.argmax(dim=-1).tolist()
 
     results, start = [], 0
-    for target in targets:
+    for row, (target, whole) in enumerate(zip(targets, fits, strict=True)):
         end = start + len(target)
-        results.append((token_nll[start:end].sum().item(), bool(token_greedy[start:end].all())))
+        wanted = torch.tensor(target, device=device)
+        scored = log_probs[start:end]
+        nll = -scored.gather(1, wanted.unsqueeze(1)).sum().item()
+        greedy = best[start:end] == target
+        if whole:
+            next_token = best[end]
+            end += 1
+        else:
+            next_token = continuation_nll(model, list(pairs[row][0]), target).next_token
+        results.append(Continuation(nll, greedy, next_token))
         start = end
     return results

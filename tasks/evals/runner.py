@@ -19,8 +19,9 @@ from typing import Any
 
 from model import GPT, SamplingConfig, Tokenizer, generate
 from model.sampling import cut_at_stop
+from tasks.evals.batched_likelihood import batched_continuation_nll
 from tasks.evals.data import Source, few_shot_pool, task_rows
-from tasks.evals.likelihood import continuation_nll, encode_pair, rolling_nll
+from tasks.evals.likelihood import encode_pair, rolling_nll
 from tasks.evals.output_cache import OutputCache, output_key, row_seed
 from tasks.evals.paper import PaperFigure
 from tasks.evals.task import ContinuationLikelihood, EvalTask, Row, TextLikelihood
@@ -101,9 +102,14 @@ def evaluate_task(
         batch = todo[start : start + batch_size]
         if task.kind == "generate":
             texts = _generate(task, model, tokenizer, [prompts[i] for i in batch])
-        else:
-            measured = [_measure(task, model, tokenizer, rows[i], prompts[i]) for i in batch]
+        elif task.kind == "loglikelihood":  # the whole batch in one forward pass
+            measured = _measure_continuations(task, model, tokenizer, [rows[i] for i in batch])
             texts = [measurement_to_text(m) for m in measured]
+        else:  # perplexity: each text window by window
+            texts = [
+                measurement_to_text(_measure_text(task, model, tokenizer, prompts[i]))
+                for i in batch
+            ]
         fresh = {keys[i]: text for i, text in zip(batch, texts, strict=True)}
         outputs.update(fresh)
         if cache is not None:
@@ -229,22 +235,29 @@ def fit_prompt(task: EvalTask, tokenizer: Tokenizer, prompt: str, room: int) -> 
     return tokenizer.encode(body)[: room - len(hint_ids)] + hint_ids
 
 
-def _measure(
-    task: EvalTask, model: GPT, tokenizer: Tokenizer, row: Row, prompt: str
-) -> Measurement:
-    """A likelihood task's measurement of one row."""
-    if task.kind == "perplexity":
-        window = model.config.block_size
-        prefix = tokenizer.eot_token if task.score_first_token else None
-        stride = min(task.stride or window, window)  # longer than the context: the context
-        nll, tokens = rolling_nll(model, tokenizer.encode(prompt), window, stride, prefix)
-        return TextLikelihood(nll=nll, tokens=tokens, bytes=len(prompt.encode("utf-8")))
+def _measure_text(task: EvalTask, model: GPT, tokenizer: Tokenizer, prompt: str) -> TextLikelihood:
+    """A perplexity task's measurement of one row: its text, read window by window."""
+    window = model.config.block_size
+    prefix = tokenizer.eot_token if task.score_first_token else None
+    stride = min(task.stride or window, window)  # longer than the context: the context
+    nll, tokens = rolling_nll(model, tokenizer.encode(prompt), window, stride, prefix)
+    return TextLikelihood(nll=nll, tokens=tokens, bytes=len(prompt.encode("utf-8")))
+
+
+def _measure_continuations(
+    task: EvalTask, model: GPT, tokenizer: Tokenizer, rows: list[Row]
+) -> list[ContinuationLikelihood]:
+    """A loglikelihood task's measurements of a batch of rows, in one forward pass."""
     assert task.continuation is not None, f"task {task.name}: loglikelihood needs continuation"
-    context, target = encode_pair(tokenizer, *task.continuation(row))
-    nll, greedy, next_token = continuation_nll(model, context, target)
-    return ContinuationLikelihood(
-        nll=nll, greedy=greedy, word_ends=ends_a_word(tokenizer, next_token)
-    )
+    pairs = [encode_pair(tokenizer, *task.continuation(row)) for row in rows]
+    return [
+        ContinuationLikelihood(
+            nll=found.nll,
+            greedy=found.greedy,
+            word_ends=ends_a_word(tokenizer, found.next_token),
+        )
+        for found in batched_continuation_nll(model, pairs)
+    ]
 
 
 def ends_a_word(tokenizer: Tokenizer, token: int) -> bool:

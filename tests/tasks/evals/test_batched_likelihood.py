@@ -30,12 +30,14 @@ def test_a_batch_of_different_lengths_matches_row_by_row(model):
         (ids(5, 9), ids(6, 2)),
         (ids(7, 40), ids(8, 4)),
         (ids(9, 1), ids(10, 5)),
+        (ids(17, 30), ids(18, 2)),  # exactly the context: still one window
+        (ids(19, 31), ids(20, 2)),  # one past it: cut as the harness cuts it
     ]
     batched = batched_continuation_nll(model, pairs)
-    for (context, target), (nll, greedy) in zip(pairs, batched, strict=True):
-        expected_nll, expected_greedy = continuation_nll(model, context, target)
-        assert nll == pytest.approx(expected_nll, rel=1e-5)
-        assert greedy == expected_greedy
+    for (context, target), found in zip(pairs, batched, strict=True):
+        expected = continuation_nll(model, context, target)
+        assert found.nll == pytest.approx(expected.nll, rel=1e-5)
+        assert (found.greedy, found.next_token) == (expected.greedy, expected.next_token)
 
 
 def test_greedy_is_true_exactly_for_the_greedy_continuation(model):
@@ -44,10 +46,10 @@ def test_greedy_is_true_exactly_for_the_greedy_continuation(model):
     greedy = [c.tokens for c in completions]
     # A row padded behind a longer one still finds its own greedy continuation...
     pairs = [(ctx, target) for ctx, target in zip(contexts, greedy, strict=True)]
-    assert [g for _, g in batched_continuation_nll(model, pairs)] == [True, True]
+    assert [c.greedy for c in batched_continuation_nll(model, pairs)] == [True, True]
     # ...and one changed token is no longer greedy.
     changed = [(contexts[0], [(greedy[0][0] + 1) % VOCAB, *greedy[0][1:]]), pairs[1]]
-    assert [g for _, g in batched_continuation_nll(model, changed)] == [False, True]
+    assert [c.greedy for c in batched_continuation_nll(model, changed)] == [False, True]
 
 
 def test_a_row_does_not_depend_on_the_rest_of_its_batch(model):
@@ -55,7 +57,8 @@ def test_a_row_does_not_depend_on_the_rest_of_its_batch(model):
     with_longer = batched_continuation_nll(
         model, [(ids(13, 5), ids(14, 2)), (ids(15, 28), ids(16, 3))]
     )
-    assert with_longer[0][0] == pytest.approx(alone[0][0], rel=1e-5)
+    assert with_longer[0].nll == pytest.approx(alone[0].nll, rel=1e-5)
+    assert with_longer[0].next_token == alone[0].next_token
 
 
 def test_empty_input_is_refused_naming_the_row(model):
