@@ -52,9 +52,6 @@ def beside_paper(paper: Mapping[str, PaperFigure], parameters: int) -> dict[str,
         if not same:
             gap = f"the paper reports this only for {', '.join(figure.by_size)}"
             note = f"{gap}; {note}" if note else gap
-        elif parameters < SIZES[0].parameters:
-            tiny = f"this model has {parameters:,} parameters: compared with the smallest size"
-            note = f"{tiny}; {note}" if note else tiny
         found[metric] = BesidePaper(
             model_size=size,
             paper_size=shown,

@@ -11,7 +11,7 @@ from functools import lru_cache
 import pysbd
 from rouge_score import rouge_scorer
 from sacrebleu.metrics import BLEU
-from sacrebleu.significance import PairedTest
+from sacrebleu.significance import PairedTest, _bootstrap_resample
 
 from tasks.evals.uncertainty import PairedDifference
 
@@ -75,12 +75,22 @@ BLEU_RESAMPLES = 1000
 def bleu_interval(
     outputs: Sequence[str], references: Sequence[str], rows: object = None
 ) -> dict[str, tuple[float, float]]:
-    """Corpus BLEU's 95% interval by sacrebleu's own bootstrap (`--confidence`): it
-    resamples per-sentence n-gram statistics, so 1,000 resamples cost about one score. Its
-    seed is fixed (SACREBLEU_SEED, 12345 by default): the same interval every run."""
-    score = BLEU().corpus_score(list(outputs), [list(references)], n_bootstrap=BLEU_RESAMPLES)
-    # sacrebleu reports the resamples' mean and the half-width of their middle 95%.
-    return {"bleu": (score._mean - score._ci, score._mean + score._ci)}
+    """Corpus BLEU's 95% interval from sacrebleu's own bootstrap (what `sacrebleu
+    --confidence` runs): 1,000 resamples of the per-sentence n-gram statistics, so it
+    costs about one score, with sacrebleu's fixed seed (SACREBLEU_SEED, 12345 by default).
+
+    sacrebleu prints the interval as "mean ± half-width", symmetric about the resamples'
+    mean, which can dip below 0 for a BLEU near 0. The bounds here are the resampled
+    scores at the same ranks it reads (the 2.5% and 97.5% ones), so the half-width is
+    exactly sacrebleu's and the interval never leaves BLEU's range. Both calls are
+    sacrebleu internals (`_extract_corpus_statistics`, `_bootstrap_resample`): the same
+    ones its paired test uses."""
+    bleu = BLEU()
+    stats = bleu._extract_corpus_statistics(list(outputs), [list(references)])
+    _, resampled = _bootstrap_resample(stats, bleu, BLEU_RESAMPLES)
+    scores = sorted(score.score for score in resampled)
+    tail = len(scores) // 40  # 2.5% of the resamples on each side, as sacrebleu counts
+    return {"bleu": (scores[tail], scores[len(scores) - tail - 1])}
 
 
 def bleu_paired(

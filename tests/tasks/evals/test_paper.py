@@ -140,3 +140,17 @@ def test_a_result_carries_the_figures_as_plain_json(gpt2_vocab_dir):
         "note": "",
     }
     assert again["paper"]["accuracy"]["by_size"]["117M"] == 0.4599
+
+
+def test_beside_a_model_the_figure_of_its_size_or_a_plain_mark_of_another():
+    from tasks.evals.beside_paper import beside_paper
+
+    lambada, wmt = get_tasks(["lambada", "wmt14-en-fr"])
+    tiny = beside_paper(lambada.paper, parameters=250_000)["accuracy"]
+    assert (tiny.model_size, tiny.paper_size, tiny.same_size) == ("117M", "117M", True)
+    assert tiny.label == "0.4599 (117M)"
+    medium = beside_paper(lambada.paper, parameters=354_823_168)["perplexity"]
+    assert (medium.paper_size, medium.value) == ("345M", 15.6)
+    bleu = beside_paper(wmt.paper, parameters=124_439_808)["bleu"]
+    assert (bleu.model_size, bleu.paper_size, bleu.same_size) == ("117M", "1542M", False)
+    assert bleu.label == "5 (1542M only)" and "only for 1542M" in bleu.note
