@@ -34,8 +34,10 @@ def scaling_curves(curves: Sequence[ScalingCurve], path: Path) -> Path:
         xs = [curve.sizes[s] for s in labels]
         ys = [curve.paper[s] for s in labels]
         ax.plot(xs, ys, "o-", color="#4c72b0", label="GPT-2 paper")
-        for x, y, label in zip(xs, ys, labels, strict=True):
-            ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        for i, (x, y, label) in enumerate(zip(xs, ys, labels, strict=True)):
+            # Above and below in turn: neighbouring sizes' labels would overlap.
+            offset = (4, 5) if i % 2 == 0 else (4, -12)
+            ax.annotate(label, (x, y), textcoords="offset points", xytext=offset, fontsize=8)
         error = None
         if curve.low is not None and curve.high is not None:
             error = [[max(0.0, curve.value - curve.low)], [max(0.0, curve.high - curve.value)]]
@@ -50,6 +52,12 @@ def scaling_curves(curves: Sequence[ScalingCurve], path: Path) -> Path:
             label="this model (95% interval)",
         )
         ax.set_xscale("log")
+        shown = [*ys, curve.value, *(v for v in (curve.low, curve.high) if v is not None)]
+        if min(shown) > 0 and max(shown) / min(shown) > 20:
+            # Perplexities of a tiny model and of GPT-2 differ by orders of magnitude.
+            ax.set_yscale("log")
+            ax.set_ylabel("log scale")
+        ax.margins(x=0.12)
         ax.set_xlabel("parameters (log scale)")
         ax.set_title(curve.title.replace("$", r"\$"), fontsize=10)
         ax.grid(alpha=0.3, which="both")
