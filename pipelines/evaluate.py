@@ -339,14 +339,37 @@ def results_markdown(
             "| task | metric | baseline | this model | difference (95% interval) | p |",
             "|---|---|---|---|---|---|",
         ]
-        for record in records:
-            for metric, d in record["vs_baseline"].items():
-                spread = "" if math.isnan(d["low"]) else f" ({d['low']:.4g}–{d['high']:.4g})"
-                lines.append(
-                    f"| {record['task']} | {metric} | {d['baseline']:.4g} | "
-                    f"{d['candidate']:.4g} | {d['delta']:+.4g}{spread} | {d['p_value']:.3g} |"
-                )
+        shown, same = paired_rows(records)
+        for task_name, metric, d in shown:
+            spread = "" if math.isnan(d["low"]) else f" ({d['low']:.4g}–{d['high']:.4g})"
+            lines.append(
+                f"| {task_name} | {metric} | {d['baseline']:.4g} | "
+                f"{d['candidate']:.4g} | {d['delta']:+.4g}{spread} | {d['p_value']:.3g} |"
+            )
+        if same:
+            lines += ["", same_note(same)]
     return "\n".join(lines) + "\n"
+
+
+def paired_rows(records: list[dict[str, Any]]) -> tuple[list[tuple[str, str, dict]], int]:
+    """The paired differences worth a row, and how many metrics were left out because
+    both models scored the same on every resample (the Lede-3 and Random-3 baselines,
+    which never read the model, or two models that both get 0)."""
+    shown, same = [], 0
+    for record in records:
+        for metric, d in record["vs_baseline"].items():
+            if d["delta"] == 0 and d["low"] == 0 and d["high"] == 0:
+                same += 1
+            else:
+                shown.append((record["task"], metric, d))
+    return shown, same
+
+
+def same_note(count: int) -> str:
+    return (
+        f"{count} more metrics are equal for both models on every resample (e.g. the "
+        "Lede-3 and Random-3 baselines, which do not read the model): not shown."
+    )
 
 
 def paper_label(beside: dict[str, Any]) -> str:

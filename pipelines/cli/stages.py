@@ -282,7 +282,7 @@ def evaluate(
 def _print_results(console, records: list[dict], baseline: str | None) -> None:
     """The scores with n and intervals beside the paper's figure (its size said), and the
     paired differences when a baseline was scored too."""
-    from pipelines.evaluate import paper_label
+    from pipelines.evaluate import paired_rows, paper_label, same_note
 
     table = Table("task", "metric", "this model (95% interval)", "n", "GPT-2 paper")
     for record in records:
@@ -310,19 +310,21 @@ def _print_results(console, records: list[dict], baseline: str | None) -> None:
     console.print(f"rows scored per task: {', '.join(str(n) for n in rows_scored)}")
     if baseline:
         paired = Table("task", "metric", "baseline", "this model", "difference (95%)", "p")
-        for record in records:
-            for metric, d in record["vs_baseline"].items():
-                spread = "" if math.isnan(d["low"]) else f" ({d['low']:.4g}–{d['high']:.4g})"
-                paired.add_row(
-                    record["task"],
-                    metric,
-                    f"{d['baseline']:.4g}",
-                    f"{d['candidate']:.4g}",
-                    f"{d['delta']:+.4g}{spread}",
-                    f"{d['p_value']:.3g}",
-                )
+        shown, same = paired_rows(records)
+        for task_name, metric, d in shown:
+            spread = "" if math.isnan(d["low"]) else f" ({d['low']:.4g}–{d['high']:.4g})"
+            paired.add_row(
+                task_name,
+                metric,
+                f"{d['baseline']:.4g}",
+                f"{d['candidate']:.4g}",
+                f"{d['delta']:+.4g}{spread}",
+                f"{d['p_value']:.3g}",
+            )
         console.print(f"Paired with {baseline} on the same rows:")
         console.print(paired)
+        if same:
+            console.print(same_note(same))
 
 
 # --- preferences ------------------------------------------------------------------------
