@@ -2,7 +2,9 @@
 background process that outlives the flow that started it (the `preferences` flow).
 
 The page binds to 127.0.0.1 unless told otherwise: it is meant to sit behind a reverse
-proxy (with TLS) when annotators are elsewhere, never on an open port by accident.
+proxy (with TLS) when annotators are elsewhere, never on an open port by accident. Bound
+to any other address, its cookies are Secure (sent over HTTPS only) unless told not to,
+and `X-Forwarded-Proto` / `X-Forwarded-For` are believed only from the proxies named.
 
 The admin token comes from `GPT2LAB_ADMIN_TOKEN`, or else from
 `<workspace>/preferences-admin-token`, a random one written there (readable by its owner
@@ -11,6 +13,7 @@ only) the first time it is needed.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 import signal
@@ -43,16 +46,58 @@ def admin_token() -> str:
     return path.read_text().strip()
 
 
-def serve(database_url: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
-    """Serve the page in this process until interrupted."""
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding `host` keeps the page on this machine."""
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve to anything
+
+
+def serve(
+    database_url: str,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    *,
+    https_only: bool | None = None,
+    allowed_hosts: list[str] | None = None,
+    trusted_proxies: list[str] | None = None,
+) -> None:
+    """Serve the page in this process until interrupted.
+
+    `https_only` None means: on unless `host` is a loopback address. `allowed_hosts`
+    None means: the loopback names when bound to loopback, any host otherwise.
+    `trusted_proxies` are the addresses whose X-Forwarded-* headers are believed (none
+    by default: a client could otherwise claim HTTPS or another address)."""
     import uvicorn
 
     from tasks.preferences.web import create_app
 
-    app = create_app(database_url, admin_token())
+    local = is_loopback(host)
+    if allowed_hosts is None and local:
+        allowed_hosts = list(LOOPBACK_NAMES)
+    app = create_app(
+        database_url,
+        admin_token(),
+        https_only=not local if https_only is None else https_only,
+        allowed_hosts=allowed_hosts,
+    )
     # Many annotators on SQLite: one process, threads for requests (SQLite serialises
     # writes anyway); for more, run several processes on PostgreSQL behind a proxy.
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        proxy_headers=bool(trusted_proxies),
+        forwarded_allow_ips=",".join(trusted_proxies or []) or None,
+    )
 
 
 def page_url(host: str, port: int) -> str:

@@ -103,12 +103,28 @@ def serve_comparisons(
     database: DatabaseOpt = None,
     host: Annotated[str, typer.Option(help="Address to bind (loopback by default).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8765,
+    https_only: Annotated[
+        bool | None,
+        typer.Option(
+            "--https-only/--no-https-only",
+            help="Secure cookies (HTTPS only); on by default off loopback.",
+        ),
+    ] = None,
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option(help="A Host name the page answers to (repeat); loopback names by default."),
+    ] = None,
+    trusted_proxy: Annotated[
+        list[str] | None,
+        typer.Option(help="A proxy address whose X-Forwarded-Proto/-For are believed (repeat)."),
+    ] = None,
 ) -> None:
     """Run the comparison page (annotators vote at /join/<token>; admins at /admin)."""
     from pipelines.comparison_server import (
         ADMIN_TOKEN_ENV,
         admin_token,
         default_database_url,
+        is_loopback,
         serve,
     )
     from pipelines.workspace import workspace_dir
@@ -120,10 +136,17 @@ def serve_comparisons(
         if os.environ.get(ADMIN_TOKEN_ENV)
         else str(workspace_dir() / "preferences-admin-token")
     )
-    if host not in ("127.0.0.1", "localhost", "::1"):
+    if not is_loopback(host):
         console.print(f"[bold yellow]warning:[/] binding {host}: put TLS in front (a proxy)")
     console.print(f"comparison page on http://{host}:{port}  (admin: /admin, token in {where})")
-    serve(database or default_database_url(), host, port)
+    serve(
+        database or default_database_url(),
+        host,
+        port,
+        https_only=https_only,
+        allowed_hosts=allowed_host or None,
+        trusted_proxies=trusted_proxy or None,
+    )
 
 
 preferences_app = typer.Typer(help="Preference batches: collect and report.", no_args_is_help=True)

@@ -5,11 +5,12 @@ never sees half an export and a failed export leaves the previous one whole."""
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 from datasets import Dataset, Features, Value
+
+from tasks.preferences.jsonlines import json_line
 
 PAIR_FEATURES = Features(
     {
@@ -37,7 +38,7 @@ def export_results(
     Dataset.from_dict(columns, features=PAIR_FEATURES).save_to_disk(str(staging / "pairs"))
     with (staging / "votes.jsonl").open("w", encoding="utf-8") as out:
         for vote in votes:
-            out.write(json.dumps(vote, ensure_ascii=False) + "\n")
+            out.write(json_line(vote))
     for name, content in files.items():
         (staging / name).write_text(content, encoding="utf-8")
     old = folder.with_name(folder.name + ".old")

@@ -11,8 +11,9 @@ workspace by default, or a PostgreSQL server when many annotators vote at once (
     Annotator  a person (or a simulated judge) invited to a batch, known by a token
     Vote       an annotator's choice on an item: left, right, tie or both bad; one per
                annotator and item, so submitting twice stores it once
-    WebSecret  the key that signs the web page's session cookies, kept with the votes so
-               that a restarted server still knows its annotators
+    WebSecret  one half of the key that signs the web page's session cookies; the other
+               half lives outside the database (see web.py), so reading the database
+               alone is not enough to forge a session
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
 from model.errors import Gpt2labError
+from tasks.private_files import make_private_file, sqlite_file
 
 CHOICES = ("left", "right", "tie", "both_bad")
 
@@ -160,6 +162,9 @@ def open_database(url: str) -> Engine:
     if dialect not in _INSERT_FOR:
         raise PreferenceError(f"database {dialect!r} is not supported: use sqlite or postgresql")
     if dialect == "sqlite":
+        path = sqlite_file(url)
+        if path is not None:  # votes and invite hashes: readable by their owner only
+            make_private_file(path)
         engine = create_engine(url, connect_args={"timeout": 30})
         _serialise_sqlite_writes(engine)
     else:

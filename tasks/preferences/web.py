@@ -8,6 +8,7 @@ few lines of script add keyboard shortcuts, and the page works without them).
     POST /vote           item_id, choice (left/right/tie/both_bad), comment, csrf
     GET  /admin          live counts, per-annotator quality, win rates (admin token)
     POST /admin/login    the admin token, typed once; POST /admin/invite adds an annotator
+    POST /admin/logout   ends the admin session (the form carries the session's token)
     GET  /admin/export/<batch>.csv|.jsonl   every vote with what was shown
     GET  /health         for the flow that starts or reuses the page
 
@@ -17,26 +18,36 @@ What keeps it safe:
   would not run.
 - Invite tokens are stored hashed; the token leaves the address bar at once (the join
   link redirects) and no page sends a Referer.
-- Sessions live in a signed cookie (the key is kept in the database, so a restarted
-  server still knows everyone). Every form carries the session's own random token, so
-  another site cannot make a logged-in browser vote (cross-site request forgery).
+- Sessions live in a signed cookie. The signing key is derived (HMAC) from two halves:
+  one kept in the database, one in a file readable by its owner only beside it (or the
+  admin token, for a database server), so a copy of the database alone cannot forge a
+  session, and a restarted server still knows everyone. Every form carries the session's
+  own random token, so another site cannot make a logged-in browser vote (cross-site
+  request forgery).
+- Admin sessions name the admin token they were opened with (a hash prefix) and last
+  ADMIN_SESSION_S: a new token, a logout or the clock ends them.
+- A body over `max_body_bytes` is refused (413) before any form is parsed or any
+  session looked at; /join and /admin/login have a per-client rate limit (429).
 - A missing session or admin token is 401, a wrong one 403; a bad item or choice is a
-  4xx with a one-line message.
+  4xx with a one-line message. Every answer, a 500 included, carries SECURITY_HEADERS.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import hmac
 import io
-import json
+import re
 import secrets
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from itertools import combinations
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import FastAPI, Form, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -45,8 +56,11 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
-from starlette.datastructures import MutableHeaders
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.exceptions import HTTPException
 from starlette.middleware.sessions import SessionMiddleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tasks.preferences import analysis
@@ -57,6 +71,7 @@ from tasks.preferences.batches import (
     next_item,
     vote_records,
 )
+from tasks.preferences.jsonlines import json_line
 from tasks.preferences.store import (
     CHOICES,
     Annotator,
@@ -68,6 +83,7 @@ from tasks.preferences.store import (
     record_vote,
     web_secret,
 )
+from tasks.private_files import private_secret, sqlite_file
 
 APP_NAME = "gpt2lab-comparisons"  # what /health answers, so a flow knows the page is ours
 HERE = Path(__file__).parent
@@ -86,6 +102,16 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
     "Cache-Control": "no-store",
 }
+MIN_ADMIN_TOKEN_CHARS = 32  # e.g. secrets.token_urlsafe(24): 192 random bits
+ANNOTATOR_SESSION_S = 30 * 24 * 3600  # the cookie's life: an annotator comes back for weeks
+ADMIN_SESSION_S = 12 * 3600  # an admin signs in again each working day
+MAX_BODY_BYTES = 64 * 1024  # a vote form is well under 10 kB (comments are cut at 2,000)
+# Per client address: (burst, seconds per extra request). Invite tokens and the admin
+# token are too long to guess; the limits keep a script from trying, and from making the
+# server hash tokens as fast as it can. /join allows a room of annotators behind one proxy.
+JOIN_RATE = (120, 0.5)
+ADMIN_LOGIN_RATE = (10, 6.0)
+_ITEM_ID = re.compile(r"[0-9]{1,9}")  # ASCII digits only; fits every database's integer
 
 
 class PageError(Exception):
@@ -97,25 +123,50 @@ class PageError(Exception):
         self.message = message
 
 
-def create_app(database_url: str, admin_token: str, *, https_only: bool = False) -> FastAPI:
-    """The page for the batches in `database_url`; `admin_token` opens the admin pages."""
-    if len(admin_token) < 16:
-        raise ValueError("the admin token must be at least 16 characters long")
+def create_app(
+    database_url: str,
+    admin_token: str,
+    *,
+    https_only: bool = False,
+    secret_file: Path | None = None,
+    allowed_hosts: Sequence[str] | None = None,
+    max_body_bytes: int = MAX_BODY_BYTES,
+) -> FastAPI:
+    """The page for the batches in `database_url`; `admin_token` opens the admin pages.
+
+    `https_only` marks the session cookie Secure (the page is behind TLS). `secret_file`
+    holds the outside half of the cookie key: by default `<database>.secret` beside a
+    SQLite file; for a database server, None derives it from the admin token instead (so
+    every worker agrees, and a new admin token signs everyone out). `allowed_hosts`
+    (Starlette's TrustedHostMiddleware) refuses other Host headers; None takes any."""
+    if len(admin_token) < MIN_ADMIN_TOKEN_CHARS:
+        raise ValueError(
+            f"the admin token must be at least {MIN_ADMIN_TOKEN_CHARS} characters long"
+            " (make one with: python -c 'import secrets; print(secrets.token_urlsafe(24))')"
+        )
     engine = open_database(database_url)
     with Session(engine) as session, session.begin():
-        cookie_key = web_secret(session)
+        database_half = web_secret(session)
+    if secret_file is None and (database_file := sqlite_file(database_url)) is not None:
+        secret_file = database_file.with_name(database_file.name + ".secret")
+    outside_half = private_secret(secret_file) if secret_file is not None else admin_token
     app = FastAPI(title="gpt2lab comparisons", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(
         SessionMiddleware,
-        secret_key=cookie_key,
+        secret_key=_cookie_key(outside_half, database_half),
         session_cookie="gpt2lab",
         same_site="lax",
         https_only=https_only,
-        max_age=30 * 24 * 3600,
+        max_age=ANNOTATOR_SESSION_S,
     )
+    if allowed_hosts is not None:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     templates = Jinja2Templates(directory=HERE / "templates")  # autoescapes .html
     pages = _Pages(engine, templates, admin_token)
+    # Outermost last: the body limit sees the request before anything reads it, and the
+    # security headers go on every answer, the body limit's 413 and a crash's 500 too.
+    app.add_middleware(_BodyLimit, max_bytes=max_body_bytes)
     app.add_middleware(_SecurityHeaders)
 
     @app.exception_handler(PageError)
@@ -134,14 +185,30 @@ def create_app(database_url: str, admin_token: str, *, https_only: bool = False)
     app.post("/vote")(pages.vote)
     app.get("/admin", response_class=HTMLResponse)(pages.admin)
     app.post("/admin/login")(pages.admin_login)
+    app.post("/admin/logout")(pages.admin_logout)
     app.post("/admin/invite", response_class=HTMLResponse)(pages.admin_invite)
     app.get("/admin/export/{batch_name}.{kind}")(pages.export)
     app.state.engine = engine
     return app
 
 
+def _cookie_key(outside_half: str, database_half: str) -> str:
+    """The cookie signing key: HMAC-SHA256 of the database's secret under the outside one.
+    Either half alone gives nothing; both are random, so no slow key derivation is needed."""
+    message = b"gpt2lab session cookies\0" + database_half.encode()
+    return hmac.new(outside_half.encode(), message, hashlib.sha256).hexdigest()
+
+
+def _token_generation(admin_token: str) -> str:
+    """Which admin token a session was opened with: 64 bits of its hash, enough to tell
+    tokens apart and far too few to help anyone guess it (the cookie is readable)."""
+    return hashlib.sha256(b"gpt2lab admin\0" + admin_token.encode()).hexdigest()[:16]
+
+
 class _SecurityHeaders:
-    """Adds SECURITY_HEADERS to every response that does not set them itself.
+    """Adds SECURITY_HEADERS to every response that does not set them itself, and answers
+    an unhandled error with a plain 500 that carries them too (Starlette's own 500 is sent
+    from outside every middleware, so it would go without).
 
     A plain ASGI middleware, not `@app.middleware("http")`: that one runs each response
     through an extra task and stream, which cost about a sixth of the server's CPU per
@@ -155,14 +222,111 @@ class _SecurityHeaders:
             await self.app(scope, receive, send)
             return
 
+        started = False
+
         async def send_with_headers(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 headers = MutableHeaders(scope=message)
                 for name, value in SECURITY_HEADERS.items():
                     headers.setdefault(name, value)
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except Exception:
+            if not started:
+                error = PlainTextResponse("Internal server error.", status_code=500)
+                await error(scope, receive, send_with_headers)
+            raise  # still logged by the server; Starlette sends nothing more once started
+
+
+class _BodyTooLarge(HTTPException):
+    """Raised from inside `receive`; an HTTPException, so FastAPI's body parsing passes
+    it on as it is (any other error there becomes a 400)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(413, f"The request body is over the limit of {max_bytes} bytes.")
+
+
+class _BodyLimit:
+    """Refuses a request body over `max_bytes` (413) before anything parses it.
+
+    A declared Content-Length over the limit is refused at once, before the app runs; a
+    body without one (chunked) is counted as it streams in, and reading stops at the
+    chunk that crosses the limit. So a form parser never spools more than `max_bytes`,
+    whatever the sender says, and no session or token is looked at first."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length")
+        if declared is not None and not (
+            declared.isascii() and declared.isdigit() and int(declared) <= self.max_bytes
+        ):
+            await self._refuse(scope, receive, send)
+            return
+        received = 0
+        started = False
+
+        async def counted_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _BodyTooLarge(self.max_bytes)
+            return message
+
+        async def tracked_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted_receive, tracked_send)
+        except _BodyTooLarge:
+            if started:
+                raise
+            await self._refuse(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        message = f"The request body is over the limit of {self.max_bytes} bytes."
+        # Connection: close, so the server does not read the rest of the body first.
+        response = PlainTextResponse(message, status_code=413, headers={"Connection": "close"})
+        await response(scope, receive, send)
+
+
+class _RateLimit:
+    """A token bucket per client address, kept in this process (each worker process
+    counts on its own; a proxy in front can limit across them). `burst` requests at once,
+    then one per `seconds_each`."""
+
+    def __init__(self, burst: int, seconds_each: float, max_clients: int = 10_000) -> None:
+        self.burst = burst
+        self.seconds_each = seconds_each
+        self.max_clients = max_clients
+        self._buckets: dict[str, tuple[float, float]] = {}  # client -> (tokens, when)
+        self._lock = threading.Lock()
+
+    def check(self, request: Request) -> None:
+        client = request.client.host if request.client else "unknown"
+        now = time.monotonic()
+        with self._lock:
+            if len(self._buckets) >= self.max_clients:  # bounded memory under a flood
+                self._buckets.clear()
+            tokens, when = self._buckets.get(client, (float(self.burst), now))
+            tokens = min(float(self.burst), tokens + (now - when) / self.seconds_each)
+            if tokens < 1:
+                self._buckets[client] = (tokens, now)
+                raise PageError(429, "Too many attempts from your address: wait a minute.")
+            self._buckets[client] = (tokens - 1, now)
 
 
 class _Pages:
@@ -172,6 +336,9 @@ class _Pages:
         self.engine = engine
         self.templates = templates
         self.admin_token = admin_token
+        self.admin_generation = _token_generation(admin_token)
+        self.join_limit = _RateLimit(*JOIN_RATE)
+        self.login_limit = _RateLimit(*ADMIN_LOGIN_RATE)
         # SQLite: one transaction at a time in this process. Each one takes the file's write
         # lock when it begins (see store.py), so they run one at a time anyway; but a request
         # that finds the lock taken sleeps and retries (SQLite's busy timeout), up to 100 ms
@@ -210,6 +377,7 @@ class _Pages:
         raise PageError(401, "This link has no invite token: open the full link you were sent.")
 
     def join(self, request: Request, token: str):
+        self.join_limit.check(request)
         with self._session() as session:
             annotator = annotator_for(session, token)
             if annotator is None or annotator.simulated:
@@ -251,7 +419,7 @@ class _Pages:
         csrf: str = Form(""),
     ):
         _check_csrf(request, csrf)
-        if not item_id.isdigit():
+        if not _ITEM_ID.fullmatch(item_id):
             raise PageError(400, f"item_id {item_id!r} is not an item number.")
         if choice not in CHOICES:
             raise PageError(422, f"choice {choice!r} is not one of: {', '.join(CHOICES)}.")
@@ -273,7 +441,16 @@ class _Pages:
             ):
                 raise PageError(403, "The admin token is wrong.")
             return
-        if request.session.get("admin") is not True:
+        session = request.session
+        expires = session.get("admin_until")
+        if (
+            session.get("admin") != self.admin_generation
+            or not isinstance(expires, int | float)
+            or expires < time.time()
+        ):
+            # A session from another admin token, an older release, or past its time.
+            session.pop("admin", None)
+            session.pop("admin_until", None)
             raise PageError(401, "The admin pages need the admin token: sign in at /admin.")
 
     def admin(self, request: Request):
@@ -307,13 +484,22 @@ class _Pages:
             return overview
 
     def admin_login(self, request: Request, token: str = Form("")):
+        self.login_limit.check(request)
         if not token:
             raise PageError(401, "Type the admin token to sign in.")
         if not hmac.compare_digest(token.encode(), self.admin_token.encode()):
             raise PageError(403, "The admin token is wrong.")
         request.session.update(
-            admin=True, csrf=request.session.get("csrf") or secrets.token_urlsafe(24)
+            admin=self.admin_generation,
+            admin_until=int(time.time()) + ADMIN_SESSION_S,
+            csrf=request.session.get("csrf") or secrets.token_urlsafe(24),
         )
+        return RedirectResponse("/admin", status_code=303)
+
+    def admin_logout(self, request: Request, csrf: str = Form("")):
+        _check_csrf(request, csrf)
+        request.session.pop("admin", None)
+        request.session.pop("admin_until", None)
         return RedirectResponse("/admin", status_code=303)
 
     def admin_invite(
@@ -341,12 +527,18 @@ class _Pages:
             if batch is None:
                 raise PageError(404, f"There is no batch named {batch_name!r}.")
             records = vote_records(session, batch)
-        filename = f"{batch_name}-votes.{kind}"
-        headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
+        headers = {"Content-Disposition": _attachment(f"{batch_name}-votes.{kind}")}
         if kind == "jsonl":
-            body = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+            body = "".join(json_line(r) for r in records)
             return Response(body, media_type="application/x-ndjson", headers=headers)
         return Response(_csv(records), media_type="text/csv", headers=headers)
+
+
+def _attachment(filename: str) -> str:
+    """A Content-Disposition for `filename` (RFC 6266): an ASCII stand-in with anything
+    odd replaced, then the exact name percent-encoded as UTF-8 for clients that read it."""
+    fallback = re.sub(r"[^A-Za-z0-9._ -]", "_", filename)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
 def _check_csrf(request: Request, submitted: str) -> None:
@@ -363,13 +555,19 @@ def _csv(records: list[dict]) -> str:
         writer = csv.DictWriter(out, fieldnames=list(records[0]))
         writer.writeheader()
         for record in records:
-            # A cell starting with = + - @ is a formula to a spreadsheet: model text is
-            # untrusted, so such cells get a leading apostrophe.
+            # A cell starting with = + - @ is a formula to a spreadsheet (after any
+            # leading spaces, and in their full-width forms too): model text is untrusted,
+            # so such cells get a leading apostrophe.
             writer.writerow({k: _no_formula(v) for k, v in record.items()})
     return out.getvalue()
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+
+
 def _no_formula(value: Any) -> Any:
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+    if not isinstance(value, str):
+        return value
+    if value[:1] in ("\t", "\r", "\n") or value.lstrip()[:1] in _FORMULA_START:
         return "'" + value
     return value
