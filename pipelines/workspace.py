@@ -25,6 +25,8 @@ import sys
 import warnings
 from pathlib import Path
 
+from tasks.private_files import make_private_file
+
 HOME_ENV = "GPT2LAB_HOME"
 DEFAULT_HOME = "workspace"
 
@@ -88,8 +90,11 @@ def workspace_mlflow_uri() -> str:
     SQLAlchemy reads `sqlite:///` + path, so an absolute POSIX path gives four slashes
     (`sqlite:////abs/path/mlflow.db`); three slashes would mean "relative to the current
     directory", which silently splits runs across folders.
+
+    The file is made here, readable by its owner only, before MLflow opens it (MLflow
+    would create it with the default mode; its -wal/-shm files follow the file's mode).
     """
-    return f"sqlite:///{mlflow_db_path().as_posix()}"
+    return f"sqlite:///{make_private_file(mlflow_db_path()).as_posix()}"
 
 
 def mlflow_tracking_uri() -> str:

@@ -13,8 +13,6 @@ import os
 import secrets
 from pathlib import Path
 
-from sqlalchemy.engine import make_url
-
 PRIVATE_MODE = 0o600
 
 
@@ -32,6 +30,8 @@ def make_private_file(path: Path) -> Path:
 
 def sqlite_file(url: str) -> Path | None:
     """The file a `sqlite:///...` URL names; None for other databases and in-memory ones."""
+    from sqlalchemy.engine import make_url  # here: the plain-sqlite3 callers never need it
+
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
         return None

@@ -45,6 +45,7 @@ from typing import Any
 from tasks.corpus.fetch import Outcome, origin_of
 from tasks.corpus.links import LinkDecision
 from tasks.corpus.records import Document, Link, Page, Verdict
+from tasks.private_files import make_private_file
 
 STATE_FILE = "state.sqlite"
 
@@ -564,6 +565,7 @@ class CorpusStore:
 
 def _connect(path: Path) -> sqlite3.Connection:
     """Open `path`, creating the schema in a new file; StoreError for a foreign or old file."""
+    make_private_file(path)  # the crawl's state: its owner's alone (the WAL files follow)
     db = sqlite3.connect(
         path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
     )

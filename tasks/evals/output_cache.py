@@ -25,6 +25,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from tasks.private_files import make_private_file
+
 _SCHEMA = "CREATE TABLE IF NOT EXISTS outputs (key TEXT PRIMARY KEY, output TEXT NOT NULL)"
 
 # Sampled outputs stored before rows had seeds of their own depended on their batch; this
@@ -53,7 +55,7 @@ def row_seed(seed: int, task: str, version: int, prompt: str) -> int:
 
 class OutputCache:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_file(path)  # cached model outputs: its owner's alone (WAL files follow)
         self._db = sqlite3.connect(path, timeout=30, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode = WAL")
         self._db.execute(_SCHEMA)
