@@ -21,6 +21,7 @@ import sys
 import time
 from pathlib import Path
 
+from model.errors import Gpt2labError
 from pipelines.services import answers, spawn, wait_until_up
 from pipelines.workspace import preferences_db_path, workspace_dir
 
@@ -35,9 +36,18 @@ def default_database_url() -> str:
 
 
 def admin_token() -> str:
-    """The admin token (see the module doc), made and saved on first use."""
-    if os.environ.get(ADMIN_TOKEN_ENV):
-        return os.environ[ADMIN_TOKEN_ENV]
+    """The admin token (see the module doc), made and saved on first use. One from the
+    environment must be as strong as the page asks (MIN_ADMIN_TOKEN_CHARS)."""
+    from tasks.preferences.web import MIN_ADMIN_TOKEN_CHARS
+
+    if token := os.environ.get(ADMIN_TOKEN_ENV):
+        if len(token) < MIN_ADMIN_TOKEN_CHARS:
+            raise Gpt2labError(
+                f"${ADMIN_TOKEN_ENV} has {len(token)} characters, the page needs at least "
+                f"{MIN_ADMIN_TOKEN_CHARS}: python -c 'import secrets; "
+                "print(secrets.token_urlsafe(24))' makes one"
+            )
+        return token
     path = workspace_dir() / "preferences-admin-token"
     if not path.exists():
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

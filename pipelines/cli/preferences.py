@@ -130,7 +130,10 @@ def serve_comparisons(
     from pipelines.workspace import workspace_dir
 
     console = make_console()
-    admin_token()  # made on first use, so that its file exists to point at
+    try:
+        admin_token()  # made on first use, so that its file exists to point at
+    except ValueError as err:
+        raise fail(err) from None
     where = (
         "$" + ADMIN_TOKEN_ENV
         if os.environ.get(ADMIN_TOKEN_ENV)

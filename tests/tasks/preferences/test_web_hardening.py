@@ -238,3 +238,43 @@ def test_exports_survive_odd_names_line_separators_and_disguised_formulas(tmp_pa
     for text in (" =1+1", "  @SUM(A1)", "\u3000=1", "\n=1"):
         assert web._no_formula(text) == "'" + text
     assert web._no_formula("a = b") == "a = b"
+
+
+def test_a_short_admin_token_from_the_environment_is_one_line(monkeypatch):
+    from model.errors import Gpt2labError
+    from pipelines.comparison_server import ADMIN_TOKEN_ENV, admin_token
+
+    monkeypatch.setenv(ADMIN_TOKEN_ENV, "sixteen-chars-xx")
+    with pytest.raises(Gpt2labError, match=r"GPT2LAB_ADMIN_TOKEN has 16 characters"):
+        admin_token()
+    monkeypatch.setenv(ADMIN_TOKEN_ENV, OTHER_TOKEN)
+    assert admin_token() == OTHER_TOKEN
+
+
+def test_serving_off_loopback_defaults_to_secure_cookies_and_no_proxy_trust(
+    sqlite_comparisons, monkeypatch
+):
+    import uvicorn
+
+    from pipelines import comparison_server
+
+    monkeypatch.setenv(comparison_server.ADMIN_TOKEN_ENV, OTHER_TOKEN)
+    seen: list[dict] = []
+
+    def fake_run(app, **options):
+        cookie = TestClient(app, base_url="https://votes.example").get(
+            f"/join/{sqlite_comparisons.tokens['ana']}", follow_redirects=False
+        )
+        cookie_header = cookie.headers.get("set-cookie", "").lower()
+        seen.append({**options, "cookie": cookie_header, "status": cookie.status_code})
+
+    monkeypatch.setattr(uvicorn, "run", fake_run)
+    comparison_server.serve(sqlite_comparisons.url, "0.0.0.0", 8765)
+    comparison_server.serve(sqlite_comparisons.url, "0.0.0.0", 8765, trusted_proxies=["10.0.0.2"])
+    comparison_server.serve(sqlite_comparisons.url, "127.0.0.1", 8765)
+    public, proxied, local = seen
+    assert "secure" in public["cookie"] and public["proxy_headers"] is False
+    assert proxied["proxy_headers"] is True and proxied["forwarded_allow_ips"] == "10.0.0.2"
+    # On loopback only the loopback names are answered: a request for votes.example is
+    # refused before it starts a session.
+    assert local["status"] == 400 and local["cookie"] == ""
