@@ -69,6 +69,16 @@ def is_loopback(host: str) -> bool:
         return False  # a name: it may resolve to anything
 
 
+def exposure_warning(host: str) -> str | None:
+    """What to tell the person who binds the page to `host`; None on loopback."""
+    if is_loopback(host):
+        return None
+    return (
+        f"the comparison page binds {host}, reachable from other machines: put a TLS proxy "
+        "in front of it (its cookies are HTTPS-only there; see docs/preferences.md)"
+    )
+
+
 def serve(
     database_url: str,
     host: str = DEFAULT_HOST,

@@ -33,8 +33,8 @@ from pipelines.comparison_server import (
     DEFAULT_HOST,
     DEFAULT_PORT,
     default_database_url,
+    exposure_warning,
     invite_link,
-    is_loopback,
     start_page,
 )
 from pipelines.model_refs import is_registered, resolve_model
@@ -407,12 +407,8 @@ def preferences_flow(config: PreferencesConfig) -> PreferencesResult:
         logger.info("the simulated judge cast %d votes", added)
         ended_by = "simulated"
     else:
-        if not is_loopback(config.host):
-            logger.warning(
-                "the comparison page binds %s, reachable from other machines: "
-                "put a TLS proxy in front of it (cookies are HTTPS-only there)",
-                config.host,
-            )
+        if warning := exposure_warning(config.host):
+            logger.warning(warning)
         url, started = start_page(config.database_url(), config.host, config.port)
         logger.info("comparison page %s at %s", "started" if started else "reused", url)
         ended_by = wait_for_votes(config.database_url(), ready.name, config.poll_seconds)

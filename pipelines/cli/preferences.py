@@ -124,7 +124,7 @@ def serve_comparisons(
         ADMIN_TOKEN_ENV,
         admin_token,
         default_database_url,
-        is_loopback,
+        exposure_warning,
         serve,
     )
     from pipelines.workspace import workspace_dir
@@ -139,8 +139,8 @@ def serve_comparisons(
         if os.environ.get(ADMIN_TOKEN_ENV)
         else str(workspace_dir() / "preferences-admin-token")
     )
-    if not is_loopback(host):
-        console.print(f"[bold yellow]warning:[/] binding {host}: put TLS in front (a proxy)")
+    if warning := exposure_warning(host):
+        console.print(f"[bold yellow]warning:[/] {warning}", highlight=False)
     console.print(f"comparison page on http://{host}:{port}  (admin: /admin, token in {where})")
     serve(
         database or default_database_url(),

@@ -177,10 +177,12 @@ def test_https_only_marks_the_cookie_secure_and_is_the_default_off_loopback(
     client = TestClient(app, base_url="https://testserver", follow_redirects=False)
     response = client.get(f"/join/{sqlite_comparisons.tokens['ana']}")
     assert "secure" in response.headers["set-cookie"].lower()
-    from pipelines.comparison_server import is_loopback
+    from pipelines.comparison_server import exposure_warning, is_loopback
 
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("10.1.2.3")
+    assert exposure_warning("127.0.0.1") is None
+    assert "TLS proxy" in exposure_warning("0.0.0.0")
 
 
 def test_only_the_allowed_hosts_are_answered(sqlite_comparisons):
