@@ -194,7 +194,8 @@ def create_app(
 
 def _cookie_key(outside_half: str, database_half: str) -> str:
     """The cookie signing key: HMAC-SHA256 of the database's secret under the outside one.
-    Either half alone gives nothing; both are random, so no slow key derivation is needed."""
+    Either half alone gives nothing. Both are long secrets (a random one, or an admin token
+    of at least MIN_ADMIN_TOKEN_CHARS), so no slow password-style derivation is needed."""
     message = b"gpt2lab session cookies\0" + database_half.encode()
     return hmac.new(outside_half.encode(), message, hashlib.sha256).hexdigest()
 
