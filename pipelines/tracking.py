@@ -428,6 +428,11 @@ class MetricBuffer:
                     chunk = self.pending[:_BATCH_LIMIT]
                     _client().log_batch(self.run_id, metrics=chunk)
                     del self.pending[: len(chunk)]
+        except MlflowException as error:
+            if 400 <= error.get_http_status_code() < 500:
+                raise  # refused (no such run, a bad value): trying again would not help
+            self._failed(error)
+            return False
         except Exception as error:  # noqa: BLE001 - any failure to reach the store: retry
             self._failed(error)
             return False

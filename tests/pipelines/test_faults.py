@@ -156,3 +156,14 @@ def test_a_tracking_server_that_never_comes_back_ends_in_one_line_and_keeps_the_
     kept = (tmp_path / "run" / UNLOGGED_FILE).read_text().splitlines()
     losses = {(p["step"], p["value"]) for p in map(json.loads, kept) if p["key"] == "train/loss"}
     assert losses == {(1, 2.9), (2, 2.8), (3, 2.7)}
+
+
+def test_a_refused_batch_is_reported_at_once_not_retried(workspace):
+    from mlflow.exceptions import MlflowException
+
+    from pipelines.tracking import MetricBuffer
+
+    buffer = MetricBuffer("no-such-run")
+    buffer.add({"train/loss": 3.0}, step=1)
+    with pytest.raises(MlflowException):
+        buffer.flush()
