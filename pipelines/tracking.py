@@ -40,6 +40,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from pydantic import BaseModel
 
+from model.errors import Gpt2labError
 from pipelines.workspace import mlartifacts_dir, mlflow_tracking_uri, uses_workspace_store
 from reports.mlflow_names import (
     FLOW_NAME_TAG,
@@ -330,3 +331,142 @@ def _run_id(run: str | mlflow.ActiveRun | Run | None) -> str:
             raise RuntimeError("log_metrics_batch: no run given and no MLflow run is active")
         return active.info.run_id
     return run if isinstance(run, str) else run.info.run_id
+
+
+class TrackingUnavailable(Gpt2labError):
+    """The tracking server stayed unreachable for longer than the caller would wait (the
+    command line prints it as one line)."""
+
+
+@contextmanager
+def failing_fast(timeout_s: float = 10.0) -> Iterator[None]:
+    """MLflow HTTP calls inside this block try once, for at most `timeout_s`.
+
+    MLflow's client retries each request up to 7 times with exponential backoff (minutes
+    in all) before it gives up; a training step must not wait that long. `MetricBuffer`
+    keeps its own points and retries on its own schedule, so one quick try is enough. MLflow
+    reads these variables at every request; the change is undone when the block ends."""
+    saved = {name: os.environ.get(name) for name in _FAST_HTTP}
+    os.environ.update(
+        {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": str(int(timeout_s))}
+    )
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+_FAST_HTTP = ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT")
+
+# MLflow's own limit on metrics per log_batch request.
+_BATCH_LIMIT = 1000
+
+
+class MetricBuffer:
+    """Metric points of one run, held in memory until the tracking store takes them.
+
+    A tracking server that stops for a while (a restart, a network blip) must neither stop
+    training nor lose its measurements. So points are stamped when they are measured and
+    kept here; `flush` sends them and keeps whatever did not go. After a failure it waits
+    before trying again, twice as long each time (1 s, 2 s, 4 s, ... at most `max_wait_s`),
+    so a dead server costs the training loop one quick failed request now and then. Sending
+    a point twice is harmless: MLflow stores a (name, value, step, timestamp) point once.
+
+        buffer = MetricBuffer(run_id)
+        buffer.add([("train/loss", 3.2, 10)])
+        buffer.flush()        # False while the server is away; the points stay here
+        buffer.close(600)     # at the end: wait up to 10 min, else TrackingUnavailable
+    """
+
+    def __init__(
+        self,
+        run_id: str,
+        *,
+        first_wait_s: float = 1.0,
+        max_wait_s: float = 30.0,
+        clock: Any = time.monotonic,
+        sleep: Any = time.sleep,
+    ) -> None:
+        self.run_id = run_id
+        self.pending: list[Metric] = []
+        self.first_wait_s, self.max_wait_s = first_wait_s, max_wait_s
+        self._clock, self._sleep = clock, sleep
+        self._wait = first_wait_s
+        self._next_try = 0.0
+        self.down_since: float | None = None  # clock time of the first failed send
+
+    def add(self, metrics: MetricPoints, *, step: int = 0) -> None:
+        """Keep points, stamped now (when they were measured, not when they reach MLflow)."""
+        now_ms = int(time.time() * 1000)
+        if isinstance(metrics, Mapping):
+            points = [(key, value, step) for key, value in metrics.items()]
+        else:
+            points = list(metrics)
+        self.pending += [
+            Metric(key=key, value=float(value), timestamp=now_ms, step=int(at_step))
+            for key, value, at_step in points
+        ]
+
+    @property
+    def reachable(self) -> bool:
+        """False from a failed send until the next successful one."""
+        return self.down_since is None
+
+    def flush(self) -> bool:
+        """Send what is kept, unless a retry is not due yet. True when nothing is left."""
+        if not self.pending:
+            return True
+        if self._clock() < self._next_try:
+            return False
+        try:
+            with failing_fast():
+                while self.pending:
+                    chunk = self.pending[:_BATCH_LIMIT]
+                    _client().log_batch(self.run_id, metrics=chunk)
+                    del self.pending[: len(chunk)]
+        except MlflowException as error:
+            if 400 <= error.get_http_status_code() < 500:
+                raise  # refused (no such run, a bad value): trying again would not help
+            self._failed(error)
+            return False
+        except Exception as error:  # noqa: BLE001 - any failure to reach the store: retry
+            self._failed(error)
+            return False
+        if self.down_since is not None:
+            logger.warning(
+                "MLflow tracking at %s is back after %.0f s; buffered metrics logged",
+                mlflow_tracking_uri(),
+                self._clock() - self.down_since,
+            )
+        self.down_since, self._wait, self._next_try = None, self.first_wait_s, 0.0
+        return True
+
+    def close(self, patience_s: float) -> None:
+        """Send everything, retrying for up to `patience_s` seconds; else TrackingUnavailable."""
+        deadline = self._clock() + patience_s
+        while not self.flush():
+            now = self._clock()
+            if now >= deadline:
+                raise TrackingUnavailable(
+                    f"MLflow tracking at {mlflow_tracking_uri()} unreachable for "
+                    f"{now - (self.down_since or now):.0f} s: {len(self.pending)} metric points "
+                    f"of run {self.run_id} not logged"
+                )
+            self._sleep(max(0.0, min(self._next_try, deadline) - now))
+
+    def _failed(self, error: Exception) -> None:
+        now = self._clock()
+        if self.down_since is None:
+            self.down_since = now
+            first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            logger.warning(
+                "MLflow tracking at %s did not answer (%s); keeping metrics and retrying",
+                mlflow_tracking_uri(),
+                first_line[:200],
+            )
+        self._next_try = now + self._wait
+        self._wait = min(self._wait * 2, self.max_wait_s)

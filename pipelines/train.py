@@ -11,10 +11,12 @@ evaluation, the loss curve, and the final model, registered as the newest versio
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +28,7 @@ from pydantic import BaseModel, Field
 from model import GPT, SamplingConfig, generate, load_tokenizer
 from pipelines.mlflow_model import log_checkpoint_model
 from pipelines.model_refs import is_registered, resolve_model
-from pipelines.tracking import log_metrics_batch, tracked_run
+from pipelines.tracking import MetricBuffer, TrackingUnavailable, failing_fast, tracked_run
 from pipelines.workspace import checkpoints_dir
 from reports.mlflow_names import (
     SAMPLES_FOLDER,
@@ -59,6 +61,12 @@ class TrainConfig(TrainSettings):
     )
     sample_tokens: int = Field(40, ge=1)
     log_every: int = Field(10, ge=1, description="steps between MLflow metric writes")
+    tracking_patience_s: float = Field(
+        600,
+        ge=0,
+        description="at the end, how long to wait for an unreachable MLflow tracking server "
+        "before stopping with an error (training itself never waits for it)",
+    )
     register_as: str | None = Field(
         "gpt2lab", description="registered model name; none to skip registering"
     )
@@ -102,21 +110,26 @@ def prepare_data(config: TrainConfig) -> Path:
 
 
 class MlflowProgress:
-    """The loop's callbacks, writing to one MLflow run in batches."""
+    """The loop's callbacks, writing to one MLflow run in batches.
+
+    The tracking server may be away for a while (restarted, network down): training goes
+    on, metrics and samples wait in memory and are sent when it answers again (see
+    `MetricBuffer`). `close` waits `tracking_patience_s` for it at the end."""
 
     def __init__(
         self, run_id: str, config: TrainConfig, tokens: Path, logger: Any | None = None
     ) -> None:
         self.run_id, self.config = run_id, config
         self.tokenizer = load_tokenizer(tokens / TOKENIZER_DIR)
-        self.pending: list[tuple[str, float, int]] = []
+        self.metrics = MetricBuffer(run_id)
+        self.texts: list[tuple[str, str]] = []  # (text, artifact file) not yet logged
         self.logger = logger or get_run_logger()
 
     def callbacks(self) -> Callbacks:
         return Callbacks(on_step=self.on_step, on_eval=self.on_eval)
 
     def on_step(self, step: int, metrics: StepMetrics) -> None:
-        self.pending += [(name, value, step) for name, value in step_metrics(metrics).items()]
+        self.metrics.add([(name, value, step) for name, value in step_metrics(metrics).items()])
         if step % self.config.log_every == 0:
             self.flush()
             self.logger.info(
@@ -124,11 +137,10 @@ class MlflowProgress:
             )
 
     def on_eval(self, step: int, val_loss: float, model: GPT) -> None:
-        self.pending.append((VAL_LOSS, val_loss, step))
+        self.metrics.add([(VAL_LOSS, val_loss, step)])
+        self.texts.append((self.samples(model), f"{SAMPLES_FOLDER}/step-{step:06d}.txt"))
         self.flush()
         self.logger.info("step %d: validation loss %.3f", step, val_loss)
-        samples_file = f"{SAMPLES_FOLDER}/step-{step:06d}.txt"
-        mlflow.MlflowClient().log_text(self.run_id, self.samples(model), samples_file)
 
     def samples(self, model: GPT) -> str:
         """The fixed prompts continued with a fixed seed: the same question at every
@@ -143,9 +155,55 @@ class MlflowProgress:
             for prompt, c in zip(self.config.prompts, completions, strict=True)
         )
 
-    def flush(self) -> None:
-        log_metrics_batch(self.run_id, self.pending)
-        self.pending = []
+    def flush(self) -> bool:
+        """Send what waits, if the server answers; True when nothing is left."""
+        if not self.metrics.flush():
+            return False
+        while self.texts:
+            text, artifact_file = self.texts[0]
+            try:
+                with failing_fast():
+                    mlflow.MlflowClient().log_text(self.run_id, text, artifact_file)
+            except Exception:  # noqa: BLE001 - the server went away again: keep it for later
+                return False
+            self.texts.pop(0)
+        return True
+
+    def close(self) -> None:
+        """Send everything, waiting for the server up to `tracking_patience_s`.
+
+        If it does not come back, the points are written to `unlogged-metrics.jsonl` in the
+        run folder (nothing measured is lost), and one line says so; the checkpoints are
+        kept, so running the same command again resumes."""
+        deadline = time.monotonic() + self.config.tracking_patience_s
+        try:
+            while not self.flush():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TrackingUnavailable(
+                        f"MLflow tracking at {mlflow.get_tracking_uri()} unreachable: "
+                        f"{len(self.metrics.pending)} metric points of run {self.run_id} "
+                        "not logged"
+                    )
+                if self.metrics.pending:  # waits with backoff, raises when time is up
+                    self.metrics.close(remaining)
+                else:  # only samples left: the server answered a moment ago
+                    time.sleep(min(1.0, remaining))
+        except TrackingUnavailable as error:
+            kept = self.config.run_dir() / UNLOGGED_FILE
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            with kept.open("a", encoding="utf-8") as out:
+                for m in self.metrics.pending:
+                    point = {"run_id": self.run_id, "key": m.key, "value": m.value}
+                    point |= {"step": m.step, "timestamp": m.timestamp}
+                    out.write(json.dumps(point) + "\n")
+            raise TrackingUnavailable(
+                f"{error}; they are in {kept}, the checkpoints in {self.config.run_dir()} "
+                "(run the same command again to resume)"
+            ) from None
+
+
+UNLOGGED_FILE = "unlogged-metrics.jsonl"
 
 
 @flow(name="train", log_prints=True)
@@ -176,7 +234,14 @@ def train_flow(config: TrainConfig) -> TrainFlowResult:
             result = task(train, name="train-loop")(
                 config.loop_settings(tokens), config.run_dir(), progress.callbacks()
             )
-            progress.flush()
+            try:
+                progress.close()
+            except TrackingUnavailable:
+                # The run cannot be marked FAILED on a server that is away: end it here
+                # with one quick try, so the error below is not held up by MLflow's retries.
+                with failing_fast(), contextlib.suppress(Exception):
+                    mlflow.end_run("FAILED")
+                raise
         log_loss_curve(run_id, meta.vocab_size)
         version = None
         if result.last_checkpoint is not None and config.register_as:

@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from pipelines.tracking import TrackingUnavailable
 from pipelines.train import RESULT_FILE, MlflowProgress, TrainConfig
 from tasks.train.checkpoints import TrainingError
 from tasks.train.loop import Callbacks, Processes, train
@@ -49,12 +50,12 @@ def main(argv: list[str] | None = None) -> int:
             callbacks = progress.callbacks()
         try:
             result = train(settings, args.run_dir, callbacks)
-        except TrainingError as error:
+            if processes.is_main and args.mlflow_run_id:
+                progress.close()  # waits for a tracking server that is away, for a while
+        except (TrainingError, TrackingUnavailable) as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
         if processes.is_main:
-            if args.mlflow_run_id:
-                progress.flush()
             record = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(result).items()}
             (args.run_dir / RESULT_FILE).write_text(json.dumps(record))
         return 0

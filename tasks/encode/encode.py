@@ -15,13 +15,14 @@ starts again at the first unfinished part.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -343,6 +344,24 @@ def finished_part(out: Path, plan: EncodePlan, index: int) -> PartRecord | None:
     return record
 
 
+@contextmanager
+def disk_full_named(out: Path) -> Iterator[None]:
+    """A full disk inside the block becomes one line naming the folder (TokenShardsError).
+
+    Nothing half-written is left to read: shards, part records and tokens.json appear
+    under their names only once complete (temporary file + rename), so a rerun after
+    space is freed starts again at the first part not finished."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise TokenShardsError(
+            f"{out}: no space left on the device; free some space and run encode again "
+            "(finished parts are kept)"
+        ) from None
+
+
 def encode_part(
     source: CorpusSource,
     out: Path,
@@ -359,6 +378,18 @@ def encode_part(
     in flight: memory stays the same whatever the size of the corpus or the part.
     `on_progress(text_bytes)` is called after each batch is written.
     """
+    with disk_full_named(out):
+        return _encode_part(source, out, plan, index, settings, on_progress)
+
+
+def _encode_part(
+    source: CorpusSource,
+    out: Path,
+    plan: EncodePlan,
+    index: int,
+    settings: EncodeSettings,
+    on_progress: Callable[[int], None] | None,
+) -> PartRecord:
     started = time.perf_counter()
     first, end = plan.parts[index]
     tokenizer = tokenizer_in(out)
@@ -419,6 +450,11 @@ def encode_part(
 
 def finish(out: Path, plan: EncodePlan, source: CorpusSource) -> TokenShardsMeta:
     """Gather the part records into tokens.json (written last: the folder is complete)."""
+    with disk_full_named(out):
+        return _finish(out, plan, source)
+
+
+def _finish(out: Path, plan: EncodePlan, source: CorpusSource) -> TokenShardsMeta:
     records = []
     for index in range(len(plan.parts)):
         record = finished_part(out, plan, index)
@@ -470,6 +506,13 @@ def start_encoding(
     Everything that can be refused is refused before anything is written (a trained
     tokenizer's vocabulary is known in advance; a loaded one is loaded first).
     """
+    with disk_full_named(out):
+        return _start_encoding(source, out, choice, settings)
+
+
+def _start_encoding(
+    source: CorpusSource, out: Path, choice: TokenizerChoice, settings: EncodeSettings
+) -> EncodePlan:
     loaded = None
     if choice.train_tokenizer:
         if choice.vocab_size is None:

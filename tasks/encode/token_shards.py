@@ -160,6 +160,7 @@ class ShardWriter:
         self._handle = os.fdopen(fd, "wb")
         self._digest = hashlib.sha256()
         self.tokens = 0
+        self._committed = False
 
     def write(self, ids: np.ndarray) -> None:
         data = np.ascontiguousarray(ids, dtype=self.dtype)
@@ -174,6 +175,7 @@ class ShardWriter:
         os.fsync(self._handle.fileno())
         self._handle.close()
         os.replace(self._tmp, self.path)
+        self._committed = True
         return ShardInfo(
             split=split,
             file=self.path.name,
@@ -188,8 +190,15 @@ class ShardWriter:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        if not self._handle.closed:  # not committed: drop the partial file
+        if self._committed:
+            return
+        # Not committed (an error, or a full disk): drop the partial file. Closing flushes
+        # what is buffered, which fails again on a full disk; the file goes all the same.
+        try:
             self._handle.close()
+        except OSError:
+            pass
+        finally:
             self._tmp.unlink(missing_ok=True)
 
 
