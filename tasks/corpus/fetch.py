@@ -16,7 +16,8 @@ the fetcher follows a few rules:
 
 Verdict reasons (stage "fetch"); stable codes the funnel counts:
 
-    invalid_url         not http(s), no host, a bad port, or an unusable redirect Location
+    invalid_url         not http(s), no host, a bad port, a URL that httpx and urllib do
+                        not both parse, or an unusable redirect Location
     private_address     the host is, or resolves to, an address we refuse (see above)
     robots_disallowed   robots.txt forbids this path to our user agent
     robots_unreachable  robots.txt answered 5xx or 429 (after retries): RFC 9309
