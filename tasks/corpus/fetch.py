@@ -16,7 +16,8 @@ the fetcher follows a few rules:
 
 Verdict reasons (stage "fetch"); stable codes the funnel counts:
 
-    invalid_url         not http(s), no host, a bad port, or an unusable redirect Location
+    invalid_url         not http(s), no host, a bad port, a URL that httpx and urllib do
+                        not both parse, or an unusable redirect Location
     private_address     the host is, or resolves to, an address we refuse (see above)
     robots_disallowed   robots.txt forbids this path to our user agent
     robots_unreachable  robots.txt answered 5xx or 429 (after retries): RFC 9309
@@ -60,7 +61,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Protocol
-from urllib.parse import urldefrag, urljoin
+from urllib.parse import urldefrag, urljoin, urlsplit
 from urllib.robotparser import RobotFileParser
 
 import certifi
@@ -228,7 +229,16 @@ def fetch_robots(origins: Sequence[str], settings: FetchSettings, cache: RobotsC
     async def read_all() -> None:
         async with _client(settings) as client:
             fetcher = _Fetcher(settings, client, cache)
-            await asyncio.gather(*(fetcher._robots(origin + "/") for origin in origins))
+            await asyncio.gather(*(read_one(fetcher, origin) for origin in origins))
+
+    async def read_one(fetcher: _Fetcher, origin: str) -> None:
+        # Reading ahead is only an optimisation: an origin that cannot be read here (a bug,
+        # an odd URL) is read again, or refused with a verdict, by the batch that needs it.
+        # One odd link must never end the run.
+        try:
+            await fetcher._robots(robots_url(origin))
+        except Exception:
+            logger.exception("robots.txt of %s could not be read ahead; the batch will", origin)
 
     asyncio.run(read_all())
 
@@ -291,9 +301,19 @@ class RobotsCache(Protocol):
 
 
 def origin_of(url: str) -> str:
-    """ "scheme://host:port", the unit robots.txt rules apply to."""
+    """ "scheme://host:port", the unit robots.txt rules apply to; IPv6 hosts in brackets
+    ("http://[::1]:8080"), so that the origin is itself a URL that parses back.
+
+    Raises ValueError (one line, naming the URL) when `url` is not an absolute http(s) URL.
+    """
     scheme, host, port = _origin(url)
-    return f"{scheme}://{host}:{port}"
+    return f"{scheme}://{_url_host(host)}:{port}"
+
+
+def robots_url(url: str) -> str:
+    """The robots.txt URL for the origin of `url` (a page URL or an origin)."""
+    scheme, host, port = _origin(url)
+    return str(httpx.URL(scheme=scheme, host=host, port=port, path="/robots.txt"))
 
 
 def _failed(url: str, reason: str, detail: str = "", **fields) -> Outcome:
@@ -401,15 +421,28 @@ def url_refusal(url: str) -> Verdict | None:
     """
     try:
         parsed = httpx.URL(url)
-    except (httpx.InvalidURL, TypeError) as exc:
-        return Verdict("fetch", "invalid_url", f"{url!r}: {exc}")
+    # ValueError: a lone surrogate, which httpx cannot percent-encode (UnicodeEncodeError).
+    except (httpx.InvalidURL, TypeError, ValueError) as exc:
+        return Verdict("fetch", "invalid_url", f"{url[:200]!r}: {exc}")
     if parsed.scheme not in ("http", "https"):
         return Verdict("fetch", "invalid_url", f"{url!r}: scheme is not http or https")
+    try:
+        # The standard library's parser reads the URL too (robots.txt rules, redirects);
+        # where it disagrees ("http://[@a.com": no IPv6 literal for it), refuse here.
+        urlsplit(url)
+    except ValueError as exc:
+        return Verdict("fetch", "invalid_url", f"{url[:200]!r}: {exc}")
     host = parsed.raw_host.decode("ascii", errors="replace")
     if not host:
         return Verdict("fetch", "invalid_url", f"{url!r}: no host")
     if ":" not in host and not HOST_NAME.match(host):  # ":" only in IPv6 literals
         return Verdict("fetch", "invalid_url", f"{url!r}: {host!r} is not a host name")
+    try:
+        # httpx decodes "xn--" labels when it handles the response (cookies): a label that
+        # is not valid Punycode ("xn--") would fail there, after the request, as a bug.
+        parsed.host  # noqa: B018
+    except ValueError as exc:  # idna.IDNAError is a UnicodeError, a ValueError
+        return Verdict("fetch", "invalid_url", f"{url!r}: {host!r} is not valid IDNA: {exc}")
     if parsed.port is not None and not 0 < parsed.port < 65536:
         return Verdict("fetch", "invalid_url", f"{url!r}: port {parsed.port} out of range")
     return None
@@ -463,9 +496,22 @@ def declared_length(headers: httpx.Headers) -> int | None:
 
 
 def _origin(url: str) -> tuple[str, str, int]:
-    parsed = httpx.URL(url)
+    """(scheme, host, port) of an absolute http(s) URL, parsed, never split by hand: an IPv6
+    literal's colons ("http://[::1]:8080/") would otherwise be read as a port."""
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError, ValueError) as exc:
+        raise ValueError(f"not a URL: {url[:200]!r}: {exc}") from None
+    host = parsed.raw_host.decode("ascii", errors="replace")
+    if parsed.scheme not in ("http", "https") or not host:
+        raise ValueError(f"not an absolute http(s) URL: {url!r}")
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
-    return parsed.scheme, parsed.raw_host.decode("ascii"), port
+    return parsed.scheme, host, port
+
+
+def _url_host(host: str) -> str:
+    """A host as written in a URL: IPv6 addresses (the only hosts with ":") in brackets."""
+    return f"[{host}]" if ":" in host else host
 
 
 async def _read_body(response: httpx.Response, limit: int, sniff: bool) -> tuple[bytes, str]:
@@ -671,18 +717,17 @@ class _Fetcher:
         return await asyncio.shield(host.robots)
 
     async def _load_robots(self, url: str, host: HostState) -> RobotsRules:
-        scheme, name, port = _origin(url)
-        robots_url = str(httpx.URL(scheme=scheme, host=name, port=port, path="/robots.txt"))
-        origin = origin_of(robots_url)
+        where = robots_url(url)
+        origin = origin_of(url)
         try:
             outcome = self.robots_cache.robots_get(origin) if self.robots_cache else None
             if outcome is None:
-                outcome, _ = await self._with_retries(robots_url, robots=True)
+                outcome, _ = await self._with_retries(where, robots=True)
                 if self.robots_cache is not None:
                     self.robots_cache.robots_put(origin, outcome)
             rules = robots_rules(outcome)
         except Exception as exc:  # a bug: be conservative about this host, go on
-            logger.exception("unexpected error while reading %s", robots_url)
+            logger.exception("unexpected error while reading %s", where)
             rules = RobotsRules(unreachable=Verdict("fetch", "internal_error", repr(exc)))
         if (asked := rules.delay_s(self.settings.user_agent)) is not None:
             host.delay_s = max(host.delay_s, min(asked, self.settings.max_crawl_delay_s))
@@ -716,8 +761,8 @@ class _Fetcher:
         """GET `url` once (no redirects followed) and read its body within the limits."""
         host = self._host(url)
         target, headers = url, {}
-        if pinned_ip is not None and url.startswith("http:"):
-            parsed = httpx.URL(url)
+        parsed = httpx.URL(url)
+        if pinned_ip is not None and parsed.scheme == "http":  # "HTTP://" is http too
             target = str(parsed.copy_with(host=pinned_ip))
             headers["Host"] = parsed.netloc.decode("ascii")
         async with self._turn(host):
@@ -744,7 +789,11 @@ class _Fetcher:
         content_type = response.headers.get("content-type")
         about = {"status": status, "content_type": content_type}
         if status in REDIRECT_STATUSES and "location" in response.headers:
-            target = urldefrag(urljoin(url, response.headers["location"].strip()))[0]
+            location = response.headers["location"].strip()
+            try:
+                target = urldefrag(urljoin(url, location))[0]
+            except ValueError as exc:  # e.g. "http://[::1/": an unbalanced bracket
+                return _failed(url, "invalid_url", f"redirect Location {location!r}: {exc}")
             return Outcome(url, **about, redirect_to=target)
         if status == 429 or status >= 500:  # worth another try, later
             retry_after = parse_retry_after(response.headers.get("retry-after"))

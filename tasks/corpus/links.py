@@ -26,6 +26,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import ipaddress
 import json
 import logging
 import posixpath
@@ -39,6 +40,7 @@ from urllib.parse import quote, unquote_plus, urlsplit, urlunsplit
 import zstandard
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from tasks.corpus.fetch import HOST_NAME, url_refusal
 from tasks.corpus.records import Link, Verdict
 
 log = logging.getLogger(__name__)
@@ -62,6 +64,13 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 # "%" itself, so a path that is already encoded is not encoded twice.
 _PATH_SAFE = "/%:@!$&'()*+,;=-._~"
 _QUERY_SAFE = _PATH_SAFE + "?"
+# Longer URLs are refused: no real page needs one, most servers answer 414 past 8 KiB, and a
+# dump line holding a megabyte "URL" is garbage, not a link. (Browsers allow more.)
+MAX_URL_CHARS = 8192
+# DNS limits: 253 characters for a whole name (RFC 1035), 63 for one label.
+_MAX_HOST_CHARS = 253
+# Karma and times are stored as SQLite integers (64-bit signed).
+_INT64 = 2**63
 
 DEFAULT_BLOCKED_DOMAINS = [
     # Reddit itself: WebText wants pages Reddit points *to*, not Reddit's own threads.
@@ -265,6 +274,10 @@ def normalize_or_refuse(
     """The canonical URL (as `normalize_url`), or a Verdict saying why the link is refused
     (`bad_scheme` or `invalid_url`): the link rules record that reason in the manifest."""
     url = url.strip()
+    if len(url) > MAX_URL_CHARS:
+        return Verdict(STAGE, "invalid_url", f"longer than {MAX_URL_CHARS} characters")
+    if not _is_unicode(url):  # a lone surrogate ("\\ud800" in a JSON dump): not text at all
+        return Verdict(STAGE, "invalid_url", "not valid Unicode (a lone surrogate)")
     try:
         parts = urlsplit(url)
     except ValueError as error:  # e.g. an unbalanced "[" in the host
@@ -276,9 +289,9 @@ def normalize_or_refuse(
         if not scheme:
             return Verdict(STAGE, "invalid_url", "no scheme: expected http:// or https://")
         return Verdict(STAGE, "bad_scheme", f"{scheme}: is not http or https")
-    host = _normal_host(parts.hostname)
-    if host is None:
-        return Verdict(STAGE, "invalid_url", "missing or invalid host name")
+    host = _normal_host(parts.hostname, bracketed="[" in parts.netloc.rpartition("@")[2])
+    if isinstance(host, Verdict):
+        return host
     try:
         port = parts.port
     except ValueError:
@@ -289,16 +302,41 @@ def normalize_or_refuse(
     # Spaces and non-ASCII characters are percent-encoded, as a browser would send them.
     path = quote(parts.path, safe=_PATH_SAFE) or "/"
     query = quote(_strip_tracking(parts.query, tracking_parameters), safe=_QUERY_SAFE)
-    return urlunsplit((scheme, netloc, path, query, ""))
+    normal = urlunsplit((scheme, netloc, path, query, ""))
+    # The last word is the fetcher's: a URL kept here must be one it can request as written
+    # (a port of 0, say), so that each link's fate is decided here and not by surprise later.
+    if (refusal := url_refusal(normal)) is not None:
+        return Verdict(STAGE, "invalid_url", refusal.detail)
+    return normal
 
 
-def _normal_host(hostname: str | None) -> str | None:
-    """Lower-case ASCII host without a trailing dot, or None when there is none usable."""
+def _normal_host(hostname: str | None, bracketed: bool) -> str | Verdict:
+    """Lower-case ASCII host without a trailing dot (an IPv6 address in its shortest form),
+    or a Verdict saying why there is none usable."""
     if not hostname:
-        return None
-    if ":" in hostname:  # an IPv6 address; urlsplit already lower-cased it
-        return hostname
-    return _ascii_host(hostname.rstrip("."))
+        return Verdict(STAGE, "invalid_url", "missing host name")
+    if bracketed:  # "[...]" holds an IP address, nothing else
+        if "%" in hostname:
+            return Verdict(STAGE, "invalid_url", "an IPv6 zone (%...) only means something locally")
+        try:
+            address = ipaddress.IPv6Address(hostname)
+        except ValueError:
+            return Verdict(STAGE, "invalid_url", f"[{hostname}] is not an IPv6 address")
+        # One spelling per address ("[0:0::1]" and "[::1]" are the same page).
+        return address.compressed
+    host = _ascii_host(hostname.rstrip("."))
+    if host is None or not HOST_NAME.match(host):
+        return Verdict(STAGE, "invalid_url", f"{hostname[:100]!r} is not a host name")
+    return host
+
+
+def _is_unicode(text: str) -> bool:
+    """False when `text` holds a lone surrogate, which cannot be encoded (or stored) as UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _ascii_host(host: str) -> str | None:
@@ -314,7 +352,8 @@ def _ascii_host(host: str) -> str | None:
         return None
     if any(not label or len(label) > 63 for label in labels):
         return None
-    return ".".join(labels)
+    ascii_host = ".".join(labels)
+    return ascii_host if len(ascii_host) <= _MAX_HOST_CHARS else None
 
 
 def _strip_tracking(query: str, tracking_parameters: Sequence[str]) -> str:
@@ -548,6 +587,9 @@ def _parse_dump_line(raw: bytes) -> _Candidate | Verdict | None:
     url = record.get("url")
     if not isinstance(url, str) or not url.strip():
         return Verdict(STAGE, "no_url", "field 'url' is missing, empty or not a string")
+    if not _is_unicode(url):  # it could not even be stored: say what it was, escaped
+        escaped = url.encode("utf-8", "backslashreplace").decode("utf-8")[:200]
+        return Verdict(STAGE, "invalid_url", f"not valid Unicode (a lone surrogate): {escaped}")
     try:
         karma = _parse_int(record.get("score"))
     except ValueError:
@@ -594,11 +636,15 @@ def _parse_int(value: Any) -> int | None:
     if isinstance(value, bool):
         raise ValueError(value)
     if isinstance(value, int):
-        return value
-    number = float(value) if isinstance(value, str | float) else float("nan")
-    if not number.is_integer():
+        number = value
+    else:
+        as_float = float(value) if isinstance(value, str | float) else float("nan")
+        if not as_float.is_integer():  # also nan and inf
+            raise ValueError(value)
+        number = int(as_float)
+    if not -_INT64 <= number < _INT64:  # the store keeps 64-bit integers
         raise ValueError(value)
-    return int(number)
+    return number
 
 
 def _optional_time(value: Any) -> int | None:
@@ -613,7 +659,8 @@ def _optional_time(value: Any) -> int | None:
 
 
 def _optional_str(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
+    """The string, or None when absent, empty or not storable (a lone surrogate)."""
+    return value if isinstance(value, str) and value and _is_unicode(value) else None
 
 
 def _first_line(text: str) -> str:

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tasks.corpus.fetch import Outcome, origin_of
+from tasks.corpus.fetch import Outcome, origin_of, robots_url
 from tasks.corpus.links import LinkDecision
 from tasks.corpus.records import Document, Link, Page, Verdict
 from tasks.private_files import make_private_file
@@ -364,7 +364,7 @@ class CorpusStore:
         if row["failure_reason"] is not None:
             failure = Verdict(row["failure_stage"], row["failure_reason"], row["failure_detail"])
         return Outcome(
-            url=origin + "/robots.txt",
+            url=robots_url(origin),
             status=row["status"],
             content_type=row["content_type"],
             body=row["body"],

@@ -142,6 +142,72 @@ def test_dask_runner_gives_the_same_dataset(workspace, tmp_path):
     assert _manifest(dask.manifest) == _manifest(default.manifest)
 
 
+@loopback_only
+def test_ipv6_literal_and_odd_links_each_get_a_fate_and_the_run_finishes(workspace, tmp_path):
+    # The mini-web on ::1: its links are IPv6 literals with a port, the form that once
+    # ended whole runs in the robots.txt step. Around them, every odd form a dump can hold.
+    with MiniWeb(articles=3, host="::1", stall_s=4) as web:
+        port = web.base_url.rsplit(":", 1)[1]
+        article, third = web.articles[0], web.url(web.articles[2])
+        lines = [
+            web.url(article),  # kept
+            web.url(web.articles[1]),  # kept
+            f"http://user:secret@[::1]:{port}{web.articles[2]}",  # kept, without userinfo
+            f"http://[0:0:0:0:0:0:0:1]:{port}{article}",  # the first link spelt otherwise
+            web.url(web.case("robots_disallowed").path),
+            web.url("/no-such-page%zz%00"),  # 404
+            "http://[::1]/",  # no port: port 80, where nothing listens
+            f"http://[::ffff:127.0.0.1]:{port}/",  # IPv4 loopback in IPv6 clothing
+            "http://[::1",
+            f"http://[v1.x]:{port}/",
+            f"http://[fe80::1%25lo]:{port}/",
+            "http://[::1]:99999/",
+            "http://[::1]:0/",
+            "http://exa\x00mple.com/",
+            "http://bücher.example/",  # IDNA; no DNS in the namespace
+            "http://example.com/" + "a" * 10_000,
+            f"http://::1:{port}/",  # an IPv6 address without its brackets
+            "gopher://[::1]/",
+            "http:///no-host",
+        ]
+        dump = tmp_path / "dump.jsonl"
+        dump.write_text(
+            "".join(json.dumps({"url": url, "score": 5}) + "\n" for url in lines)
+            # A lone surrogate: valid JSON, but not text that can be stored.
+            + '{"url": "http://example.com/\\ud800", "score": 5}\n'
+        )
+        fetch = {**FAST_FETCH, "allowed_networks": ["::1/128"], "retries": 0}
+        config = CorpusConfig(
+            links=[dump], out=tmp_path / "out", batch_size=4, fetch=fetch, extract={"workers": 1}
+        )
+        result = corpus_flow(config)
+        hits = Counter(web.hits)
+
+    manifest = _manifest(result.manifest)
+    assert len(manifest) == len(lines) + 1  # one fate per line, none pending
+    assert all(row["fate"] in {"kept", "dropped", "failed"} for row in manifest)
+    reason = [row["reason"] if row["fate"] != "kept" else "kept" for row in manifest]
+    # Kept pages may still fall to the filters (short mini-web pages): fetched is enough.
+    assert all(row["stage"] not in {"links", "fetch"} for row in manifest[:3]), manifest[:3]
+    assert manifest[2]["url"] == third
+    assert reason[3:] == [
+        "duplicate_url",
+        "robots_disallowed",
+        "http_404",
+        "connection_error",
+        "private_address",
+        *["invalid_url"] * 5,
+        "invalid_url",  # control character in the host
+        "connection_error",
+        "invalid_url",  # overlong
+        "invalid_url",  # no brackets: "::1:PORT" is no host name
+        "bad_scheme",
+        "invalid_url",
+        "invalid_url",  # the lone surrogate
+    ]
+    assert hits["/robots.txt"] == 1
+
+
 def _recorded_urls(out: Path) -> set[str]:
     """The URLs the run has fetched so far: finished past the link rules, or fetched and
     waiting for extraction."""

@@ -1,4 +1,5 @@
-"""The mini-web's HTTP server: `MiniWeb` serves a `Site` (site.py) on 127.0.0.1.
+"""The mini-web's HTTP server: `MiniWeb` serves a `Site` (site.py) on 127.0.0.1 (or on
+another local address given as `host`, "::1" included).
 
 It runs Python's own `ThreadingHTTPServer` in a background thread, one thread per
 connection, and counts what it sees: requests per path (`hits`), body bytes sent,
@@ -8,6 +9,7 @@ tests can check the fetcher's politeness from the server's side.
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections import Counter
@@ -46,6 +48,12 @@ class _Server(ThreadingHTTPServer):
 
     def handle_error(self, request, client_address) -> None:
         pass  # clients that hang up early are part of the tests, not errors
+
+
+class _Server6(_Server):
+    """The same server on an IPv6 address ("::1"): a socket of the other family."""
+
+    address_family = socket.AF_INET6
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -149,7 +157,8 @@ class MiniWeb:
     def base_url(self) -> str:
         if self._server is None:
             raise RuntimeError("the mini-web is not running: use it as a context manager")
-        return f"http://{self.host}:{self._server.server_address[1]}"
+        host = f"[{self.host}]" if ":" in self.host else self.host  # an IPv6 literal
+        return f"http://{host}:{self._server.server_address[1]}"
 
     def url(self, path: str) -> str:
         return self.base_url + path
@@ -280,7 +289,8 @@ class MiniWeb:
 
     def start(self) -> MiniWeb:
         self._stopping.clear()
-        self._server = _Server((self.host, self.port), _Handler)
+        server_class = _Server6 if ":" in self.host else _Server
+        self._server = server_class((self.host, self.port), _Handler)
         self._server.web = self
         # A short poll interval: shutdown() waits up to one interval.
         self._thread = threading.Thread(
