@@ -55,6 +55,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
@@ -236,11 +237,26 @@ class _SecurityHeaders:
 
         try:
             await self.app(scope, receive, send_with_headers)
-        except Exception:
+        except Exception as error:
             if not started:
-                error = PlainTextResponse("Internal server error.", status_code=500)
-                await error(scope, receive, send_with_headers)
+                await _error_answer(error)(scope, receive, send_with_headers)
             raise  # still logged by the server; Starlette sends nothing more once started
+
+
+def _error_answer(error: Exception) -> PlainTextResponse:
+    """The answer to an unhandled error: 503 "try again" when the database is away
+    (restarting, unreachable: nothing was stored, and resending the vote is safe), else a
+    plain 500."""
+    away = isinstance(error, OperationalError | InterfaceError) or (
+        isinstance(error, DBAPIError) and error.connection_invalidated
+    )
+    if away:
+        return PlainTextResponse(
+            "The vote store is unavailable; please try again in a moment.",
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
+    return PlainTextResponse("Internal server error.", status_code=500)
 
 
 class _BodyTooLarge(HTTPException):

@@ -133,6 +133,22 @@ def test_a_crash_still_carries_the_security_headers(sqlite_comparisons, monkeypa
         assert response.headers[name] == value
 
 
+def test_a_database_away_is_try_again_later_with_the_headers(sqlite_comparisons, monkeypatch):
+    from sqlalchemy.exc import OperationalError
+
+    def away(*args, **kwargs):
+        raise OperationalError("SELECT 1", {}, ConnectionError("server closed the connection"))
+
+    monkeypatch.setattr(web, "next_item", away)
+    app = create_app(sqlite_comparisons.url, ADMIN_TOKEN)
+    client = TestClient(app, follow_redirects=False, raise_server_exceptions=False)
+    joined(client, sqlite_comparisons.tokens["ana"])
+    response = client.get("/judge")
+    assert response.status_code == 503 and response.headers["Retry-After"] == "5"
+    for name, value in web.SECURITY_HEADERS.items():
+        assert response.headers[name] == value
+
+
 # --- E: a body limit before any parsing or session work -------------------------------
 
 
