@@ -100,6 +100,11 @@ def _loaded(model: str, tokenizer: str, fingerprint: str, device: str) -> tuple[
     return load_model(model).to(device).eval(), load_tokenizer(tokenizer)
 
 
+def _tokenizer_source(config: EvaluateConfig, model_folder: str) -> str:
+    """The config's tokenizer (resolved, when it is a models:/ reference), else the model's."""
+    return resolve_model(config.tokenizer) if config.tokenizer else model_folder
+
+
 @task(name="eval-task", task_run_name="{name}")
 def run_eval_task(
     name: str, config: EvaluateConfig, model_folder: str, fingerprint: str, device: str
@@ -108,8 +113,9 @@ def run_eval_task(
     (eval_task,) = get_tasks([name])
     if config.stride is not None and eval_task.kind == "perplexity":
         eval_task = replace(eval_task, stride=config.stride)
-    tokenizer_source = resolve_model(config.tokenizer) if config.tokenizer else model_folder
-    model, tokenizer = _loaded(model_folder, tokenizer_source, fingerprint, device)
+    model, tokenizer = _loaded(
+        model_folder, _tokenizer_source(config, model_folder), fingerprint, device
+    )
     cache = OutputCache(workspace_dir() / "eval_cache.db") if config.use_cache else None
     try:
         return evaluate_task(
@@ -143,7 +149,8 @@ def evaluate_flow(config: EvaluateConfig) -> EvaluateResult:
     baseline_fingerprint = model_fingerprint(baseline_folder) if baseline_folder else None
     params = config.model_dump(mode="json", exclude={"out"})
     params |= {"device_used": device, "model_folder": model_folder}
-    model, _ = _loaded(model_folder, model_folder, fingerprint, device)
+    # Loaded once here (to count its parameters), then reused by every task from the cache.
+    model, _ = _loaded(model_folder, _tokenizer_source(config, model_folder), fingerprint, device)
     parameters = model.num_parameters()
     results: list[TaskResult] = []
     records: list[dict] = []
@@ -189,7 +196,7 @@ def evaluate_flow(config: EvaluateConfig) -> EvaluateResult:
         out.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
         mlflow.log_artifact(str(out))
         mlflow.log_table(results_table(records), EVAL_RESULTS_TABLE)
-        table = results_markdown(records, config.model, parameters, config.baseline)
+        table = results_markdown(records, config.model, config.baseline)
         mlflow.log_text(table, "results.md")
         create_markdown_artifact(table, key="evaluation", description="results vs GPT-2 paper")
     return EvaluateResult(results=records, results_file=out, mlflow_run_id=parent.info.run_id)
@@ -215,7 +222,7 @@ def task_record(
         "rows": result.rows,
         "notes": result.notes,
         "paper": {metric: asdict(figure) for metric, figure in result.paper.items()},
-        "beside_paper": {metric: asdict(b) for metric, b in beside.items()},
+        "beside_paper": {metric: asdict(b) | {"label": b.label} for metric, b in beside.items()},
         "parameters": parameters,
         "paper_sizes": paper_sizes(),
         "vs_baseline": {metric: asdict(d) for metric, d in paired.items()},
@@ -304,33 +311,16 @@ def results_table(records: list[dict[str, Any]]) -> dict[str, list]:
     return columns
 
 
-def results_markdown(
-    records: list[dict[str, Any]], model: str, parameters: int, baseline: str | None = None
-) -> str:
+def results_markdown(records: list[dict[str, Any]], model: str, baseline: str | None = None) -> str:
     """The results beside the GPT-2 paper's figure for the nearest model size."""
-    sizes = {b["model_size"] for r in records for b in r["beside_paper"].values()}
     lines = [f"# Evaluation of `{model}`", ""]
-    if sizes:
-        lines += [
-            f"{parameters:,} parameters: compared with the GPT-2 paper's {', '.join(sizes)} "
-            "model. “only”: the paper has that figure for another size alone, so it is not "
-            "like-for-like. Intervals: 95% bootstrap over the n rows.",
-            "",
-        ]
+    if sizes := size_note(records):
+        lines += [sizes + " Intervals: 95% bootstrap over the n rows.", ""]
     lines += [
         "| task | metric | this model (95% interval) | n | GPT-2 paper | note |",
         "|---|---|---|---|---|---|",
+        *(f"| {' | '.join(row)} |" for row in score_rows(records)),
     ]
-    for record in records:
-        for metric, value in record["scores"].items():
-            low, high = record["intervals"].get(metric, (None, None))
-            shown = f"{value:.4g}" if low is None else f"{value:.4g} ({low:.4g}–{high:.4g})"
-            beside = record["beside_paper"].get(metric)
-            paper = paper_label(beside) if beside else ""
-            note = beside["note"] if beside else ""
-            lines.append(
-                f"| {record['task']} | {metric} | {shown} | {record['rows']} | {paper} | {note} |"
-            )
     if baseline:
         lines += [
             "",
@@ -340,28 +330,69 @@ def results_markdown(
             "|---|---|---|---|---|---|",
         ]
         shown, same = paired_rows(records)
-        for task_name, metric, d in shown:
-            spread = "" if math.isnan(d["low"]) else f" ({d['low']:.4g}–{d['high']:.4g})"
-            lines.append(
-                f"| {task_name} | {metric} | {d['baseline']:.4g} | "
-                f"{d['candidate']:.4g} | {d['delta']:+.4g}{spread} | {d['p_value']:.3g} |"
-            )
+        lines += [f"| {' | '.join(row)} |" for row in shown]
         if same:
             lines += ["", same_note(same)]
     return "\n".join(lines) + "\n"
 
 
-def paired_rows(records: list[dict[str, Any]]) -> tuple[list[tuple[str, str, dict]], int]:
-    """The paired differences worth a row, and how many metrics were left out because
-    both models scored the same on every resample (the Lede-3 and Random-3 baselines,
-    which never read the model, or two models that both get 0)."""
+def size_note(records: list[dict[str, Any]]) -> str:
+    """Which paper size the scores are compared with, and what "only" means ("" when no
+    task has a paper figure)."""
+    sizes = sorted({b["model_size"] for r in records for b in r["beside_paper"].values()})
+    if not sizes:
+        return ""
+    return (
+        f"{records[0]['parameters']:,} parameters: compared with the GPT-2 paper's "
+        f"{', '.join(sizes)} model. “only”: the paper has that figure for another size "
+        "alone, so it is not like-for-like."
+    )
+
+
+def score_rows(records: list[dict[str, Any]]) -> list[list[str]]:
+    """One row per score, as the CLI and results.md show it: task, metric, the score and
+    its 95% interval, n, the paper's figure with its size, the note on that figure."""
+    rows = []
+    for record in records:
+        for metric, value in record["scores"].items():
+            low, high = record["intervals"].get(metric, (None, None))
+            shown = f"{value:.4g}" if low is None else f"{value:.4g} ({low:.4g}–{high:.4g})"
+            beside = record["beside_paper"].get(metric) or {}
+            rows.append(
+                [
+                    record["task"],
+                    metric,
+                    shown,
+                    str(record["rows"]),
+                    beside.get("label", ""),
+                    beside.get("note", ""),
+                ]
+            )
+    return rows
+
+
+def paired_rows(records: list[dict[str, Any]]) -> tuple[list[list[str]], int]:
+    """The paired differences worth a row (task, metric, baseline, this model, difference
+    with its interval, p), and how many metrics were left out because both models scored
+    the same on every resample (the Lede-3 and Random-3 baselines, which never read the
+    model, or two models that both get 0)."""
     shown, same = [], 0
     for record in records:
         for metric, d in record["vs_baseline"].items():
             if d["delta"] == 0 and d["low"] == 0 and d["high"] == 0:
                 same += 1
-            else:
-                shown.append((record["task"], metric, d))
+                continue
+            spread = "" if math.isnan(d["low"]) else f" ({d['low']:.4g}–{d['high']:.4g})"
+            shown.append(
+                [
+                    record["task"],
+                    metric,
+                    f"{d['baseline']:.4g}",
+                    f"{d['candidate']:.4g}",
+                    f"{d['delta']:+.4g}{spread}",
+                    f"{d['p_value']:.3g}",
+                ]
+            )
     return shown, same
 
 
@@ -370,12 +401,6 @@ def same_note(count: int) -> str:
         f"{count} more metrics are equal for both models on every resample (e.g. the "
         "Lede-3 and Random-3 baselines, which do not read the model): not shown."
     )
-
-
-def paper_label(beside: dict[str, Any]) -> str:
-    """ "29.41 (117M)" for the model's own size, "5 (1542M only)" for another's."""
-    size = beside["paper_size"] if beside["same_size"] else f"{beside['paper_size']} only"
-    return f"{beside['value']:.4g} ({size})"
 
 
 def _short(scores: dict[str, float]) -> str:

@@ -4,7 +4,6 @@ rest from a TOML file."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Annotated
 
@@ -281,46 +280,22 @@ def evaluate(
 
 def _print_results(console, records: list[dict], baseline: str | None) -> None:
     """The scores with n and intervals beside the paper's figure (its size said), and the
-    paired differences when a baseline was scored too."""
-    from pipelines.evaluate import paired_rows, paper_label, same_note
+    paired differences when a baseline was scored too (the rows of results.md)."""
+    from pipelines.evaluate import paired_rows, same_note, score_rows, size_note
 
     table = Table("task", "metric", "this model (95% interval)", "n", "GPT-2 paper")
-    for record in records:
-        for metric, value in record["scores"].items():
-            low, high = record["intervals"].get(metric, (None, None))
-            shown = f"{value:.4g}" if low is None else f"{value:.4g} ({low:.4g}–{high:.4g})"
-            beside = record["beside_paper"].get(metric)
-            table.add_row(
-                record["task"],
-                metric,
-                shown,
-                str(record["rows"]),
-                paper_label(beside) if beside else "",
-            )
+    for row in score_rows(records):
+        table.add_row(*row[:5])  # the notes are in results.md and MLflow
     console.print(table)
-    for record in records:
-        sizes = {b["model_size"] for b in record["beside_paper"].values()}
-        if sizes:
-            console.print(
-                f"{record['parameters']:,} parameters: compared with the paper's "
-                f"{', '.join(sizes)} model; “only”: a figure of another size alone."
-            )
-            break
+    if sizes := size_note(records):
+        console.print(sizes)
     rows_scored = sorted({record["rows"] for record in records})
     console.print(f"rows scored per task: {', '.join(str(n) for n in rows_scored)}")
     if baseline:
         paired = Table("task", "metric", "baseline", "this model", "difference (95%)", "p")
         shown, same = paired_rows(records)
-        for task_name, metric, d in shown:
-            spread = "" if math.isnan(d["low"]) else f" ({d['low']:.4g}–{d['high']:.4g})"
-            paired.add_row(
-                task_name,
-                metric,
-                f"{d['baseline']:.4g}",
-                f"{d['candidate']:.4g}",
-                f"{d['delta']:+.4g}{spread}",
-                f"{d['p_value']:.3g}",
-            )
+        for row in shown:
+            paired.add_row(*row)
         console.print(f"Paired with {baseline} on the same rows:")
         console.print(paired)
         if same:

@@ -24,7 +24,7 @@ from tasks.evals.data import Source, few_shot_pool, task_rows
 from tasks.evals.likelihood import encode_pair, rolling_nll
 from tasks.evals.output_cache import OutputCache, output_key, row_seed
 from tasks.evals.paper import PaperFigure
-from tasks.evals.task import ContinuationLikelihood, EvalTask, Row, TextLikelihood
+from tasks.evals.task import ContinuationLikelihood, EvalTask, Row, Scores, TextLikelihood
 from tasks.evals.uncertainty import bootstrap_intervals
 
 Measurement = TextLikelihood | ContinuationLikelihood
@@ -134,7 +134,7 @@ def evaluate_task(
         task=task.name,
         version=task.version,
         description=task.description,
-        scores={k: float(v) for k, v in scored.items() if not isinstance(v, str)},
+        scores=numbers(scored),
         notes={k: v for k, v in scored.items() if isinstance(v, str)},
         paper=dict(task.paper),
         examples=examples,
@@ -157,9 +157,8 @@ def scoring_inputs(task: EvalTask, raw: list[str]) -> tuple[list[str], list[Any]
     return raw, [measurement_from_text(task.kind, text) for text in raw]
 
 
-def numeric_scores(task: EvalTask, inputs: list, references: list[str], rows: list[Row]):
-    """The task's numeric scores on these rows (notes such as a signature left out)."""
-    scored = task.score(inputs, references, rows)
+def numbers(scored: Scores) -> dict[str, float]:
+    """A task's numeric scores (notes, such as a signature, left out)."""
     return {k: float(v) for k, v in scored.items() if not isinstance(v, str)}
 
 
@@ -167,12 +166,9 @@ def score_at(task: EvalTask, inputs: list, references: list[str], rows: list[Row
     """The task's scores as a function of which rows (repeats allowed) are scored."""
 
     def at(indices):
-        return numeric_scores(
-            task,
-            [inputs[i] for i in indices],
-            [references[i] for i in indices],
-            [rows[i] for i in indices],
-        )
+        outputs = [inputs[i] for i in indices]
+        picked_references = [references[i] for i in indices]
+        return numbers(task.score(outputs, picked_references, [rows[i] for i in indices]))
 
     return at
 

@@ -25,11 +25,10 @@ WikiText): the figures are only comparable between models, never with the paper'
 
 from __future__ import annotations
 
-import math
 import re
 from pathlib import Path
 
-from tasks.evals.likelihood import bits_per_byte
+from tasks.evals.likelihood import bits_per_byte, perplexity
 from tasks.evals.paper import table_3
 from tasks.evals.task import DataSource, EvalTask, Row, TextLikelihood
 
@@ -96,9 +95,9 @@ def score(
     word_count = sum(words(row["page"]) for row in rows)
     utf8_bytes = sum(len(row["page"].encode("utf-8")) for row in rows)
     return {
-        "word_perplexity": math.exp(nll / word_count) if word_count else math.nan,
-        "token_perplexity": math.exp(nll / tokens) if tokens else math.nan,
-        "byte_perplexity": math.exp(nll / utf8_bytes) if utf8_bytes else math.nan,
+        "word_perplexity": perplexity(nll, word_count),
+        "token_perplexity": perplexity(nll, tokens),
+        "byte_perplexity": perplexity(nll, utf8_bytes),
         "bits_per_byte": bits_per_byte(nll, utf8_bytes),
     }
 
