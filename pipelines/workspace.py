@@ -165,3 +165,18 @@ def configure_environment() -> None:
             RuntimeWarning,
             stacklevel=2,
         )
+    if prefect_uses_local_database():
+        # Prefect's local database holds every flow run's parameters and logs: its owner's
+        # alone, like the project's other SQLite files.
+        make_private_file(Path(os.environ["PREFECT_HOME"]) / PREFECT_DB_NAME)
+
+
+PREFECT_DB_NAME = "prefect.db"  # Prefect's default SQLite file in PREFECT_HOME
+
+
+def prefect_uses_local_database() -> bool:
+    """Whether Prefect keeps its data in `$PREFECT_HOME/prefect.db`: no server to talk to
+    (`PREFECT_API_URL`) and no other database named."""
+    named = ("PREFECT_API_URL", "PREFECT_SERVER_DATABASE_CONNECTION_URL")
+    named += ("PREFECT_API_DATABASE_CONNECTION_URL",)
+    return bool(os.environ.get("PREFECT_HOME")) and not any(os.environ.get(n) for n in named)

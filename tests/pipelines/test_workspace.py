@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import stat
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -10,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from pipelines import workspace as ws
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 # When other tests have imported prefect already, configure_environment() rightly warns that
 # setting PREFECT_HOME is too late; that warning has its own test below (pytest.warns and
@@ -142,3 +146,39 @@ def test_no_warning_with_a_prefect_server(
     monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:4200/api")
     ws.configure_environment()
     assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+
+
+PREFECT_FLOW = """
+from pipelines.workspace import configure_environment
+
+configure_environment()
+from prefect import flow
+
+
+@flow
+def one() -> int:
+    return 1
+
+
+assert one() == 1
+"""
+
+
+@pytest.mark.slow
+def test_prefects_local_database_is_private_and_prefect_still_runs_flows_in_it(tmp_path):
+    """Prefect makes its SQLite file itself; gpt2lab makes it first, empty and 0600, and a
+    real flow run (Prefect's temporary server migrating that file) must still work."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_"))}
+    env["GPT2LAB_HOME"] = str(tmp_path / "ws")
+    subprocess.run(
+        [sys.executable, "-c", PREFECT_FLOW],
+        env=env,
+        cwd=REPO_ROOT,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    database = tmp_path / "ws" / "prefect" / "prefect.db"
+    assert database.stat().st_size > 0  # Prefect wrote its tables and the flow run there
+    for each in database.parent.glob("prefect.db*"):  # -wal and -shm too, while they exist
+        assert stat.S_IMODE(each.stat().st_mode) == 0o600, each
