@@ -135,13 +135,16 @@ def running_server(
 
 
 @contextmanager
-def running_page(database_url: str, workdir: Path, admin_token: str) -> Iterator[str]:
+def running_page(
+    database_url: str, workdir: Path, admin_token: str, workers: int = 1
+) -> Iterator[str]:
     """The comparison page for `database_url`, started as the preference flow starts it
-    (`python -m pipelines.comparison_server <url> <host> <port>`, the admin token
-    in the environment, not on the command line); yields its base URL."""
+    (`python -m pipelines.comparison_server <url> <host> <port> [<workers>]`, the admin
+    token in the environment, not on the command line); yields its base URL."""
 
     def command(port: int) -> list[str]:
-        return [sys.executable, "-m", "pipelines.comparison_server", database_url, HOST, str(port)]
+        server = [sys.executable, "-m", "pipelines.comparison_server", database_url, HOST]
+        return [*server, str(port), str(workers)]
 
     with running_server(command, workdir, env={ADMIN_TOKEN_ENV: admin_token}) as url:
         yield url
@@ -228,6 +231,11 @@ def vote_through_page(url: str, tokens: dict[str, str]) -> list[AnnotatorRun]:
 
 
 def latency_summary(seconds: Sequence[float]) -> dict[str, float]:
-    """p50, p95 and max of `seconds`, in milliseconds."""
+    """p50, p95, p99 and max of `seconds`, in milliseconds."""
     cuts = statistics.quantiles(seconds, n=100, method="inclusive")
-    return {"p50": cuts[49] * 1000, "p95": cuts[94] * 1000, "max": max(seconds) * 1000}
+    return {
+        "p50": cuts[49] * 1000,
+        "p95": cuts[94] * 1000,
+        "p99": cuts[98] * 1000,
+        "max": max(seconds) * 1000,
+    }

@@ -9,11 +9,20 @@ and `X-Forwarded-Proto` / `X-Forwarded-For` are believed only from the proxies n
 The admin token comes from `GPT2LAB_ADMIN_TOKEN`, or else from
 `<workspace>/preferences-admin-token`, a random one written there (readable by its owner
 only) the first time it is needed.
+
+One process serves many annotators: requests run in its thread pool. For more, `workers`
+starts several processes on one port (uvicorn's supervisor); each builds its own app from
+the settings this process hands down in the environment (`app_from_environment`), since a
+worker is a fresh interpreter. They share the database and so the cookie key (the key's
+outside half is the `.secret` file beside a SQLite database, or the admin token): a
+session begun in one worker is good in every other. PostgreSQL takes writes from many
+processes at once; SQLite takes one writer at a time, whatever the number of processes.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import secrets
 import signal
@@ -26,6 +35,9 @@ from pipelines.services import answers, spawn, wait_until_up
 from pipelines.workspace import preferences_db_path, workspace_dir
 
 ADMIN_TOKEN_ENV = "GPT2LAB_ADMIN_TOKEN"
+# The settings a worker process builds its app from (JSON; the token stays in its own
+# variable, so that it is never written anywhere else).
+PAGE_SETTINGS_ENV = "GPT2LAB_PAGE_SETTINGS"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
 
@@ -79,6 +91,20 @@ def exposure_warning(host: str) -> str | None:
     )
 
 
+def workers_warning(database_url: str, workers: int) -> str | None:
+    """What to tell the person who starts several worker processes on SQLite; else None."""
+    from tasks.private_files import sqlite_file
+
+    if workers == 1 or not database_url.startswith("sqlite"):
+        return None
+    where = sqlite_file(database_url) or "an in-memory database"
+    return (
+        f"{workers} processes share {where}, and SQLite lets one of them write at a time: "
+        "they vote correctly, but add no capacity and make the slowest votes slower "
+        "(docs/preferences.md); use PostgreSQL for several processes"
+    )
+
+
 def serve(
     database_url: str,
     host: str = DEFAULT_HOST,
@@ -87,8 +113,9 @@ def serve(
     https_only: bool | None = None,
     allowed_hosts: list[str] | None = None,
     trusted_proxies: list[str] | None = None,
+    workers: int = 1,
 ) -> None:
-    """Serve the page in this process until interrupted.
+    """Serve the page until interrupted: in this process, or in `workers` processes.
 
     `https_only` None means: on unless `host` is a loopback address. `allowed_hosts`
     None means: the loopback names when bound to loopback, any host otherwise.
@@ -96,28 +123,53 @@ def serve(
     by default: a client could otherwise claim HTTPS or another address)."""
     import uvicorn
 
-    from tasks.preferences.web import create_app
+    from tasks.preferences.store import open_database
 
+    if workers < 1:
+        raise ValueError(f"--workers must be 1 or more, not {workers}")
     local = is_loopback(host)
     if allowed_hosts is None and local:
         allowed_hosts = list(LOOPBACK_NAMES)
-    app = create_app(
-        database_url,
-        admin_token(),
-        https_only=not local if https_only is None else https_only,
-        allowed_hosts=allowed_hosts,
+    settings = {
+        "database_url": database_url,
+        "https_only": not local if https_only is None else https_only,
+        "allowed_hosts": allowed_hosts,
+    }
+    server_options = {
+        "host": host,
+        "port": port,
+        "log_level": "warning",
+        "access_log": False,
+        "proxy_headers": bool(trusted_proxies),
+        "forwarded_allow_ips": ",".join(trusted_proxies or []) or None,
+    }
+    if workers == 1:
+        uvicorn.run(app_from_settings(settings, admin_token()), **server_options)
+        return
+    # Tables made once, here, before the workers start: several processes creating them
+    # at the same moment would race.
+    open_database(database_url).dispose()
+    os.environ[ADMIN_TOKEN_ENV] = admin_token()  # the workers inherit the environment
+    os.environ[PAGE_SETTINGS_ENV] = json.dumps(settings)
+    uvicorn.run(f"{__name__}:app_from_environment", factory=True, workers=workers, **server_options)
+
+
+def app_from_settings(settings: dict, token: str):
+    """The page's app for `settings` (the dict `serve` builds) and the admin `token`."""
+    from tasks.preferences.web import create_app
+
+    return create_app(
+        settings["database_url"],
+        token,
+        https_only=settings["https_only"],
+        allowed_hosts=settings["allowed_hosts"],
     )
-    # Many annotators on SQLite: one process, threads for requests (SQLite serialises
-    # writes anyway); for more, run several processes on PostgreSQL behind a proxy.
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        log_level="warning",
-        access_log=False,
-        proxy_headers=bool(trusted_proxies),
-        forwarded_allow_ips=",".join(trusted_proxies or []) or None,
-    )
+
+
+def app_from_environment():
+    """The app of one worker process: `serve` put its settings and the admin token in the
+    environment before starting the workers (uvicorn calls this in each one)."""
+    return app_from_settings(json.loads(os.environ[PAGE_SETTINGS_ENV]), os.environ[ADMIN_TOKEN_ENV])
 
 
 def page_url(host: str, port: int) -> str:
@@ -192,8 +244,8 @@ def invite_link(url: str, token: str) -> str:
 
 
 def _main(argv: list[str]) -> None:  # pragma: no cover - run by start_page in a new process
-    database_url, host, port = argv
-    serve(database_url, host, int(port))
+    database_url, host, port, *workers = argv
+    serve(database_url, host, int(port), workers=int(workers[0]) if workers else 1)
 
 
 if __name__ == "__main__":  # pragma: no cover

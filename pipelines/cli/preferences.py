@@ -118,6 +118,12 @@ def serve_comparisons(
         list[str] | None,
         typer.Option(help="A proxy address whose X-Forwarded-Proto/-For are believed (repeat)."),
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Server processes (more than 1 pays off on PostgreSQL; see the docs)."
+        ),
+    ] = 1,
 ) -> None:
     """Run the comparison page (annotators vote at /join/<token>; admins at /admin)."""
     from pipelines.comparison_server import (
@@ -126,6 +132,7 @@ def serve_comparisons(
         default_database_url,
         exposure_warning,
         serve,
+        workers_warning,
     )
     from pipelines.workspace import workspace_dir
 
@@ -139,16 +146,22 @@ def serve_comparisons(
         if os.environ.get(ADMIN_TOKEN_ENV)
         else str(workspace_dir() / "preferences-admin-token")
     )
-    if warning := exposure_warning(host):
-        console.print(f"[bold yellow]warning:[/] {warning}", highlight=False)
-    console.print(f"comparison page on http://{host}:{port}  (admin: /admin, token in {where})")
+    database = database or default_database_url()
+    for warning in (exposure_warning(host), workers_warning(database, workers)):
+        if warning:
+            console.print(f"[bold yellow]warning:[/] {warning}", highlight=False)
+    processes = f", {workers} worker processes" if workers > 1 else ""
+    console.print(
+        f"comparison page on http://{host}:{port}{processes}  (admin: /admin, token in {where})"
+    )
     serve(
-        database or default_database_url(),
+        database,
         host,
         port,
         https_only=https_only,
         allowed_hosts=allowed_host or None,
         trusted_proxies=trusted_proxy or None,
+        workers=workers,
     )
 
 

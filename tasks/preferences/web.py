@@ -42,13 +42,14 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from itertools import combinations
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import anyio.to_thread
 from fastapi import FastAPI, Form, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -113,6 +114,13 @@ MAX_BODY_BYTES = 64 * 1024  # a vote form is well under 10 kB (comments are cut 
 JOIN_RATE = (120, 0.5)
 ADMIN_LOGIN_RATE = (10, 6.0)
 _ITEM_ID = re.compile(r"[0-9]{1,9}")  # ASCII digits only; fits every database's integer
+# Requests handled at once in one server process (the rest wait in line, in order). A
+# request is short (a few database statements and a template), and threads beyond a few
+# only take turns at the interpreter lock and the CPU: under 50 clients voting at once on
+# 2 cores, anyio's default of 40 gave vote p95 of 140 ms on SQLite and 210-250 ms on
+# PostgreSQL; 8 gave 100 and 130-140 ms, with more votes per second
+# (benchmarks/bench_comparison_page.py).
+REQUEST_THREADS = 8
 
 
 class PageError(Exception):
@@ -151,7 +159,13 @@ def create_app(
     if secret_file is None and (database_file := sqlite_file(database_url)) is not None:
         secret_file = database_file.with_name(database_file.name + ".secret")
     outside_half = private_secret(secret_file) if secret_file is not None else admin_token
-    app = FastAPI(title="gpt2lab comparisons", docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(
+        title="gpt2lab comparisons",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        lifespan=_bounded_request_threads,
+    )
     app.add_middleware(
         SessionMiddleware,
         secret_key=_cookie_key(outside_half, database_half),
@@ -191,6 +205,14 @@ def create_app(
     app.get("/admin/export/{batch_name}.{kind}")(pages.export)
     app.state.engine = engine
     return app
+
+
+@asynccontextmanager
+async def _bounded_request_threads(_app: FastAPI) -> AsyncIterator[None]:
+    """Run the page's (synchronous) handlers on at most REQUEST_THREADS threads. The
+    limiter belongs to the server's event loop, so it is set once that loop runs."""
+    anyio.to_thread.current_default_thread_limiter().total_tokens = REQUEST_THREADS
+    yield
 
 
 def _cookie_key(outside_half: str, database_half: str) -> str:

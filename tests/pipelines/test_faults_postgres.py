@@ -6,14 +6,12 @@ loopback port), never the shared one other tests use, since it restarts it."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
-import tempfile
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
+from contextlib import ExitStack
 
 import httpx
 import pytest
@@ -21,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from benchmarks.comparison_page_clients import choice_for, form_fields, running_page
-from pipelines.services import free_port
+from benchmarks.throwaway_postgres import ThrowawayPostgres, throwaway_postgres
 from tasks.preferences.store import Annotator, Vote, open_database
 from tests.tasks.preferences.conftest import ADMIN_TOKEN, make_comparisons
 
@@ -29,58 +27,14 @@ ANNOTATORS = 4
 ITEMS = 30
 
 
-class Postgres:
-    """A throw-away PostgreSQL cluster run as the `postgres` user (it refuses root)."""
-
-    def __init__(self) -> None:
-        self.folder = Path(tempfile.mkdtemp(prefix="gpt2lab-pg-"))
-        self.data, self.log = self.folder / "data", self.folder / "server.log"
-        self.port = free_port()
-        self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
-
-    def _as_postgres(self, *command: str) -> None:
-        subprocess.run(
-            ["runuser", "-u", "postgres", "--", *command],
-            check=True,
-            capture_output=True,
-            timeout=120,
-        )
-
-    def create(self) -> None:
-        shutil.chown(self.folder, "postgres")
-        self._as_postgres("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres")
-
-    def start(self) -> None:
-        options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1"
-        self._as_postgres(
-            "pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.log), "-w", "start"
-        )
-
-    def stop(self) -> None:
-        self._as_postgres("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
-
-    def remove(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
-
-
 @pytest.fixture
-def postgres() -> Iterator[Postgres]:
-    if not (shutil.which("initdb") and shutil.which("pg_ctl") and shutil.which("runuser")):
-        pytest.skip("PostgreSQL's initdb/pg_ctl (and runuser) are not installed here")
-    server = Postgres()
-    try:
-        server.create()
-        server.start()
-    except (subprocess.SubprocessError, OSError, LookupError) as error:
-        server.remove()
-        pytest.skip(f"cannot start a PostgreSQL of this test's own: {error}")
-    try:
-        yield server
-    finally:
+def postgres() -> Iterator[ThrowawayPostgres]:
+    with ExitStack() as stack:
         try:
-            server.stop()
-        finally:
-            server.remove()
+            server = stack.enter_context(throwaway_postgres())
+        except (subprocess.SubprocessError, OSError, LookupError) as error:
+            pytest.skip(f"cannot start a PostgreSQL of this test's own: {error}")
+        yield server
 
 
 def annotate(url: str, token: str, name: str, until: float, answered: dict, failures: list) -> None:
