@@ -60,4 +60,3 @@ def test_a_private_secret_is_made_once_and_kept(tmp_path):
     first = private_secret(tmp_path / "key")
     assert private_secret(tmp_path / "key") == first and len(first) >= 32
     assert stat.S_IMODE((tmp_path / "key").stat().st_mode) == 0o600
-
