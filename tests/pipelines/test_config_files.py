@@ -42,3 +42,32 @@ def test_unreadable_files_are_one_line_errors(tmp_path):
     bad.write_text("batch_size = = 3\n")
     with pytest.raises(ConfigError, match="bad.toml: not valid TOML"):
         load_config(Outer, bad)
+
+
+def test_a_misspelled_section_or_field_is_refused_with_the_known_names(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text("[innr]\ndelay_s = 2.0\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(Outer, path)
+    assert str(err.value) == (
+        f"{path}: unknown section `innr` (did you mean `inner`?); known: batch_size, inner"
+    )
+    path.write_text("[inner]\ndelay = 2.0\n")
+    with pytest.raises(
+        ConfigError, match=r"unknown field `inner.delay` \(did you mean `inner.delay_s`\?\)"
+    ):
+        load_config(Outer, path)
+    path.write_text("colour = 1\n")
+    with pytest.raises(ConfigError, match=r"unknown field `colour`; known: batch_size, inner$"):
+        load_config(Outer, path)
+
+
+def test_the_end_to_end_config_refuses_a_misspelled_stage(tmp_path):
+    from pipelines.end_to_end import EndToEndConfig
+
+    path = tmp_path / "run.toml"
+    path.write_text("[pretrian]\nmax_steps = 10\n")
+    with pytest.raises(
+        ConfigError, match=r"unknown section `pretrian` \(did you mean `pretrain`\?\)"
+    ):
+        load_config(EndToEndConfig, path)
