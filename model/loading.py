@@ -18,6 +18,16 @@ from model.hub import resolve_local_or_hub
 
 def load_model(path_or_id: str | Path) -> GPT:
     """Our checkpoint, a Hugging Face GPT-2 folder, or a hub id, whichever `path_or_id` is."""
+    folder = checkpoint_folder(path_or_id)
+    if (folder / CONFIG_FILE).is_file():
+        return load_checkpoint(folder)
+    return load_hf_folder(folder)
+
+
+def checkpoint_folder(path_or_id: str | Path) -> Path:
+    """The folder of the checkpoint `path_or_id` names (fetched when it is a hub id), once
+    it is known to hold one of the two formats; reads no weights. Commands call it before
+    starting a flow, so that a wrong model argument is one line, not a failed flow run."""
     folder, _ = resolve_local_or_hub(
         path_or_id,
         what="checkpoint",
@@ -26,10 +36,8 @@ def load_model(path_or_id: str | Path) -> GPT:
         files=[(HF_CONFIG_FILE,), HF_WEIGHT_FILES],
         error=CheckpointError,
     )
-    if (folder / CONFIG_FILE).is_file():
-        return load_checkpoint(folder)
-    if (folder / HF_CONFIG_FILE).is_file():
-        return load_hf_folder(folder)
+    if (folder / CONFIG_FILE).is_file() or (folder / HF_CONFIG_FILE).is_file():
+        return folder
     raise CheckpointError(
         f"{folder} is neither a gpt2lab checkpoint ({CONFIG_FILE} + {WEIGHTS_FILE}) nor a "
         f"Hugging Face GPT-2 folder (config.json + model.safetensors or pytorch_model.bin)"

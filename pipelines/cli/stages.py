@@ -244,6 +244,7 @@ def evaluate(
 ) -> None:
     """Run eval tasks on a model; results with 95% intervals beside the GPT-2 paper's figure
     for the nearest model size, in MLflow."""
+    from model.loading import checkpoint_folder
     from pipelines.config_files import load_config
     from pipelines.evaluate import EvaluateConfig, run_evaluate
     from pipelines.model_refs import resolve_device, resolve_model
@@ -266,9 +267,9 @@ def evaluate(
         config = load_config(EvaluateConfig, None, overrides)
         get_tasks(config.tasks)  # an unknown name: one line listing the known ones
         resolve_device(config.device)  # no GPU for --device cuda: one line, before any work
-        resolve_model(config.model)  # an unknown models:/ reference, likewise (then cached)
-        if config.baseline:
-            resolve_model(config.baseline)
+        # An unknown models:/ reference or a missing folder: one line, before the flow starts.
+        for reference in filter(None, (config.model, config.baseline)):
+            checkpoint_folder(resolve_model(reference))
         result = run_evaluate(config)
     except ValueError as err:
         raise fail(err) from None

@@ -99,8 +99,9 @@ def generate(
     try:
         where = resolve_device(device)
         folder = resolve_model(model)  # a registered model: its downloaded folder
-        tok = load_tokenizer(resolve_model(tokenizer) if tokenizer else folder)
+        # The model first: a wrong --model is then named as the model, not as its tokenizer.
         net = load_model(folder).to(where)
+        tok = load_tokenizer(resolve_model(tokenizer) if tokenizer else folder)
         sampling = SamplingConfig(max_new_tokens, temperature, top_k, top_p, seed)
         prompt_ids = tok.encode(prompt)
         if not prompt_ids:

@@ -84,6 +84,26 @@ def test_generate_with_a_missing_model_is_a_one_line_error(tmp_path):
     assert "Traceback" not in result.output
 
 
+def test_a_missing_model_path_is_named_as_the_model_and_stops_evaluate_before_its_flow(
+    tmp_path, monkeypatch
+):
+    import pipelines.evaluate
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "workspace").mkdir()
+    generate = runner.invoke(app, ["generate", "--model", "workspace/nope", "--prompt", "x"])
+    assert generate.exit_code == 2
+    assert generate.output.strip() == "error: no such checkpoint folder: workspace/nope"
+
+    def no_flow(config):
+        raise AssertionError("the flow started")
+
+    monkeypatch.setattr(pipelines.evaluate, "run_evaluate", no_flow)
+    evaluate = runner.invoke(app, ["evaluate", "--model", "workspace/nope", "--tasks", "lambada"])
+    assert evaluate.exit_code == 2
+    assert evaluate.output.strip() == "error: no such checkpoint folder: workspace/nope"
+
+
 def test_generate_refuses_a_tokenizer_larger_than_the_model(tmp_path, gpt2_vocab_dir):
     save_checkpoint(
         GPT(GPTConfig(vocab_size=100, block_size=16, n_layer=1, n_head=1, n_embd=8)), tmp_path / "m"
