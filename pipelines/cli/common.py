@@ -17,8 +17,13 @@ app = typer.Typer(
 
 
 def make_console(stderr: bool = False) -> Console:
-    # Made per call, so that the terminal width (COLUMNS) is read when a command runs.
-    return Console(stderr=stderr)
+    """A console for a command's output. Made per call, so that the terminal width
+    (COLUMNS) is read when the command runs. When the output is not a terminal (a pipe, a
+    log file, CI), lines are not wrapped: a path or a command to copy stays on one line
+    (rich would otherwise break it at 80 columns)."""
+    console = Console(stderr=stderr)
+    console.soft_wrap = not console.is_terminal
+    return console
 
 
 @app.callback()

@@ -249,7 +249,9 @@ def tune(
     database: DatabaseOpt = None,
     config: Annotated[
         Path | None,
-        typer.Option("--config", "-c", help="TOML file of TuningConfig fields ([reward], [dpo])."),
+        typer.Option(
+            "--config", "-c", help="TOML file of TuningConfig fields (sections reward and dpo)."
+        ),
     ] = None,
 ) -> None:
     """Train a reward model and DPO on a batch's votes, then open tuned vs start for judging.

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 
 from pipelines.cli.common import app, fail, make_console
 
@@ -60,7 +60,7 @@ def encode(
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Tokens folder to write or finish.")],
     tokenizer: Annotated[
-        str | None, typer.Option(help="Tokenizer folder or hub id [default: gpt2].")
+        str | None, typer.Option(help="Tokenizer folder or hub id (default: gpt2).")
     ] = None,
     train_tokenizer: Annotated[
         bool, typer.Option("--train-tokenizer", help="Learn a new BPE from the corpus.")
@@ -195,8 +195,11 @@ def evals_list() -> None:
     named by GPT2LAB_EVAL_TASKS."""
     from tasks.evals.registry import all_tasks
 
-    table = Table("task", "version", "kind", "description", "GPT-2 paper (by size)")
-    for name, eval_task in all_tasks().items():
+    tasks = all_tasks()
+    # Names are typed into --tasks: never cut or wrapped; the description wraps instead.
+    name_column = Column("task", no_wrap=True, min_width=max(map(len, tasks), default=4))
+    table = Table(name_column, "version", "kind", "description", "GPT-2 paper (by size)")
+    for name, eval_task in tasks.items():
         paper = "; ".join(
             f"{metric} " + ", ".join(f"{v:g} ({size})" for size, v in figure.by_size.items())
             for metric, figure in list(eval_task.paper.items())[:2]

@@ -122,3 +122,19 @@ def test_generate_refuses_a_tokenizer_larger_than_the_model(tmp_path, gpt2_vocab
     )
     assert result.exit_code == 2
     assert "tokenizer has 50257 tokens but the model only 100" in result.output
+
+
+def test_evals_list_shows_every_task_name_whole():
+    from tasks.evals.registry import all_tasks
+
+    output = runner.invoke(app, ["evals", "list"], env={"COLUMNS": "80"}).output
+    cells = {cell.strip() for line in output.splitlines() for cell in line.split("│")}
+    assert set(all_tasks()) <= cells  # each name in one cell, not cut ("cnn-dailymail-…")
+
+
+def test_output_that_is_not_a_terminal_keeps_long_lines_whole(capsys):
+    from pipelines.cli.common import make_console
+
+    command = "gpt2lab report " + "/a/very/long/path/to/a/workspace/run-folder" * 4
+    make_console().print(command)  # pytest captures stdout: not a terminal
+    assert capsys.readouterr().out == command + "\n"
