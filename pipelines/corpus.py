@@ -99,7 +99,7 @@ def funnel(counts: dict[str, int]) -> list[tuple[str, int]]:
     return steps
 
 
-@flow(name="corpus", log_prints=True)
+@flow(name="corpus")
 def corpus_flow(config: CorpusConfig) -> CorpusResult:
     logger = get_run_logger()
     counts = read_links_task(config.links, config.link_rules, config.out)

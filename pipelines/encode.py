@@ -72,7 +72,7 @@ encode_part_task = task(encode_part, name="encode-part", task_run_name="part {in
 finish_task = task(finish, name="write-metadata")
 
 
-@flow(name="encode", log_prints=True)
+@flow(name="encode")
 def encode_flow(config: EncodeConfig) -> EncodeResult:
     logger = get_run_logger()
     source: CorpusSource = open_corpus_task(config.corpus)

@@ -133,7 +133,7 @@ def run_eval_task(
             cache.close()
 
 
-@flow(name="evaluate", log_prints=True)
+@flow(name="evaluate")
 def evaluate_flow(config: EvaluateConfig) -> EvaluateResult:
     logger = get_run_logger()
     get_tasks(config.tasks)  # unknown names fail here, before the model is loaded

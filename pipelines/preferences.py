@@ -314,9 +314,7 @@ def wait_for_votes(database_url: str, batch_name: str, poll_seconds: float) -> s
         engine.dispose()
 
 
-# Not log_prints: dill (used by `datasets` to fingerprint the export) reads a function's
-# globals by capturing what `dis` prints, and Prefect would turn each line into a log record.
-@task(name="report-batch", log_prints=False)
+@task(name="report-batch")
 def report_batch(
     database_url: str, batch_name: str, judge: Judge, ended_by: str
 ) -> PreferencesResult:

@@ -55,7 +55,7 @@ class TourResult(BaseModel):
     mlflow_run_id: str
 
 
-@flow(name="tour", log_prints=True)
+@flow(name="tour")
 def tour_flow(config: TourConfig = TourConfig()) -> TourResult:
     text = tour_text()
     tokenizer = learn_tokenizer_task(

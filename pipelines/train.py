@@ -206,7 +206,7 @@ class MlflowProgress:
 UNLOGGED_FILE = "unlogged-metrics.jsonl"
 
 
-@flow(name="train", log_prints=True)
+@flow(name="train")
 def train_flow(config: TrainConfig) -> TrainFlowResult:
     params: TrainConfig | dict[str, Any] = config
     if config.init_from is not None and is_registered(config.init_from):
