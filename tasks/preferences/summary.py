@@ -7,6 +7,7 @@ mixed: a demo's scripted votes must not pass for human judgement.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from itertools import combinations
@@ -20,6 +21,18 @@ from tasks.preferences.batches import AnnotatorStats, annotator_stats, batch_vot
 from tasks.preferences.store import Batch
 
 Judge = Literal["people", "simulated"]
+NO_VOTES = "no votes yet"
+
+
+def shown(value: float, missing: str = NO_VOTES) -> str:
+    """A rate as a person reads it: three decimals, or `missing` where there is nothing to
+    count yet (a rate over zero votes is NaN, and "nan" tells nobody anything)."""
+    return missing if math.isnan(value) else f"{value:.3f}"
+
+
+def interval_shown(rate: float, low: float, high: float) -> str:
+    """A rate's 95% interval, or a dash where the rate itself is missing."""
+    return "–" if math.isnan(rate) else f"{low:.3f} to {high:.3f}"
 
 
 @dataclass(frozen=True)
@@ -50,8 +63,8 @@ class BatchSummary:
         for w in self.win_rates:
             lines.append(
                 f"| {self.labels[w.model]} | {self.labels[w.opponent]} | {w.wins} | "
-                f"{w.losses} | {w.ties} | {w.both_bad} | {w.rate:.3f} | "
-                f"{w.low:.3f}-{w.high:.3f} |"
+                f"{w.losses} | {w.ties} | {w.both_bad} | {shown(w.rate)} | "
+                f"{interval_shown(w.rate, w.low, w.high)} |"
             )
         if self.strengths:
             lines += [
@@ -63,13 +76,19 @@ class BatchSummary:
                 low, high = self.strength_intervals[model]
                 lines.append(f"| {self.labels[model]} | {score:+.3f} | {low:+.3f} to {high:+.3f} |")
         p = self.position
-        lines += [
-            "",
+        position = (
             f"Left side won {p.left_wins} of {p.decided} decided votes "
-            f"(share {p.left_share:.3f}, binomial p = {p.p_value:.3g}).",
+            f"(share {p.left_share:.3f}, binomial p = {p.p_value:.3g})."
+            if p.decided
+            else "No vote for a side yet, so no position bias to measure."
+        )
+        agreement = (
             f"Agreement between annotators: {self.agreement:.3f} over "
-            f"{self.agreement_pairs} pairs of votes.",
-        ]
+            f"{self.agreement_pairs} pairs of votes."
+            if self.agreement_pairs
+            else "Agreement between annotators: no item judged by two annotators yet."
+        )
+        lines += ["", position, agreement]
         return "\n".join(lines) + "\n"
 
 

@@ -85,6 +85,7 @@ from tasks.preferences.store import (
     record_vote,
     web_secret,
 )
+from tasks.preferences.summary import interval_shown, shown
 from tasks.private_files import private_secret, sqlite_file
 
 APP_NAME = "gpt2lab-comparisons"  # what /health answers, so a flow knows the page is ours
@@ -178,6 +179,8 @@ def create_app(
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     templates = Jinja2Templates(directory=HERE / "templates")  # autoescapes .html
+    templates.env.filters["shown"] = shown  # a rate, or "no votes yet" (never "nan")
+    templates.env.globals["interval_shown"] = interval_shown
     pages = _Pages(engine, templates, admin_token)
     # Outermost last: the body limit sees the request before anything reads it, and the
     # security headers go on every answer, the body limit's 413 and a crash's 500 too.
