@@ -178,6 +178,23 @@ def check_votes(config: TuningConfig) -> VotesSummary:
 
 load_comparisons = task(check_votes, name="load-comparisons")
 
+# Below this many comparisons to train on, a reward model and DPO learn next to nothing
+# that holds on new prompts: the tuned model barely moves (KL near 0) and held-out
+# accuracy is chance give or take the noise of a handful of pairs. Ziegler et al. (2019)
+# used 5,000 comparisons per task; a few hundred is the least that shows an effect here.
+MIN_USEFUL_COMPARISONS = 100
+
+
+def too_few_comparisons(votes: VotesSummary) -> str | None:
+    """The warning for a run with too few comparisons to learn from, or None."""
+    if votes.train >= MIN_USEFUL_COMPARISONS:
+        return None
+    return (
+        f"only {votes.train} comparisons to train on: a reward model and DPO learn little "
+        f"from fewer than {MIN_USEFUL_COMPARISONS} (expect KL near 0 and held-out accuracy "
+        "near chance); collect more votes for a result that means something"
+    )
+
 
 def _device(config: TuningConfig):
     from tasks.train.loop import pick_device
@@ -361,6 +378,8 @@ def preference_tuning_flow(config: TuningConfig) -> TuningResult:
         votes.held_out,
         config.batch,
     )
+    if warning := too_few_comparisons(votes):
+        logger.warning(warning)
 
     lineage = {
         "batch": config.batch,
@@ -447,6 +466,7 @@ def tuning_markdown(
         f"{votes.comparisons} {votes.judge} comparisons: {votes.train} to train on, "
         f"{votes.held_out} on held-out prompts.",
         "",
+        *([f"**Warning:** {warning}.", ""] if (warning := too_few_comparisons(votes)) else []),
         "| | held out |",
         "|---|---|",
         f"| reward model: pairwise accuracy | {rm['accuracy']:.3f} ({rm['pairs']:.0f} pairs) |",

@@ -259,7 +259,12 @@ def tune(
     Example: gpt2lab tune --from-batch base-vs-finetuned-1a2b3c4d
     """
     from pipelines.config_files import load_config
-    from pipelines.tuning import TuningConfig, check_votes, preference_tuning_flow
+    from pipelines.tuning import (
+        TuningConfig,
+        check_votes,
+        preference_tuning_flow,
+        too_few_comparisons,
+    )
 
     overrides = {
         "batch": from_batch,
@@ -270,7 +275,9 @@ def tune(
     }
     try:
         settings = load_config(TuningConfig, config, overrides)
-        check_votes(settings)  # bad votes: one line here, not a failed flow run's traceback
+        # Bad votes: one line here, not a failed flow run's traceback.
+        if warning := too_few_comparisons(check_votes(settings)):
+            make_console(stderr=True).print(f"[bold yellow]warning:[/] {warning}", highlight=False)
         result = preference_tuning_flow(settings)
     except ValueError as err:
         raise fail(err) from None

@@ -134,13 +134,29 @@ def test_tuning_on_human_votes_opens_a_judged_batch_with_lineage(batch, prefect_
         assert new.models == [str(result.policy.path), batch.models[0]]
     engine.dispose()
     assert result.win_rate is not None and 0 <= result.win_rate <= 1
-    assert "Preference tuning" in (result.folder / "summary.md").read_text()
+    summary = (result.folder / "summary.md").read_text()
+    assert "Preference tuning" in summary
+    # 8 comparisons are far too few to learn from, and the summary says so.
+    assert "**Warning:** only" in summary and "comparisons to train on" in summary
 
     # The same run again: both models are found, not trained again.
     again = preference_tuning_flow(small_tuning(batch))
     assert again.folder == result.folder
     assert again.reward_model.cached and again.policy.cached
     assert again.new_batch == result.new_batch
+
+
+def test_too_few_comparisons_get_a_warning_and_enough_get_none():
+    from pipelines.tuning import MIN_USEFUL_COMPARISONS, VotesSummary, too_few_comparisons
+
+    def votes(train: int) -> VotesSummary:
+        return VotesSummary(
+            judge="people", votes=train, comparisons=train, train=train, held_out=0,
+            fingerprint="f", models=["a", "b"], prompts=["p"],
+        )  # fmt: skip
+
+    assert "only 2 comparisons to train on" in too_few_comparisons(votes(2))
+    assert too_few_comparisons(votes(MIN_USEFUL_COMPARISONS)) is None
 
 
 def test_tune_refuses_a_batch_without_votes(batch):
