@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import math
 import os
 import time
 from collections import deque
@@ -207,10 +208,39 @@ class EncodePlan(BaseModel):
 _MAY_CHANGE = frozenset({"corpus_path"})
 
 
+# Training measures its validation loss on held-out documents; a split expected to hold
+# fewer than this many is refused before any work (one or two documents give a loss that
+# jumps with whichever they are).
+MIN_EXPECTED_VALIDATION_DOCUMENTS = 3
+
+
+def validation_share_problem(documents: int, val_fraction: float, where: object) -> str | None:
+    """Why `val_fraction` of `documents` makes no usable validation split, or None."""
+    expected = documents * val_fraction
+    if expected >= MIN_EXPECTED_VALIDATION_DOCUMENTS:
+        return None
+    wanted = MIN_EXPECTED_VALIDATION_DOCUMENTS / documents
+    advice = (
+        f"give --val-fraction {math.ceil(wanted * 100) / 100:g} or more"
+        if wanted <= 0.5
+        else f"build a corpus of at least {2 * MIN_EXPECTED_VALIDATION_DOCUMENTS} documents"
+    )
+    return (
+        f"{where}: {documents} documents x val_fraction {val_fraction:g} leaves "
+        f"{expected:.2g} expected for validation, and training needs at least "
+        f"{MIN_EXPECTED_VALIDATION_DOCUMENTS}: {advice}"
+    )
+
+
 def plan_encoding(
     source: CorpusSource, choice: TokenizerChoice, settings: EncodeSettings, vocab_size: int
 ) -> EncodePlan:
-    """The plan before the tokenizer exists (its fingerprint is filled in later)."""
+    """The plan before the tokenizer exists (its fingerprint is filled in later). A share
+    held out for validation that is too small for this corpus is refused here, first."""
+    if problem := validation_share_problem(
+        source.documents, settings.val_fraction, f"corpus {source.path}"
+    ):
+        raise TokenShardsError(problem)
     return EncodePlan(
         corpus_path=str(source.path),
         corpus_fingerprint=source.fingerprint,
@@ -469,6 +499,13 @@ def _finish(out: Path, plan: EncodePlan, source: CorpusSource) -> TokenShardsMet
         }
 
     assert plan.tokenizer_fingerprint is not None and plan.eot_token is not None
+    held_out = total("documents")["val"]
+    if held_out == 0:  # the hash put none there, though some were expected
+        raise TokenShardsError(
+            f"{out}: no document fell into the validation split ({source.documents} "
+            f"documents x val_fraction {plan.val_fraction:g}); encode again into a new "
+            "folder with a larger --val-fraction"
+        )
     meta = TokenShardsMeta(
         dtype=plan.dtype,
         vocab_size=plan.vocab_size,

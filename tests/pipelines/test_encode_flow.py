@@ -81,7 +81,12 @@ def test_encode_command_writes_shards_and_tracks_them(
 
 def test_a_trained_bpe_logs_its_first_merges(workspace, prefect_harness, corpus, tmp_path):
     config = EncodeConfig(
-        corpus=corpus, out=tmp_path / "tokens", train_tokenizer=True, vocab_size=320, shard_mb=0.03
+        corpus=corpus,
+        out=tmp_path / "tokens",
+        train_tokenizer=True,
+        vocab_size=320,
+        shard_mb=0.03,
+        val_fraction=0.1,  # 56 documents: the default 0.5% would hold out none
     )
     result = run_encode(config)
     assert result.parts_encoded >= 3  # 120 KB of text in parts of 30 KB

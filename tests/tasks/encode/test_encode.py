@@ -194,11 +194,23 @@ def decoded_documents_via(corpus_dir: Path, gpt2: TokenizerChoice) -> list[str]:
 # Bad corpora: one clear line, nothing written
 
 
+def test_a_corpus_too_small_for_its_validation_share_is_refused_before_any_work(tmp_path, gpt2):
+    corpus_dir = save_dataset(tmp_path / "c", [f"document number {n}" for n in range(20)])
+    with pytest.raises(TokenShardsError) as error:
+        encode_corpus(open_corpus(corpus_dir), tmp_path / "t", gpt2, EncodeSettings())
+    assert str(error.value) == (
+        f"corpus {corpus_dir}: 20 documents x val_fraction 0.005 leaves 0.1 expected for "
+        "validation, and training needs at least 3: give --val-fraction 0.15 or more"
+    )
+    assert not (tmp_path / "t").exists()  # nothing written
+
+
 @pytest.mark.parametrize(
     ("make", "message"),
     [
         (lambda d: save_dataset(d, []), "has no documents"),
-        (lambda d: save_dataset(d, ["fine", None, "also fine"]), r"row 1: column 'text' is null"),
+        # Enough documents that the validation share is not what is refused.
+        (lambda d: save_dataset(d, ["fine", None, *["also fine"] * 30]), r"row 1: .* is null"),
         (lambda d: _dataset_with(d, {"text": [1, 2, 3]}), r"column 'text' holds .*int64.*not text"),
         (lambda d: _dataset_with(d, {"body": ["a", "b"]}), r"no column 'text' \(columns: body\)"),
         (lambda d: d.mkdir() or d, "neither a corpus folder"),
