@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.train import RESULT_FILE, torchrun_node_command
+from reports.mlflow_names import TRAIN_LOSS
 from tasks.train.loop import train
 from tests.pipelines.distributed_helpers import assert_same_losses, small_config
 
@@ -44,7 +45,7 @@ def _loopback_only_env() -> dict[str, str]:
     }
 
 
-def _run_nodes(commands: list[list[str]], logs: Path) -> list[int]:
+def _run_nodes(commands: list[list[str]], logs: Path, tracking_uri: str) -> list[int]:
     """Start every node at once, wait for all up to DEADLINE_S, and stop whatever is left.
 
     torchrun starts its workers in sessions of their own, so killing torchrun alone would
@@ -59,7 +60,7 @@ def _run_nodes(commands: list[list[str]], logs: Path) -> list[int]:
                         command,
                         stdout=log,
                         stderr=subprocess.STDOUT,
-                        env=_loopback_only_env(),
+                        env=_loopback_only_env() | {"MLFLOW_TRACKING_URI": tracking_uri},
                         start_new_session=True,
                     )
                 )
@@ -77,28 +78,31 @@ def _run_nodes(commands: list[list[str]], logs: Path) -> list[int]:
                 node.wait()
 
 
-def _node_command(run_dir: Path, endpoint: str, rendezvous_id: str) -> list[str]:
-    return torchrun_node_command(
-        run_dir / "train-config.json",
-        run_dir,
-        nnodes=NODES,
-        nproc_per_node=1,
-        rendezvous_endpoint=endpoint,
-        rendezvous_id=rendezvous_id,
-        local_addr=LOOPBACK,
-    )
-
-
 @pytest.mark.slow
-def test_two_nodes_on_loopback_match_one_process(tokens_dir, tmp_path):
+def test_two_nodes_on_loopback_match_one_process_and_rank_0_logs(workspace, tokens_dir, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from pipelines.tracking import tracked_run
+    from pipelines.workspace import mlflow_tracking_uri
+
     single = train(small_config(tokens_dir, None).loop_settings(), tmp_path / "single")
 
     # The run folder both "machines" see, as they would on shared storage.
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / "train-config.json").write_text(small_config(tokens_dir, run_dir).model_dump_json())
-    command = _node_command(run_dir, f"{LOOPBACK}:{_free_port()}", uuid.uuid4().hex)
-    codes = _run_nodes([command] * NODES, tmp_path)
+    with tracked_run("train", run_name="two-nodes") as run:
+        command = torchrun_node_command(
+            run_dir / "train-config.json",
+            run_dir,
+            nnodes=NODES,
+            nproc_per_node=1,
+            rendezvous_endpoint=f"{LOOPBACK}:{_free_port()}",
+            rendezvous_id=uuid.uuid4().hex,
+            local_addr=LOOPBACK,
+            mlflow_run_id=run.info.run_id,
+        )
+        codes = _run_nodes([command] * NODES, tmp_path, mlflow_tracking_uri())
 
     logs = [(tmp_path / f"node-{i}.log").read_text() for i in range(NODES)]
     assert codes == [0] * NODES, "\n".join(log[-2000:] for log in logs)
@@ -107,9 +111,12 @@ def test_two_nodes_on_loopback_match_one_process(tokens_dir, tmp_path):
     places = [re.findall(r"process (\d+) of (\d+) \(local 0\)", log) for log in logs]
     assert sorted(places) == [[("0", "2")], [("1", "2")]]
     assert_same_losses(single, json.loads((run_dir / RESULT_FILE).read_text()))
-    # Global rank 0 alone, on one of the nodes, wrote the checkpoints: one set.
+    # Global rank 0 alone, on one of the nodes, wrote the checkpoints (one set) and logged.
     folders = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
     assert folders == ["best", "step-000006", "step-000012"]
+    client = MlflowClient(tracking_uri=mlflow_tracking_uri())
+    history = client.get_metric_history(run.info.run_id, TRAIN_LOSS)
+    assert sorted(m.step for m in history) == list(range(1, 13))  # once each
 
 
 def test_the_docs_show_the_command_the_test_runs():
