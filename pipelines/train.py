@@ -261,18 +261,45 @@ def torchrun_command(
     config_file: Path, run_dir: Path, devices: int, mlflow_run_id: str | None = None
 ) -> list[str]:
     """torchrun on this machine, starting `devices` processes of train_worker."""
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        str(devices),
-        "-m",
-        "pipelines.train_worker",
-        str(config_file),
-        str(run_dir),
-    ]
+    placement = ["--standalone", "--nproc_per_node", str(devices)]
+    return _torchrun(placement, config_file, run_dir, mlflow_run_id)
+
+
+def torchrun_node_command(
+    config_file: Path,
+    run_dir: Path,
+    *,
+    nnodes: int,
+    nproc_per_node: int,
+    rendezvous_endpoint: str,
+    rendezvous_id: str,
+    local_addr: str | None = None,
+    mlflow_run_id: str | None = None,
+) -> list[str]:
+    """torchrun for one machine of a run across `nnodes` machines: start the same command,
+    with the same `rendezvous_endpoint` (HOST:PORT of one of them) and `rendezvous_id`, on
+    each, all pointing at one run folder on shared storage.
+
+    The c10d rendezvous needs no node rank: the machines meet at the endpoint and are
+    numbered there (torchrun ignores `--node_rank` with it), so every machine runs the same
+    line. The machine whose address is the endpoint's host keeps the rendezvous store. Which
+    one gets global rank 0 (logs to MLflow, writes checkpoints) is decided at the meeting,
+    so each must reach the tracking server and the run folder. `local_addr` is the address
+    the others reach this machine at (default: its fully qualified host name)."""
+    placement = ["--nnodes", str(nnodes), "--nproc_per_node", str(nproc_per_node)]
+    placement += ["--rdzv_backend", "c10d", "--rdzv_endpoint", rendezvous_endpoint]
+    placement += ["--rdzv_id", rendezvous_id]
+    placement += ["--local_addr", local_addr] if local_addr else []
+    return _torchrun(placement, config_file, run_dir, mlflow_run_id)
+
+
+def _torchrun(
+    placement: list[str], config_file: Path, run_dir: Path, mlflow_run_id: str | None
+) -> list[str]:
+    """`torchrun PLACEMENT -m pipelines.train_worker ...` with this Python (`torchrun` is
+    `python -m torch.distributed.run`); PLACEMENT says where the processes run."""
+    command = [sys.executable, "-m", "torch.distributed.run", *placement]
+    command += ["-m", "pipelines.train_worker", str(config_file), str(run_dir)]
     return command + (["--mlflow-run-id", mlflow_run_id] if mlflow_run_id else [])
 
 

@@ -7,7 +7,7 @@
 Across several machines, start the same command on each, replacing `--standalone` with
 the rendezvous arguments (docs/train.md):
 
-    --nnodes 2 --node_rank R --rdzv_backend c10d --rdzv_endpoint HOST:29400
+    --nnodes 2 --rdzv_backend c10d --rdzv_endpoint HOST:29400 --rdzv_id ID --local_addr THIS_HOST
 
 Every process runs the same loop; rank 0 logs to the MLflow run and writes the
 checkpoints, and at the end writes `RUN_DIR/distributed-result.json` for the flow.
@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import socket
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -43,6 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
     try:
         processes = Processes.current()
+        # One line per process: started by hand on several machines, this is where one sees
+        # that they met, and which of them is rank 0 (it logs and writes the checkpoints).
+        place = f"process {processes.rank} of {processes.world} (local {processes.local_rank})"
+        print(f"{place} on {socket.gethostname()}", file=sys.stderr, flush=True)
         callbacks = Callbacks()
         if processes.is_main and args.mlflow_run_id:
             logger = logging.getLogger("gpt2lab.train")

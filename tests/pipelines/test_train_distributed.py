@@ -5,34 +5,9 @@ from __future__ import annotations
 import json
 import subprocess
 
-import pytest
-
 from pipelines.train import RESULT_FILE, TrainConfig, torchrun_command
 from tasks.train.loop import train
-
-# Float sums in another order (two half-batches averaged across processes, against one
-# batch accumulated in one) differ in the last bits; over 12 steps that stays far below
-# this. Anything wrong in the sharing of data or gradients shows up at 1e-2 and above.
-TOLERANCE = 1e-4
-
-
-def _config(tokens_dir, out) -> TrainConfig:
-    return TrainConfig(
-        tokens=tokens_dir,
-        out=out,
-        model="tiny",
-        context=64,
-        micro_batch=4,
-        batch_tokens=512,
-        max_steps=12,
-        warmup_steps=3,
-        learning_rate=3e-3,
-        eval_interval=6,
-        eval_batches=2,
-        checkpoint_interval=6,
-        dropout=0.0,
-        register_as=None,
-    )
+from tests.pipelines.distributed_helpers import assert_same_losses, small_config
 
 
 def _run_on_two_processes(config: TrainConfig, tmp_path) -> subprocess.CompletedProcess:
@@ -44,24 +19,20 @@ def _run_on_two_processes(config: TrainConfig, tmp_path) -> subprocess.Completed
 
 
 def test_two_processes_match_one_with_the_same_global_batch(tokens_dir, tmp_path):
-    single = train(_config(tokens_dir, None).loop_settings(), tmp_path / "single")
+    single = train(small_config(tokens_dir, None).loop_settings(), tmp_path / "single")
 
-    done = _run_on_two_processes(_config(tokens_dir, tmp_path / "ddp"), tmp_path)
+    done = _run_on_two_processes(small_config(tokens_dir, tmp_path / "ddp"), tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     ddp = json.loads((tmp_path / "ddp" / RESULT_FILE).read_text())
 
-    assert len(ddp["train_losses"]) == len(single.train_losses) == 12
-    pairs = zip(single.train_losses, ddp["train_losses"], strict=True)
-    for step, (one, two) in enumerate(pairs, start=1):
-        assert two == pytest.approx(one, abs=TOLERANCE), f"step {step}"
-    assert ddp["val_loss"] == pytest.approx(single.val_loss, abs=TOLERANCE)
+    assert_same_losses(single, ddp)
     # Rank 0 alone wrote the checkpoints: one set, as a single process would.
     folders = sorted(p.name for p in (tmp_path / "ddp" / "checkpoints").iterdir())
     assert folders == ["best", "step-000006", "step-000012"]
 
 
 def test_a_batch_that_does_not_split_over_the_processes_is_refused(tokens_dir, tmp_path):
-    config = _config(tokens_dir, tmp_path / "ddp").model_copy(update={"batch_tokens": 256})
+    config = small_config(tokens_dir, tmp_path / "ddp").model_copy(update={"batch_tokens": 256})
     done = _run_on_two_processes(config, tmp_path)
     assert done.returncode != 0
     assert "batch_tokens (256) must be a multiple of micro_batch x context x processes" in (
@@ -78,7 +49,7 @@ def test_the_flow_trains_on_two_processes_and_rank_0_logs(
     from pipelines.train import run_train
     from pipelines.workspace import mlflow_tracking_uri
 
-    config = _config(tokens_dir, tmp_path / "run").model_copy(
+    config = small_config(tokens_dir, tmp_path / "run").model_copy(
         update={"devices": 2, "max_steps": 6, "log_every": 2, "register_as": "ddp-test"}
     )
     result = run_train(config)
