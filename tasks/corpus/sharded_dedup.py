@@ -137,9 +137,11 @@ def _fixed(matrix: np.ndarray) -> pa.FixedSizeListArray:
     return pa.FixedSizeListArray.from_arrays(pa.array(matrix.reshape(-1)), matrix.shape[1])
 
 
-def _matrix(column: pa.ChunkedArray, width: int) -> np.ndarray:
+def _matrix(column: pa.ChunkedArray | pa.FixedSizeListArray, width: int) -> np.ndarray:
     """A fixed-size-list column back as a 2-D array (rows x width)."""
-    values = column.combine_chunks().flatten().to_numpy(zero_copy_only=False)
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    values = column.flatten().to_numpy(zero_copy_only=False)
     return values.reshape(-1, width)
 
 
@@ -182,25 +184,37 @@ def find_duplicates_across_shards(
     (written by `write_shard_signatures` with the same settings; any order): equal to
     `find_duplicates` on the same documents in ascending index order.
 
-    Memory: the index, 32-byte hash and flag of every document, one band of every
-    near-duplicate candidate at a time, and the whole signatures only of documents that
-    share a band with another.
+    Memory: the index of every document, their 32-byte hashes while exact copies are
+    found, one band of every signed document at a time, and whole signatures only for
+    the documents that share a band with another.
     """
-    files = [_open(Path(path), settings) for path in paths]
-    shards = [file.read(columns=["idx", "digest", "signed"]) for file in files]
-    idx_per_file = [shard.column("idx").to_numpy() for shard in shards]
-    _check_unique(idx_per_file, [Path(path) for path in paths])
+    files: list[pq.ParquetFile] = []
+    try:
+        for path in paths:
+            files.append(_open(Path(path), settings))
+        return _decide(files, [Path(path) for path in paths], settings)
+    finally:
+        for file in files:
+            file.close()
+
+
+def _decide(
+    files: list[pq.ParquetFile], paths: list[Path], settings: DedupSettings
+) -> dict[int, Verdict]:
+    """Exact copies first, over every document; then near copies among the rest."""
+    idx_per_file = [file.read(columns=["idx"]).column(0).to_numpy() for file in files]
+    _check_unique(idx_per_file, paths)
 
     verdicts: dict[int, Verdict] = {}
     exact_copies = np.empty(0, dtype=np.int64)
     if settings.exact:
-        verdicts, exact_copies = _exact_duplicates(shards, idx_per_file)
+        verdicts, exact_copies = _exact_duplicates(files, idx_per_file)
     if settings.near:
         # Only signed documents that are not exact copies enter the LSH, as in `check`.
         eligible = [
-            shard.column("signed").to_numpy(zero_copy_only=False)
+            file.read(columns=["signed"]).column(0).to_numpy(zero_copy_only=False)
             & ~np.isin(idx, exact_copies, assume_unique=True)
-            for shard, idx in zip(shards, idx_per_file, strict=True)
+            for file, idx in zip(files, idx_per_file, strict=True)
         ]
         buckets = _shared_buckets(files, idx_per_file, eligible, settings)
         verdicts |= _greedy_near_duplicates(buckets, files, idx_per_file, settings)
@@ -218,14 +232,16 @@ def _check_unique(idx_per_file: list[np.ndarray], paths: list[Path]) -> None:
 
 
 def _exact_duplicates(
-    shards: list[pa.Table], idx_per_file: list[np.ndarray]
+    files: list[pq.ParquetFile], idx_per_file: list[np.ndarray]
 ) -> tuple[dict[int, Verdict], np.ndarray]:
     """Verdicts for exact copies (equal digests: the lowest index is the original) and
     the sorted indexes of those copies."""
-    if not shards:
+    if not files:
         return {}, np.empty(0, dtype=np.int64)
     idx = np.concatenate(idx_per_file)
-    digests = np.concatenate([_matrix(shard.column("digest"), _DIGEST_BYTES) for shard in shards])
+    digests = np.concatenate(
+        [_matrix(file.read(columns=["digest"]).column(0), _DIGEST_BYTES) for file in files]
+    )
     order = np.argsort(idx)
     idx, digests = idx[order], digests[order]
     # np.unique sorts stably, so `first` holds each digest's first position in index order.
@@ -316,18 +332,23 @@ def _signatures_of(
     idx_per_file: list[np.ndarray],
     settings: DedupSettings,
 ) -> np.ndarray:
-    """The whole signatures of `documents` (sorted indexes), one row each, in that order."""
+    """The whole signatures of `documents` (sorted indexes), one row each, in that order;
+    read in batches, keeping only the rows wanted."""
     signatures = np.zeros((len(documents), settings.num_perm), dtype=np.uint32)
     bands, rows = band_layout(settings)
     names = [_band_column(band) for band in range(bands)]
+    names += ["rest"] if bands * rows < settings.num_perm else []
     for file, ids in zip(files, idx_per_file, strict=True):
         wanted = np.isin(ids, documents)
-        if not wanted.any():
-            continue
-        table = file.read(columns=names + (["rest"] if bands * rows < settings.num_perm else []))
-        parts = [
-            _matrix(table.column(name), table.schema.field(name).type.list_size)[wanted]
-            for name in table.column_names
-        ]
-        signatures[np.searchsorted(documents, ids[wanted])] = np.hstack(parts)
+        start = 0
+        for batch in file.iter_batches(_ROWS_PER_BATCH, columns=names) if wanted.any() else ():
+            mine = wanted[start : start + batch.num_rows]
+            if mine.any():
+                parts = [
+                    _matrix(batch.column(name), batch.schema.field(name).type.list_size)[mine]
+                    for name in names
+                ]
+                where = np.searchsorted(documents, ids[start : start + batch.num_rows][mine])
+                signatures[where] = np.hstack(parts)
+            start += batch.num_rows
     return signatures

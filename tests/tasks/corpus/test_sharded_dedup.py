@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tasks.corpus import sharded_dedup
 from tasks.corpus.dedup import DedupSettings, find_duplicates
 from tasks.corpus.records import Verdict
 from tasks.corpus.sharded_dedup import (
@@ -145,6 +146,16 @@ def test_a_file_from_other_settings_is_refused_by_name(tmp_path, other, field):
     assert "\n" not in str(error.value)
 
 
+def test_an_empty_shard_is_a_shard(tmp_path):
+    empty, full = tmp_path / "a.dedup.parquet", tmp_path / "b.dedup.parquet"
+    assert write_shard_signatures([], empty, SETTINGS) == 0
+    write_shard_signatures([(0, "x y z"), (1, "X, y z!")], full, SETTINGS)
+    assert find_duplicates_across_shards([empty], SETTINGS) == {}
+    assert find_duplicates_across_shards([empty, full], SETTINGS) == {
+        1: Verdict("dedup", "exact_duplicate", "same as #0")
+    }
+
+
 def test_a_document_in_two_shards_is_refused(tmp_path):
     first, second = tmp_path / "a.dedup.parquet", tmp_path / "b.dedup.parquet"
     write_shard_signatures([(0, "x y z"), (7, "q")], first, SETTINGS)
@@ -178,7 +189,9 @@ def corpus(count: int, seed: int = 0) -> tuple[list[tuple[int, str]], list[tuple
 
 
 @pytest.mark.slow
-def test_equal_to_find_duplicates_on_20000_documents_in_8_shards(tmp_path):
+def test_equal_to_find_duplicates_on_20000_documents_in_8_shards(tmp_path, monkeypatch):
+    # Small row groups, so that every file is read back across several of them.
+    monkeypatch.setattr(sharded_dedup, "_ROWS_PER_BATCH", 300)
     docs, chains = corpus(20_000)
     expected = find_duplicates(docs, SETTINGS)
 
