@@ -137,11 +137,9 @@ def _fixed(matrix: np.ndarray) -> pa.FixedSizeListArray:
     return pa.FixedSizeListArray.from_arrays(pa.array(matrix.reshape(-1)), matrix.shape[1])
 
 
-def _matrix(column: pa.ChunkedArray | pa.FixedSizeListArray, width: int) -> np.ndarray:
+def _matrix(column: pa.ChunkedArray, width: int) -> np.ndarray:
     """A fixed-size-list column back as a 2-D array (rows x width)."""
-    if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks()
-    values = column.flatten().to_numpy(zero_copy_only=False)
+    values = column.combine_chunks().flatten().to_numpy(zero_copy_only=False)
     return values.reshape(-1, width)
 
 
@@ -333,7 +331,7 @@ def _signatures_of(
     settings: DedupSettings,
 ) -> np.ndarray:
     """The whole signatures of `documents` (sorted indexes), one row each, in that order;
-    read in batches, keeping only the rows wanted."""
+    read one row group at a time, and only the row groups that hold some of them."""
     signatures = np.zeros((len(documents), settings.num_perm), dtype=np.uint32)
     bands, rows = band_layout(settings)
     names = [_band_column(band) for band in range(bands)]
@@ -341,14 +339,14 @@ def _signatures_of(
     for file, ids in zip(files, idx_per_file, strict=True):
         wanted = np.isin(ids, documents)
         start = 0
-        for batch in file.iter_batches(_ROWS_PER_BATCH, columns=names) if wanted.any() else ():
-            mine = wanted[start : start + batch.num_rows]
-            if mine.any():
+        for group in range(file.num_row_groups):
+            end = start + file.metadata.row_group(group).num_rows
+            if (mine := wanted[start:end]).any():
+                table = file.read_row_group(group, columns=names)
                 parts = [
-                    _matrix(batch.column(name), batch.schema.field(name).type.list_size)[mine]
+                    _matrix(table.column(name), table.schema.field(name).type.list_size)[mine]
                     for name in names
                 ]
-                where = np.searchsorted(documents, ids[start : start + batch.num_rows][mine])
-                signatures[where] = np.hstack(parts)
-            start += batch.num_rows
+                signatures[np.searchsorted(documents, ids[start:end][mine])] = np.hstack(parts)
+            start = end
     return signatures
