@@ -48,7 +48,9 @@ from tasks.corpus.records import Verdict
 
 SIGNATURES_SUFFIX = ".dedup.parquet"  # what `shard_signature_files` lists
 _SETTINGS_KEY = b"gpt2lab.dedup_settings"  # parquet metadata: the settings that wrote it
-_ROWS_PER_BATCH = 4096  # documents signed, then written, at a time: bounds the writer's memory
+# Documents signed, then written, at a time: one parquet row group, the unit in which the
+# decision reads whole signatures back. Bounds the memory of both.
+_ROWS_PER_BATCH = 4096
 _DIGEST_BYTES = 32  # SHA-256
 
 
@@ -124,7 +126,8 @@ def _sign_batch(
         if settings.near and normalized:
             signatures[row] = signer.signature(normalized.split()).hashvalues
             signed[row] = True
-    columns = [pa.array([idx for idx, _ in batch], pa.int64()), _fixed(digests), signed]
+    idx = pa.array([idx for idx, _ in batch], pa.int64())
+    columns = [idx, _fixed(digests), pa.array(signed)]
     columns += [_fixed(signatures[:, band * rows : (band + 1) * rows]) for band in range(bands)]
     if bands * rows < settings.num_perm:
         columns.append(_fixed(signatures[:, bands * rows :]))
