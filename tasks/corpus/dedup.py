@@ -101,6 +101,31 @@ def _shingles(words: list[str], size: int) -> Iterator[bytes]:
     return map(b" ".join, zip(*(encoded[i:] for i in range(size)), strict=False))
 
 
+def new_lsh_index(settings: DedupSettings) -> MinHashLSH:
+    """An empty LSH index for these settings. Its band layout (`.b` bands of `.r` rows)
+    is datasketch's own choice for the threshold, permutations and `_LSH_WEIGHTS`; the
+    sharded dedup (tasks/corpus/sharded_dedup.py) buckets on the same bands."""
+    return MinHashLSH(
+        threshold=settings.threshold, num_perm=settings.num_perm, weights=_LSH_WEIGHTS
+    )
+
+
+def estimated_jaccard(signature: np.ndarray, other: np.ndarray) -> float:
+    """The share of equal values in two MinHash signatures: an unbiased estimate of the
+    Jaccard similarity of the two shingle sets."""
+    return float(np.mean(signature == other))
+
+
+def exact_duplicate_verdict(first: int) -> Verdict:
+    """The verdict of a document whose normalised text equals that of document `first`."""
+    return Verdict(STAGE, "exact_duplicate", f"same as #{first}")
+
+
+def near_duplicate_verdict(other: int, similarity: float) -> Verdict:
+    """The verdict of a near copy of kept document `other` (estimated Jaccard)."""
+    return Verdict(STAGE, "near_duplicate", f"~#{other} (Jaccard≈{similarity:.2f})")
+
+
 class Deduplicator:
     """Streaming duplicate detector: call `check` with documents in ascending index order.
 
@@ -112,9 +137,7 @@ class Deduplicator:
         self.settings = settings or DedupSettings()
         self._first_by_hash: dict[bytes, int] = {}  # SHA-256 digest -> first index
         self._signatures: dict[int, np.ndarray] = {}
-        self._lsh = MinHashLSH(
-            threshold=self.settings.threshold, num_perm=self.settings.num_perm, weights=_LSH_WEIGHTS
-        )
+        self._lsh = new_lsh_index(self.settings)
         # One template MinHash; each document gets a copy, which shares its permutations
         # instead of drawing them again. crc32 hashes the shingles: datasketch mixes every
         # input hash (MurmurHash3's finaliser) before permuting, so a fast 32-bit hash is
@@ -147,7 +170,7 @@ class Deduplicator:
             digest = hashlib.sha256(normalized.encode("utf-8")).digest()  # 32 bytes, not 64 hex
             if (first := self._first_by_hash.get(digest)) is not None:
                 self.counts["exact_duplicate"] += 1
-                return Verdict(STAGE, "exact_duplicate", f"same as #{first}")
+                return exact_duplicate_verdict(first)
             self._first_by_hash[digest] = idx
 
         if self.settings.near and normalized:
@@ -156,7 +179,7 @@ class Deduplicator:
             if match is not None:
                 other, similarity = match
                 self.counts["near_duplicate"] += 1
-                return Verdict(STAGE, "near_duplicate", f"~#{other} (Jaccard≈{similarity:.2f})")
+                return near_duplicate_verdict(other, similarity)
             self._lsh.insert(idx, minhash, check_duplication=False)
             self._signatures[idx] = minhash.hashvalues
 
@@ -171,7 +194,7 @@ class Deduplicator:
         """
         best: tuple[int, float] | None = None
         for candidate in sorted(self._lsh.query(minhash)):
-            similarity = float(np.mean(self._signatures[candidate] == minhash.hashvalues))
+            similarity = estimated_jaccard(self._signatures[candidate], minhash.hashvalues)
             if similarity >= self.settings.threshold and (best is None or similarity > best[1]):
                 best = (candidate, similarity)
         return best
