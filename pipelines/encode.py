@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from model.tokenizer import Tokenizer
 from model.tokenizer.byte_map import visible
+from pipelines.run_lock import folder_lock
 from pipelines.tracking import log_metrics_batch, tracked_run
 from reports import mlflow_names as names
 from tasks.encode.corpus_source import CorpusSource, open_corpus
@@ -74,6 +75,12 @@ finish_task = task(finish, name="write-metadata")
 
 @flow(name="encode")
 def encode_flow(config: EncodeConfig) -> EncodeResult:
+    """Encode the corpus into token shards in `config.out` (see the module)."""
+    with folder_lock(config.out):  # a second run writing the same folder refuses at once
+        return _encode(config)
+
+
+def _encode(config: EncodeConfig) -> EncodeResult:
     logger = get_run_logger()
     source: CorpusSource = open_corpus_task(config.corpus)
     plan: EncodePlan = start_encoding_task(source, config.out, config.choice(), config.settings())
@@ -168,5 +175,7 @@ def first_merges_table(tokenizer: Tokenizer, limit: int = FIRST_MERGES_LOGGED) -
 
 
 def run_encode(config: EncodeConfig) -> EncodeResult:
-    """Run the flow (the CLI's entry point)."""
-    return encode_flow(config)
+    """Run the flow (the CLI's entry point). The folder is locked before the flow starts,
+    so that a second run into it is one line, not a failed flow run."""
+    with folder_lock(config.out):
+        return encode_flow(config)

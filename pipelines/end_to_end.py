@@ -39,6 +39,7 @@ from pipelines.corpus import CorpusConfig, corpus_flow
 from pipelines.encode import EncodeConfig, encode_flow
 from pipelines.evaluate import EvaluateConfig, evaluate_flow
 from pipelines.preferences import PreferencesConfig, preferences_flow
+from pipelines.run_lock import folder_lock
 from pipelines.stage_cache import StageCache, StageRecord, stage_key
 from pipelines.tracking import lineage_tags, stage_runs, tracked_run
 from pipelines.train import TrainConfig, train_flow
@@ -238,6 +239,20 @@ class _Stages:
 @flow(name="end-to-end")
 def end_to_end_flow(config: EndToEndConfig) -> EndToEndResult:
     """corpus -> encode -> pretrain -> finetune -> evaluate -> preferences (see the module)."""
+    # Two runs of one name in one workspace would write the same folders: the second
+    # refuses at once, naming the first.
+    with folder_lock(config.run_dir()):
+        return _end_to_end(config)
+
+
+def run_end_to_end(config: EndToEndConfig) -> EndToEndResult:
+    """Run the flow (the CLI's entry point). The run folder is locked before the flow
+    starts, so that a second run of the same name is one line, not a failed flow run."""
+    with folder_lock(config.run_dir()):
+        return end_to_end_flow(config)
+
+
+def _end_to_end(config: EndToEndConfig) -> EndToEndResult:
     config.run_dir().mkdir(parents=True, exist_ok=True)
     with tracked_run(
         END_TO_END_EXPERIMENT,

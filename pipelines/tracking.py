@@ -41,7 +41,13 @@ from mlflow.tracking import MlflowClient
 from pydantic import BaseModel
 
 from model.errors import Gpt2labError
-from pipelines.workspace import mlartifacts_dir, mlflow_tracking_uri, uses_workspace_store
+from pipelines.run_lock import exclusive
+from pipelines.workspace import (
+    mlartifacts_dir,
+    mlflow_db_path,
+    mlflow_tracking_uri,
+    uses_workspace_store,
+)
 from reports.mlflow_names import (
     FLOW_NAME_TAG,
     FLOW_RUN_ID_TAG,
@@ -321,7 +327,17 @@ def log_metrics_batch(
 def _client() -> MlflowClient:
     # Always name the store: MlflowClient() alone would fall back to MLflow's own default
     # (./mlflow.db in the current directory) whenever tracked_run has not run yet.
-    return MlflowClient(tracking_uri=mlflow_tracking_uri())
+    uri = mlflow_tracking_uri()
+    if uri not in _stores_ready and uses_workspace_store():
+        # MLflow creates (and migrates) its tables on first use; two processes doing that
+        # at once in a new workspace crash in the migration. One at a time, then.
+        with exclusive(mlflow_db_path().with_name("mlflow.db.setup-lock")):
+            MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+        _stores_ready.add(uri)
+    return MlflowClient(tracking_uri=uri)
+
+
+_stores_ready: set[str] = set()  # workspace stores whose tables this process has seen made
 
 
 def _run_id(run: str | mlflow.ActiveRun | Run | None) -> str:

@@ -28,6 +28,7 @@ from pydantic import BaseModel, Field
 from model import GPT, SamplingConfig, generate, load_tokenizer
 from pipelines.mlflow_model import log_checkpoint_model
 from pipelines.model_refs import is_registered, resolve_model
+from pipelines.run_lock import folder_lock
 from pipelines.tracking import MetricBuffer, TrackingUnavailable, failing_fast, tracked_run
 from pipelines.workspace import checkpoints_dir
 from reports.mlflow_names import (
@@ -208,6 +209,12 @@ UNLOGGED_FILE = "unlogged-metrics.jsonl"
 
 @flow(name="train")
 def train_flow(config: TrainConfig) -> TrainFlowResult:
+    """Train (or resume) into `config.run_dir()` (see the module)."""
+    with folder_lock(config.run_dir()):  # a second run writing the same folder refuses at once
+        return _train(config)
+
+
+def _train(config: TrainConfig) -> TrainFlowResult:
     params: TrainConfig | dict[str, Any] = config
     if config.init_from is not None and is_registered(config.init_from):
         # A registered model (models:/NAME@ALIAS): train from its downloaded folder, and
@@ -375,5 +382,7 @@ def register(result: TrainResult, name: str) -> int:
 
 
 def run_train(config: TrainConfig) -> TrainFlowResult:
-    """Run the flow (the CLI's entry point)."""
-    return train_flow(config)
+    """Run the flow (the CLI's entry point). The run folder is locked before the flow
+    starts, so that a second run into it is one line, not a failed flow run."""
+    with folder_lock(config.run_dir()):
+        return train_flow(config)

@@ -20,11 +20,11 @@ def demo(
     pretrain -> fine-tune -> evaluate -> preferences (simulated judge) -> report."""
     import time
 
-    from pipelines.end_to_end import EndToEndConfig, end_to_end_flow
+    from pipelines.end_to_end import EndToEndConfig, run_end_to_end
 
     started = time.perf_counter()
     try:
-        result = end_to_end_flow(EndToEndConfig(name=name))
+        result = run_end_to_end(EndToEndConfig(name=name))
     except (ValueError, RuntimeError) as err:
         raise fail(err) from None
     console = make_console()
@@ -50,11 +50,12 @@ def run_end_to_end(
     Stages whose settings and inputs are unchanged since they last finished are skipped.
     """
     from pipelines.config_files import load_config
-    from pipelines.end_to_end import EndToEndConfig, end_to_end_flow
+    from pipelines.end_to_end import EndToEndConfig
+    from pipelines.end_to_end import run_end_to_end as run_flow
 
     try:
         settings = load_config(EndToEndConfig, config, {"name": name})
-        result = end_to_end_flow(settings)
+        result = run_flow(settings)
     except (ValueError, RuntimeError) as err:
         raise fail(err) from None
     _print_end_to_end(result)

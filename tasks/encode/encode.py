@@ -209,9 +209,9 @@ _MAY_CHANGE = frozenset({"corpus_path"})
 
 
 # Training measures its validation loss on held-out documents; a split expected to hold
-# fewer than this many is refused before any work (one or two documents give a loss that
-# jumps with whichever they are).
-MIN_EXPECTED_VALIDATION_DOCUMENTS = 3
+# fewer than this many is refused before any work (with fewer, the split is often empty,
+# and one document gives a loss that jumps with whichever it is).
+MIN_EXPECTED_VALIDATION_DOCUMENTS = 2
 
 
 def validation_share_problem(documents: int, val_fraction: float, where: object) -> str | None:

@@ -200,7 +200,7 @@ def test_a_corpus_too_small_for_its_validation_share_is_refused_before_any_work(
         encode_corpus(open_corpus(corpus_dir), tmp_path / "t", gpt2, EncodeSettings())
     assert str(error.value) == (
         f"corpus {corpus_dir}: 20 documents x val_fraction 0.005 leaves 0.1 expected for "
-        "validation, and training needs at least 3: give --val-fraction 0.15 or more"
+        "validation, and training needs at least 2: give --val-fraction 0.1 or more"
     )
     assert not (tmp_path / "t").exists()  # nothing written
 
