@@ -38,6 +38,7 @@ from pydantic import (
 from pipelines.corpus import CorpusConfig, corpus_flow
 from pipelines.encode import EncodeConfig, encode_flow
 from pipelines.evaluate import EvaluateConfig, evaluate_flow
+from pipelines.interrupts import RunInterrupted, where_stopped
 from pipelines.preferences import PreferencesConfig, preferences_flow
 from pipelines.run_lock import folder_lock
 from pipelines.stage_cache import StageCache, StageRecord, stage_key
@@ -227,6 +228,8 @@ class _Stages:
             try:
                 with stage_runs(END_TO_END_EXPERIMENT, self.parent_run_id, stage):
                     run_id, outputs, paths = work()
+            except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM: no later stage starts
+                raise RunInterrupted(f"{where_stopped(stop)} of {stage}") from None
             except Exception as error:
                 raise RuntimeError(f"stage {stage} failed: {error}") from error
             record = StageRecord(stage=stage, key=key, run_id=run_id, outputs=outputs, paths=paths)

@@ -18,6 +18,7 @@ Each run gets these tags (see docs/workspace.md):
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.metadata
 import logging
@@ -34,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-from mlflow.entities import Metric, Param, Run
+from mlflow.entities import Metric, Param, Run, RunStatus
 from mlflow.entities.lifecycle_stage import LifecycleStage
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
@@ -128,7 +129,14 @@ def tracked_run(
             _client().log_batch(
                 run.info.run_id, params=[Param(key, value) for key, value in flat.items()]
             )
-        yield run
+        try:
+            yield run
+        except KeyboardInterrupt:
+            # Stopped by Ctrl-C or SIGTERM: KILLED, not FAILED (MLflow's own choice for any
+            # exception). Ended here, MLflow's exit sees it ended and leaves it so.
+            with contextlib.suppress(Exception):
+                mlflow.end_run(RunStatus.to_string(RunStatus.KILLED))
+            raise
 
 
 @dataclass(frozen=True)

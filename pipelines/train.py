@@ -26,6 +26,7 @@ from prefect import flow, get_run_logger, task
 from pydantic import BaseModel, Field
 
 from model import GPT, SamplingConfig, generate, load_tokenizer
+from pipelines.interrupts import RunInterrupted
 from pipelines.mlflow_model import log_checkpoint_model
 from pipelines.model_refs import is_registered, resolve_model
 from pipelines.run_lock import folder_lock
@@ -43,8 +44,8 @@ from reports.mlflow_names import (
 from reports.train_charts import loss_curve
 from tasks.encode.token_shards import TOKENIZER_DIR, read_meta
 from tasks.fingerprint import fingerprint_path
-from tasks.train.checkpoints import TrainingError
-from tasks.train.loop import Callbacks, StepMetrics, TrainResult, train
+from tasks.train.checkpoints import TrainingError, latest_checkpoint
+from tasks.train.loop import CHECKPOINTS_DIR, Callbacks, StepMetrics, TrainResult, train
 from tasks.train.settings import TrainSettings
 from tasks.train.text_data import tokenizer_for, tokens_from_text_file
 
@@ -232,6 +233,8 @@ def _train(config: TrainConfig) -> TrainFlowResult:
         "train", run_name=config.name, lineage=lineage, params=params, system_metrics=True
     ) as run:
         run_id = run.info.run_id
+        if (latest := latest_checkpoint(config.run_dir() / CHECKPOINTS_DIR)) is not None:
+            get_run_logger().info("resuming %s from %s", config.run_dir(), latest.name)
         if config.devices > 1:
             result = train_on_processes(config, tokens, run_id)
         else:
@@ -250,6 +253,8 @@ def _train(config: TrainConfig) -> TrainFlowResult:
                     mlflow.end_run("FAILED")
                 raise
         log_loss_curve(run_id, meta.vocab_size)
+        if result.stopped:  # Ctrl-C or SIGTERM: saved at a safe point; the run ends KILLED
+            raise RunInterrupted(f"stopped at step {result.steps}")
         version = None
         if result.last_checkpoint is not None and config.register_as:
             version = register(result, config.register_as)

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import typer
 from rich.console import Console
 
@@ -29,6 +34,31 @@ def make_console(stderr: bool = False) -> Console:
 @app.callback()
 def _setup() -> None:
     configure_environment()
+
+
+@contextmanager
+def running_flows() -> Iterator[None]:
+    """For a command that runs flows: Prefect's API out of the reach of the terminal's
+    Ctrl-C (`pipelines/prefect_api.py`), and Ctrl-C or SIGTERM ending the command within
+    seconds of the work's next safe point with one line: where it stopped, and the command
+    that resumes it (the same one). Nothing is left half-written: every stage writes
+    atomically or resumably, which is also why the process may end at once afterwards
+    rather than wait for worker threads to finish their batch."""
+    from pipelines.interrupts import sigterm_as_ctrl_c, where_stopped
+    from pipelines.prefect_api import prefect_api
+
+    sigterm_as_ctrl_c()
+    try:
+        with prefect_api():
+            yield
+    except KeyboardInterrupt as stop:
+        command = " ".join(["gpt2lab", *sys.argv[1:]])
+        make_console(stderr=True).print(
+            f"{where_stopped(stop)}; `{command}` resumes", markup=False, highlight=False
+        )
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)  # the shell's code for Ctrl-C
 
 
 def fail(err: Exception) -> typer.Exit:

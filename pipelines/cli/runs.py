@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from pipelines.cli.common import app, fail, make_console
+from pipelines.cli.common import app, fail, make_console, running_flows
 
 
 @app.command()
@@ -24,7 +24,8 @@ def demo(
 
     started = time.perf_counter()
     try:
-        result = run_end_to_end(EndToEndConfig(name=name))
+        with running_flows():
+            result = run_end_to_end(EndToEndConfig(name=name))
     except (ValueError, RuntimeError) as err:
         raise fail(err) from None
     console = make_console()
@@ -55,7 +56,8 @@ def run_end_to_end(
 
     try:
         settings = load_config(EndToEndConfig, config, {"name": name})
-        result = run_flow(settings)
+        with running_flows():
+            result = run_flow(settings)
     except (ValueError, RuntimeError) as err:
         raise fail(err) from None
     _print_end_to_end(result)

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Column, Table
 
-from pipelines.cli.common import app, fail, make_console
+from pipelines.cli.common import app, fail, make_console, running_flows
 
 
 @app.command()
@@ -112,7 +112,8 @@ def _run_training(config: Path | None, overrides: dict) -> None:
 
     try:
         settings = load_config(TrainConfig, preset_path(config) if config else None, overrides)
-        result = run_train(settings)
+        with running_flows():
+            result = run_train(settings)
     except ValueError as err:
         raise fail(err) from None
     console = make_console()
