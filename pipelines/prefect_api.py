@@ -38,7 +38,7 @@ def prefect_api() -> Iterator[str]:
     log = workspace_dir() / "logs" / "prefect-api.log"
     command = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1"]
     command += ["--port", str(port), "--no-ui", "--no-services"]
-    process = spawn(command, log, os.environ, detached=True)
+    process = spawn(command, log, os.environ, detached=True, dies_with_parent=True)
     try:
         wait_until_up(
             "Prefect's local API", lambda: answers(f"{url}/health"), process, log, START_TIMEOUT_S

@@ -3,8 +3,11 @@ processes, and waiting until they answer. Every one binds to 127.0.0.1 by defaul
 
 from __future__ import annotations
 
+import ctypes
+import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -34,9 +37,12 @@ def spawn(
     env: Mapping[str, str] | None = None,
     *,
     detached: bool = False,
+    dies_with_parent: bool = False,
 ) -> subprocess.Popen:
     """Start `command` with its output appended to `log_path`. A detached process has its
-    own session: it outlives the process that started it (and its Ctrl-C)."""
+    own session: it outlives the process that started it (and its Ctrl-C). One that
+    `dies_with_parent` gets SIGTERM from the kernel when its parent ends, however it ends
+    (kill -9 included; Linux only), so a helper server is never left running alone."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         return subprocess.Popen(
@@ -46,7 +52,15 @@ def spawn(
             stdin=subprocess.DEVNULL,
             env=None if env is None else dict(env),
             start_new_session=detached,
+            preexec_fn=_terminate_with_parent if dies_with_parent else None,
         )
+
+
+def _terminate_with_parent() -> None:
+    """In the child, before it runs: ask Linux for SIGTERM when the parent dies."""
+    if sys.platform.startswith("linux"):
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def wait_until_up(
