@@ -20,6 +20,7 @@ from there.
 # No `from __future__ import annotations` here: a scheduled run validates the flow's
 # parameters from its type hints, and those must be real classes, not strings.
 import shutil
+import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
@@ -52,6 +53,7 @@ from reports.mlflow_names import (
     END_TO_END_KIND,
     KIND_TAG,
     STAGE_TAG,
+    STAGES,
 )
 from tasks.encode.token_shards import read_meta
 from tasks.fingerprint import fingerprint_path
@@ -199,6 +201,12 @@ class _Stages:
         self.parent_run_id = parent_run_id
         self.status: dict[str, str] = {}
         self.outputs: dict[str, dict[str, Any]] = {}
+        self.started = time.monotonic()
+
+    def _where(self, stage: str) -> str:
+        """`stage 3/6 pretrain (41 s in)`: the run's overall progress, for the log."""
+        position = f"{STAGES.index(stage) + 1}/{len(STAGES)}" if stage in STAGES else "?"
+        return f"stage {position} {stage} ({time.monotonic() - self.started:.0f} s in)"
 
     def run(self, stage: str, settings: BaseModel, inputs: dict[str, str], work: Work, out: Path):
         """Do `work` for `stage` (writing into `out`), unless a record with the same key
@@ -208,7 +216,7 @@ class _Stages:
         key = stage_key(stage, settings, inputs)
         record = self.cache.get(stage, key)
         if record is not None:
-            logger.info("%s: unchanged since run %s, skipped", stage, record.run_id)
+            logger.info("%s: unchanged since run %s, skipped", self._where(stage), record.run_id)
             tags = {STAGE_TAG: stage, CACHED_TAG: "true", CACHED_FROM_TAG: record.run_id}
             with tracked_run(
                 END_TO_END_EXPERIMENT,
@@ -219,7 +227,7 @@ class _Stages:
                 pass
             self.status[stage] = "cached"
         else:
-            logger.info("%s: running", stage)
+            logger.info("%s: running", self._where(stage))
             self.cache.forget(stage)  # a stale record must not outlive a failed rerun
             if self.cache.started_with(stage) != key and out.exists():
                 logger.info("%s: clearing %s, made with other settings or inputs", stage, out)
@@ -235,6 +243,7 @@ class _Stages:
             record = StageRecord(stage=stage, key=key, run_id=run_id, outputs=outputs, paths=paths)
             self.cache.put(record)
             self.status[stage] = "ran"
+            logger.info("%s: done", self._where(stage))
         self.outputs[stage] = record.outputs
         return record.outputs
 

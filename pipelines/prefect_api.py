@@ -44,9 +44,26 @@ def prefect_api() -> Iterator[str]:
             "Prefect's local API", lambda: answers(f"{url}/health"), process, log, START_TIMEOUT_S
         )
         with temporary_settings({PREFECT_API_URL: url}):
-            yield url
+            try:
+                yield url
+            finally:
+                _send_pending_logs()
     finally:
         _stop(process)
+
+
+def _send_pending_logs() -> None:
+    """Send the flow runs' last log lines to the server while it is still there (Prefect
+    sends them in batches, in the background)."""
+    from prefect.logging.handlers import APILogWorker
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a bounded wait: let it end
+    try:
+        APILogWorker.drain_all(timeout=5)
+    except Exception:  # noqa: BLE001 - losing a log line must not hide the run's own result
+        pass
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _stop(process: subprocess.Popen, timeout: float = 10.0) -> None:

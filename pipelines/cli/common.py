@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -31,9 +32,43 @@ def make_console(stderr: bool = False) -> Console:
     return console
 
 
+DEBUG_ENV = "GPT2LAB_DEBUG"
+
+
 @app.callback()
-def _setup() -> None:
+def _setup(
+    debug: bool = typer.Option(
+        False, "--debug", help="Show tracebacks in the log (they are left out by default)."
+    ),
+) -> None:
+    if debug:
+        os.environ[DEBUG_ENV] = "1"
     configure_environment()
+
+
+class _WithoutTraceback(logging.Filter):
+    """Prints a log record without its traceback: the command ends with the error in one
+    line, and a person reading the log needs the message, not Prefect's call stack.
+    (Records reach the Prefect API's own handler first, with the traceback, so the
+    Prefect UI keeps it.)"""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.exc_info = None
+        record.exc_text = None
+        return True
+
+
+def _quiet_tracebacks() -> None:
+    """Leave tracebacks out of what Prefect prints, unless --debug was given."""
+    if os.environ.get(DEBUG_ENV):
+        return
+    from prefect.logging.handlers import PrefectConsoleHandler  # sets up Prefect's logging
+
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, PrefectConsoleHandler) and not any(
+            isinstance(f, _WithoutTraceback) for f in handler.filters
+        ):
+            handler.addFilter(_WithoutTraceback())
 
 
 @contextmanager
@@ -48,6 +83,7 @@ def running_flows() -> Iterator[None]:
     from pipelines.prefect_api import prefect_api
 
     sigterm_as_ctrl_c()
+    _quiet_tracebacks()
     try:
         with prefect_api():
             yield

@@ -95,7 +95,8 @@ def encode(
     }
     try:
         settings = load_config(EncodeConfig, config, overrides)
-        result = run_encode(settings)
+        with running_flows():
+            result = run_encode(settings)
     except ValueError as err:
         raise fail(err) from None
     console = make_console()
@@ -274,7 +275,8 @@ def evaluate(
         # An unknown models:/ reference or a missing folder: one line, before the flow starts.
         for reference in filter(None, (config.model, config.baseline)):
             checkpoint_folder(resolve_model(reference))
-        result = run_evaluate(config)
+        with running_flows():
+            result = run_evaluate(config)
     except ValueError as err:
         raise fail(err) from None
     console = make_console()
