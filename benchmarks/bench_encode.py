@@ -29,7 +29,7 @@ Peak memory: ours runs once per size in a fresh interpreter, on N and on 4N MB o
 
     python -m benchmarks.bench_encode [--mb 50] [--repeats 3] [--no-memory]
 
-Run from the project root; GPT-2's files are read from ../shared/gpt2. Everything written
+Run from the project root; GPT-2's files are read from tests/data/gpt2. Everything written
 (corpora, tokens, Hugging Face caches) goes to a temporary folder.
 """
 

@@ -36,7 +36,7 @@ warm-up.
 
     python -m benchmarks.bench_eval_throughput [--rows 200] [--repeats 3] [--threads N]
 
-Run from the project root; GPT-2's files are read from ../shared/gpt2.
+Run from the project root; GPT-2's files are read from tests/data/gpt2.
 """
 
 from __future__ import annotations

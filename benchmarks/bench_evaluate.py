@@ -34,7 +34,7 @@ every prompt fits whole), random weights, fp32, CPU.
 
     python -m benchmarks.bench_evaluate [--repeats 5] [--rounds 3] [--threads N]
 
-Run from the project root; GPT-2's files are read from ../shared/gpt2.
+Run from the project root; GPT-2's files are read from tests/data/gpt2.
 """
 
 from __future__ import annotations

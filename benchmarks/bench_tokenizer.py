@@ -7,7 +7,7 @@ Hugging Face `tokenizers` is timed too, for context.
 
     python -m benchmarks.bench_tokenizer [--mb 4] [--repeats 7]
 
-Run from the project root; GPT-2's files are read from ../shared/gpt2.
+Run from the project root; GPT-2's files are read from tests/data/gpt2.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from benchmarks.varied_text import varied_documents
 from model.tokenizer import load_tokenizer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-GPT2_DIR = REPO_ROOT.parent / "shared" / "gpt2"
+GPT2_DIR = REPO_ROOT / "tests" / "data" / "gpt2"  # GPT-2's released files (README there)
 TARGET_RATIO = 0.95
 
 

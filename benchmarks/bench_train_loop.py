@@ -37,7 +37,7 @@ and their range.
 
     python -m benchmarks.bench_train_loop [--rounds 3] [--steps 8] [--warmup 2] [--threads N]
 
-Run from the project root; GPT-2's files are read from ../shared/gpt2. Everything written
+Run from the project root; GPT-2's files are read from tests/data/gpt2. Everything written
 (corpus, tokens, run folders, Hugging Face caches) goes to a temporary folder.
 """
 

@@ -3,10 +3,10 @@ give the same likelihood figures (within 1e-3 relative).
 
 Not part of `make bench` (which runs on the CPU); run it by hand on a CUDA machine:
 
-    python -m benchmarks.gpu_eval_check [--limit 2] [--gpt2-dir ../shared/gpt2] [--keep DIR]
+    python -m benchmarks.gpu_eval_check [--limit 2] [--gpt2-dir tests/data/gpt2] [--keep DIR]
 
 Model: a random tiny gpt2lab GPT (2 layers, 64 wide, 2 heads, 1,024 positions), seeded,
-saved with GPT-2's tokenizer (../shared/gpt2 or --gpt2-dir); without those files, with a
+saved with GPT-2's tokenizer (tests/data/gpt2 or --gpt2-dir); without those files, with a
 stand-in byte-level BPE (the 256 bytes + <|endoftext|>), which reads any text too.
 
 Evaluations: the evaluate flow itself (`EvaluateConfig(device=...)`, so the model is moved

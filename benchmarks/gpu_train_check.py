@@ -5,14 +5,14 @@ step 25 and resumed repeats the uninterrupted run's losses of steps 26-50.
 Not part of `make bench` (which runs on the CPU); run it by hand on a CUDA machine:
 
     python -m benchmarks.gpu_train_check [--micro-batch 16] [--batch-tokens 131072]
-        [--steps 30] [--skip 8] [--gpt2-dir ../shared/gpt2] [--keep DIR]
+        [--steps 30] [--skip 8] [--gpt2-dir tests/data/gpt2] [--keep DIR]
 
 Data: no corpus is needed. Random token ids (uint16, GPT-2's 50,257-token vocabulary) are
 written straight into a tokens folder with the encode flow's own ShardWriter and
 tokens.json record (50M train, 1M validation tokens by default), and GPT-2's tokenizer
 files are copied into its tokenizer/ folder, where `train()` loads the tokenizer from.
 Training reads only the ids: random ids cost the GPU exactly what text would, and the
-loss simply stays near ln(50257) = 10.8. Without GPT-2's files (../shared/gpt2 or
+loss simply stays near ln(50257) = 10.8. Without GPT-2's files (tests/data/gpt2 or
 --gpt2-dir) a stand-in byte-level BPE (the 256 bytes + <|endoftext|>) goes there instead;
 a run then only differs in the tokenizer copied into its checkpoints.
 

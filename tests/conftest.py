@@ -6,6 +6,7 @@ writes to the home folder, sends telemetry or tries to reach a hub.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -40,16 +41,26 @@ for proxy in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_pro
     os.environ.pop(proxy, None)
 os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost"
 
-# GPT-2's original vocabulary files, beside the checkout (see ../shared/gpt2/README.md).
-SHARED_GPT2_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "gpt2"
+# GPT-2's original vocabulary files, shipped as test data (see tests/data/gpt2/README.md).
+GPT2_VOCAB_DIR = Path(__file__).resolve().parent / "data" / "gpt2"
+GPT2_VOCAB_SHA256 = {
+    "encoder.json": "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783",
+    "vocab.bpe": "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5",
+}
 
 
 @pytest.fixture(scope="session")
 def gpt2_vocab_dir() -> Path:
-    """The folder holding GPT-2's `encoder.json` and `vocab.bpe`; skips where it is absent."""
-    if not (SHARED_GPT2_DIR / "encoder.json").is_file():
-        pytest.skip(f"GPT-2 vocabulary files not found at {SHARED_GPT2_DIR} (../shared/gpt2)")
-    return SHARED_GPT2_DIR
+    """The folder holding GPT-2's `encoder.json` and `vocab.bpe`, after checking that both
+    are the released bytes (a changed file would make every tokenizer test meaningless)."""
+    for name, expected in GPT2_VOCAB_SHA256.items():
+        path = GPT2_VOCAB_DIR / name
+        if not path.is_file():
+            pytest.fail(f"{path} is missing: it ships with the repository", pytrace=False)
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        if digest != expected:
+            pytest.fail(f"{path}: sha256 {digest}, expected {expected}", pytrace=False)
+    return GPT2_VOCAB_DIR
 
 
 # ---------------------------------------------------------------------------------------

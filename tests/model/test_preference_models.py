@@ -24,7 +24,6 @@ from tasks.tuning.sequences import pad_right
 
 VOCAB = 97
 TINY = GPTConfig.preset("tiny", vocab_size=VOCAB, block_size=32)
-GPT2_VOCAB = "/work/shared/gpt2"
 
 # (ids, prompt length) rows of different lengths, for the padded-batch tests.
 ROWS = [
@@ -128,8 +127,8 @@ def test_reward_is_read_at_each_rows_last_real_token():
     assert ((moved - batched).abs() > 1e-4).all(), (moved, batched)
 
 
-def test_saved_reward_model_loads_with_identical_rewards(tmp_path):
-    tokenizer = load_tokenizer(GPT2_VOCAB)
+def test_saved_reward_model_loads_with_identical_rewards(tmp_path, gpt2_vocab_dir):
+    tokenizer = load_tokenizer(gpt2_vocab_dir)
     config = GPTConfig.preset("tiny", block_size=32)  # GPT-2's vocabulary, to match it
     model = _reward_model(seed=3, config=config)
     folder = save_reward_model(model, tmp_path / "reward", tokenizer)
