@@ -4,6 +4,7 @@ Prefect on 127.0.0.1)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -75,7 +76,10 @@ def _print_end_to_end(result) -> None:
 
 @app.command()
 def report(
-    run_ids: Annotated[list[str], typer.Argument(help="End-to-end or evaluate MLflow run id(s).")],
+    run_ids: Annotated[
+        list[str],
+        typer.Argument(help="End-to-end or evaluate MLflow run id(s) or name(s) (`demo`)."),
+    ],
     out: Annotated[Path | None, typer.Option(help="Folder (default: workspace/reports/).")] = None,
 ) -> None:
     """Render a run's report from MLflow (end-to-end or evaluate), or several side by side."""
@@ -87,6 +91,10 @@ def report(
     from reports.run_report import compare, write_report
 
     client = MlflowClient(tracking_uri=mlflow_tracking_uri())
+    try:
+        run_ids = [run_id_for(client, reference) for reference in run_ids]
+    except ValueError as err:
+        raise fail(err) from None
     folder = out or workspace_dir() / "reports" / "-".join(r[:8] for r in run_ids)
     try:
         if len(run_ids) == 1:
@@ -102,6 +110,28 @@ def report(
     except MlflowException as err:
         raise fail(ValueError(f"MLflow: {err.message}")) from None
     make_console().print(f"report: {html} (and its .md beside it)")
+
+
+def run_id_for(client, reference: str) -> str:
+    """The id of the run `reference` names: an MLflow run id as it is, else the newest
+    end-to-end or evaluate run of that name (the name `demo` or `run --name` gave it)."""
+    from reports.mlflow_names import END_TO_END_KIND, EVALUATE_KIND, KIND_TAG
+
+    if re.fullmatch(r"[0-9a-f]{32}", reference):
+        return reference
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    quoted = reference.replace("'", "\\'")
+    found = client.search_runs(
+        experiments,
+        f"attributes.run_name = '{quoted}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=50,
+    )
+    kinds = (END_TO_END_KIND, EVALUATE_KIND)
+    reportable = [run for run in found if run.data.tags.get(KIND_TAG) in kinds]
+    if not reportable:
+        raise ValueError(f"no end-to-end or evaluate run named {reference!r} (nor a run id)")
+    return reportable[0].info.run_id  # the newest of that name
 
 
 @app.command()

@@ -138,3 +138,25 @@ def test_output_that_is_not_a_terminal_keeps_long_lines_whole(capsys):
     command = "gpt2lab report " + "/a/very/long/path/to/a/workspace/run-folder" * 4
     make_console().print(command)  # pytest captures stdout: not a terminal
     assert capsys.readouterr().out == command + "\n"
+
+
+def test_report_takes_a_run_name_as_well_as_an_id(workspace):
+    import time
+
+    from mlflow.tracking import MlflowClient
+
+    from pipelines.cli.runs import run_id_for
+    from pipelines.workspace import mlflow_tracking_uri
+
+    client = MlflowClient(tracking_uri=mlflow_tracking_uri())
+    experiment = client.create_experiment("end-to-end-test")
+    made = []
+    for _ in range(2):
+        run = client.create_run(experiment, run_name="demo", tags={"gpt2lab.kind": "end-to-end"})
+        made.append(run.info.run_id)
+        time.sleep(0.01)  # a later start time
+    client.create_run(experiment, run_name="demo-stage")  # another name: never matched
+    assert run_id_for(client, "demo") == made[-1]  # the newest of that name
+    assert run_id_for(client, made[0]) == made[0]  # an id, as it is
+    with pytest.raises(ValueError, match="no end-to-end or evaluate run named 'nope'"):
+        run_id_for(client, "nope")
