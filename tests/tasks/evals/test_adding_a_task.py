@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import torch
@@ -21,6 +23,14 @@ def test_the_documented_tasks_are_found_and_run(tmp_path, monkeypatch, gpt2_voca
     assert set(files) == {"dialogue_next_turn.py", "dialogue_reply_likelihood.py", "dialogue.jsonl"}
     for name, text in files.items():
         (tmp_path / name).write_text(text)
+    # Lint-clean under the project's own rules, as a contributor's task file must be.
+    ruff = Path(sys.executable).with_name("ruff")
+    checked = subprocess.run(
+        [str(ruff), "check", "--config", str(DOC.parents[1] / "pyproject.toml"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
     monkeypatch.setenv(registry.TASKS_PATH_VARIABLE, str(tmp_path))
     registry.all_tasks.cache_clear()
     try:
@@ -42,3 +52,12 @@ def test_the_documented_tasks_are_found_and_run(tmp_path, monkeypatch, gpt2_voca
     assert likelihood.generated == 2 and likelihood.scores["bits_per_byte"] > 1.0
     assert likelihood.scores["greedy"] == 0.0
     assert likelihood.examples[0]["prompt"] == result.examples[0]["prompt"]
+
+
+def test_the_documented_evaluate_command_names_the_model_the_demo_makes(tmp_path, monkeypatch):
+    from pipelines.end_to_end import EndToEndConfig
+
+    monkeypatch.setenv("GPT2LAB_HOME", str(tmp_path / "workspace"))
+    command = re.search(r"gpt2lab evaluate --model (\S+)", DOC.read_text()).group(1)
+    demo = EndToEndConfig(name="demo").run_dir() / "finetune" / "checkpoints" / "best"
+    assert Path(command) == demo.relative_to(tmp_path)
