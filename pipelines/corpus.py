@@ -155,8 +155,9 @@ def corpus_flow(config: CorpusConfig) -> CorpusResult:
     for done, future in enumerate(futures, start=1):
         summary = future.result()
         logger.info(
-            "shard %d done (%d/%d): %d links, %d kept",
+            "shard %d %s (%d/%d): %d links, %d kept",
             summary.shard,
+            "was already done" if summary.already_done else "done",
             done,
             len(shards),
             summary.links,

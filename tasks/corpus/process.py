@@ -2,11 +2,12 @@
 Prefect tasks).
 
     read_links    -> every input link into the run's store, with its link-rule verdict
-    plan_shards   -> the fetchable links cut into shards by host, written to the location
+    plan_shards   -> the links still to do, cut into shards by host, written to the location
     process_shard (one per shard, on any worker), in the shard's own store:
         read_robots   -> each of its hosts' robots.txt, once
         plan_batches  -> its unfinished links, cut into batches of consecutive ids
-        process_batch -> per batch: fetch -> extract -> filter -> record
+        per batch: fetch_into_store -> extract_from_store (extract + filter), the next
+        batch fetched while one is extracted
         then its fates and documents as files at the location, and its marker
     collect_shards -> the finished shards' outcomes into the run's store
     deduplicate_shards -> mark exact and near duplicates among all kept documents
@@ -23,6 +24,7 @@ from __future__ import annotations
 import shutil
 from collections import Counter
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,6 +107,13 @@ def plan_batches(out_dir: Path, batch_size: int) -> list[Batch]:
 
 def process_batch(out_dir: Path, batch: Batch, settings: FunnelSettings) -> BatchSummary:
     """Fetch, extract and filter one batch, recording every outcome in the store."""
+    fetched = fetch_into_store(out_dir, batch, settings)
+    outcomes = extract_from_store(out_dir, batch, settings)
+    return BatchSummary(fetched=fetched, kept=outcomes["kept"], outcomes=outcomes)
+
+
+def fetch_into_store(out_dir: Path, batch: Batch, settings: FunnelSettings) -> int:
+    """Fetch the batch's links not fetched yet; returns how many were fetched."""
     size = batch.last - batch.first + 1
     with CorpusStore(out_dir) as store:
         links = [
@@ -112,7 +121,13 @@ def process_batch(out_dir: Path, batch: Batch, settings: FunnelSettings) -> Batc
         ]
         # Each page is written to the store the moment it arrives (crash safety).
         fetch_batch(links, settings.fetch, on_page=store.record_page, robots_cache=store)
+    return len(links)
 
+
+def extract_from_store(out_dir: Path, batch: Batch, settings: FunnelSettings) -> dict[str, int]:
+    """Extract and filter the batch's fetched pages; returns "kept" / "stage.reason" counts."""
+    size = batch.last - batch.first + 1
+    with CorpusStore(out_dir) as store:
         # Every fetched page of the batch still waiting for extraction: this run's, and
         # any left by an interrupted run (their bodies are stored; nothing is re-fetched).
         fetched = [
@@ -124,15 +139,14 @@ def process_batch(out_dir: Path, batch: Batch, settings: FunnelSettings) -> Batc
         store.record_results(
             (idx, result) for (idx, _, _), result in zip(fetched, results, strict=True)
         )
-
     outcomes = Counter(
         "kept" if isinstance(r, Document) else f"{r.stage}.{r.reason}" for r in results
     )
-    return BatchSummary(fetched=len(links), kept=outcomes["kept"], outcomes=dict(outcomes))
+    return {"kept": 0, **outcomes}
 
 
 def plan_shards(out_dir: Path, location: str, n_shards: int) -> list[int]:
-    """Cut the run's fetchable links into `n_shards` shards by host, at `location` (a folder
+    """Cut the run's unfinished links into `n_shards` shards by host, at `location` (a folder
     or fsspec URL), once; return the shards not done yet."""
     with CorpusStore(out_dir) as store:
         return write_shard_inputs(store, Location(location), n_shards)
@@ -156,8 +170,19 @@ def process_shard(
     with CorpusStore(work) as store:
         store.add_links(decision for _, decision in numbered)
     read_robots(work, settings.fetch)
-    for batch in plan_batches(work, batch_size):
-        process_batch(work, batch, settings)
+    # One batch is fetched while the one before it is extracted, so the network and the
+    # extraction processes work at the same time; only one batch fetches at a time, so the
+    # per-host limits hold.
+    previous: Batch | None = None
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="shard-fetch") as fetcher:
+        for batch in plan_batches(work, batch_size):
+            fetching = fetcher.submit(fetch_into_store, work, batch, settings)
+            if previous is not None:
+                extract_from_store(work, previous, settings)
+            fetching.result()
+            previous = batch
+    if previous is not None:
+        extract_from_store(work, previous, settings)
     with CorpusStore(work) as store:
         kept = finish_shard(place, shard, store, [idx for idx, _ in numbered])
     # Its outcomes are published: the working copy (documents again) would only take space.

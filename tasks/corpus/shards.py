@@ -31,7 +31,9 @@ import os
 import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
+from itertools import islice
 from pathlib import Path
 from typing import IO, Any
 
@@ -91,6 +93,7 @@ _DOCUMENT_SCHEMA = pa.schema(
     ]
 )
 _READ_BATCH = 2_000  # rows per Arrow batch when reading results back: bounded memory
+_WRITE_BATCH = 2_000  # rows per Parquet row group when writing: bounded memory
 
 
 class ShardError(RuntimeError):
@@ -146,10 +149,21 @@ class Location:
         """Write `path` so that a reader sees all of it or nothing: on a file system, to a
         temporary name renamed into place; on an object store an upload is already
         all-or-nothing."""
+        with self.open_for_writing(path) as handle:
+            write(handle)
+
+    @contextmanager
+    def open_for_writing(self, path: str) -> Iterator[IO[bytes]]:
+        """`write` as a context manager: `path` appears only if the block ends normally."""
         self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
         target = f"{path}.tmp-{uuid.uuid4().hex}" if self.local else path
-        with self.fs.open(target, "wb") as handle:
-            write(handle)
+        try:
+            with self.fs.open(target, "wb") as handle:
+                yield handle
+        except BaseException:
+            if target != path:
+                self.fs.rm(target)
+            raise
         if target != path:
             os.replace(target, path)
 
@@ -174,8 +188,8 @@ def _protocols(fs: Any) -> set[str]:
 
 
 def write_shard_inputs(store: CorpusStore, location: Location, n_shards: int) -> list[int]:
-    """Write each shard's input (every fetchable link of its hosts, in idx order) unless
-    written already; return the shards that are not done yet.
+    """Write each shard's input (the run's unfinished links of its hosts, in idx order)
+    unless written already; return the shards that are not done yet.
 
     The split is made once per location (plan.json records it): a resumed run with another
     `n_shards` is refused, since its shards would not match the ones on disk.
@@ -190,20 +204,39 @@ def write_shard_inputs(store: CorpusStore, location: Location, n_shards: int) ->
                 f"{n_shards}: keep shards = {planned} or use a new output folder"
             )
     else:
-        rows: dict[int, list[dict[str, Any]]] = {}
-        for idx, source, raw_url, link in store.fetchable_links():
-            rows.setdefault(shard_of(link.url, n_shards), []).append(
-                {"idx": idx, "source": source, "raw_url": raw_url, **_link_fields(link)}
-            )
-        for shard, shard_rows in rows.items():
-            table = pa.Table.from_pylist(shard_rows, schema=_INPUT_SCHEMA)
-            location.write(location.shard_path(shard, INPUT_FILE), _parquet(table))
+        shards = _write_inputs(store, location, n_shards)
         # Written last: without it, a crash above just makes the next run cut again.
-        plan = {"n_shards": n_shards, "shards": sorted(rows)}
+        plan = {"n_shards": n_shards, "shards": shards}
         location.write(plan_path, lambda handle: handle.write(json.dumps(plan).encode()))
     with location.fs.open(plan_path, "rb") as handle:
         shards = json.load(handle)["shards"]
     return [s for s in shards if not location.exists(location.shard_path(s, DONE_FILE))]
+
+
+def _write_inputs(store: CorpusStore, location: Location, n_shards: int) -> list[int]:
+    """One pass over the run's links, each appended to its shard's input file; a shard's
+    rows are buffered up to `_WRITE_BATCH` (memory: shards x batch, not the whole input).
+    Returns the shards that got links."""
+    with ExitStack() as files:
+        writers: dict[int, pq.ParquetWriter] = {}
+        buffers: dict[int, list[dict[str, Any]]] = {}
+
+        def flush(shard: int) -> None:
+            if shard not in writers:
+                path = location.shard_path(shard, INPUT_FILE)
+                handle = files.enter_context(location.open_for_writing(path))
+                writers[shard] = files.enter_context(pq.ParquetWriter(handle, _INPUT_SCHEMA))
+            writers[shard].write_table(pa.Table.from_pylist(buffers.pop(shard), _INPUT_SCHEMA))
+
+        for idx, source, raw_url, link in store.unfinished_links():
+            shard = shard_of(link.url, n_shards)
+            row = {"idx": idx, "source": source, "raw_url": raw_url, **_link_fields(link)}
+            buffers.setdefault(shard, []).append(row)
+            if len(buffers[shard]) == _WRITE_BATCH:
+                flush(shard)
+        for shard in list(buffers):
+            flush(shard)
+        return sorted(writers)
 
 
 def planned_shards(location: Location) -> list[int]:
@@ -222,8 +255,18 @@ def _link_fields(link: Link) -> dict[str, Any]:
     }
 
 
-def _parquet(table: pa.Table) -> Callable[[IO[bytes]], None]:
-    return lambda handle: pq.write_table(table, handle)
+def _write_parquet(
+    location: Location, path: str, schema: pa.Schema, rows: Iterable[dict[str, Any]]
+) -> int:
+    """Stream `rows` into a Parquet file at `path`, a row group per `_WRITE_BATCH` rows (so
+    memory holds one batch, however big the shard); returns how many rows."""
+    count = 0
+    with location.open_for_writing(path) as handle, pq.ParquetWriter(handle, schema) as writer:
+        rows = iter(rows)
+        while batch := list(islice(rows, _WRITE_BATCH)):
+            writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+            count += len(batch)
+    return count
 
 
 # --------------------------------------------------------------------------------------------
@@ -257,23 +300,26 @@ def read_shard_input(location: Location, shard: int) -> list[tuple[int, LinkDeci
 
 
 def finish_shard(location: Location, shard: int, store: CorpusStore, ids: list[int]) -> int:
-    """Write the shard's fates and documents (global idx) and then its marker; returns the
-    number of kept documents. `ids[i]` is the global idx of the store's link i."""
-    fates = [{**asdict(f), "idx": ids[f.idx]} for f in store.fates()]
-    if any(f["fate"] == "pending" for f in fates):
+    """Write the shard's fates and documents (global idx), streamed, and then its marker;
+    returns the number of kept documents. `ids[i]` is the global idx of the store's link i."""
+    counts = store.counts()
+    if counts["pending"] or counts["fetched"]:
         raise ShardError(f"shard {shard}: links are still pending; it cannot be finished")
-    documents = [{**asdict(d), "idx": ids[d.idx]} for d in store.iter_documents()]
-    location.write(
+    links = _write_parquet(
+        location,
         location.shard_path(shard, FATES_FILE),
-        _parquet(pa.Table.from_pylist(fates, schema=_FATE_SCHEMA)),
+        _FATE_SCHEMA,
+        ({**asdict(f), "idx": ids[f.idx]} for f in store.fates()),
     )
-    location.write(
+    kept = _write_parquet(
+        location,
         location.shard_path(shard, DOCUMENTS_FILE),
-        _parquet(pa.Table.from_pylist(documents, schema=_DOCUMENT_SCHEMA)),
+        _DOCUMENT_SCHEMA,
+        ({**asdict(d), "idx": ids[d.idx]} for d in store.iter_documents()),
     )
-    marker = json.dumps({"links": len(fates), "kept": len(documents)}).encode()
+    marker = json.dumps({"links": links, "kept": kept}).encode()
     location.write(location.shard_path(shard, DONE_FILE), lambda handle: handle.write(marker))
-    return len(documents)
+    return kept
 
 
 def read_marker(location: Location, shard: int) -> dict[str, int] | None:

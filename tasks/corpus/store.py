@@ -24,6 +24,10 @@ processes (Dask workers on one machine) may write to it: WAL mode lets readers g
 writer commits, and a busy timeout makes writers wait their turn instead of failing. Open one
 `CorpusStore` per process; a pickled store reopens the file in the process that unpickles it.
 
+A run cut into shards (`shards.py`) has two kinds: each shard works in a store of its own,
+and the run's store holds every input link and takes the finished shards' outcomes back
+(`record_shard_results`) before deduplication and export.
+
 The store keeps state only: `export.py` turns it into the dataset, manifest and fingerprint.
 """
 
@@ -314,12 +318,12 @@ class CorpusStore:
         )
         return [row["idx"] for row in rows]
 
-    def fetchable_links(self) -> Iterator[tuple[int, str, str | None, Link]]:
-        """Every link the link rules kept, as (idx, source, raw_url, Link), in idx order,
-        whatever its state (the shards are cut from these)."""
+    def unfinished_links(self) -> Iterator[tuple[int, str, str | None, Link]]:
+        """The links still to do (not fetched, or not extracted yet) as (idx, source,
+        raw_url, Link), in idx order: the shards are cut from these."""
         last = -1
         while rows := self._query(
-            f"SELECT {_LINK_COLUMNS}, raw_url FROM links WHERE fetchable = 1 AND idx > ?"
+            f"SELECT {_LINK_COLUMNS}, raw_url FROM links WHERE state != 'done' AND idx > ?"
             " ORDER BY idx LIMIT ?",
             (last, _READ_PAGE),
         ):

@@ -50,7 +50,8 @@ def test_every_link_of_a_host_lands_in_the_same_shard_on_every_machine():
 
 
 @pytest.mark.parametrize("as_url", [False, True], ids=["path", "file-url"])
-def test_shard_inputs_results_and_marker_round_trip(tmp_path, as_url):
+def test_shard_inputs_results_and_marker_round_trip(tmp_path, as_url, monkeypatch):
+    monkeypatch.setattr("tasks.corpus.shards._WRITE_BATCH", 2)  # files of several row groups
     store = _run_store(tmp_path)
     shared = tmp_path / "shared"
     location = Location(shared.as_uri() if as_url else shared)
