@@ -96,7 +96,7 @@ _READ_BATCH = 2_000  # rows per Arrow batch when reading results back: bounded m
 _WRITE_BATCH = 2_000  # rows per Parquet row group when writing: bounded memory
 
 
-class ShardError(RuntimeError):
+class ShardError(ValueError):
     """The shard layout at a location cannot be used: one line naming the file and why."""
 
 

@@ -302,3 +302,21 @@ def _quiet_extraction_pools():
     from tasks.corpus.extract import shutdown_pools
 
     shutdown_pools()
+
+
+@loopback_only
+def test_another_shard_count_for_a_started_run_is_a_one_line_error(workspace, tmp_path):
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    links = tmp_path / "links.txt"
+    links.write_text("https://example.org/a 5\n")
+    plan = tmp_path / "out" / "shards" / "plan.json"  # as a run cut into 3 shards left it
+    plan.parent.mkdir(parents=True)
+    plan.write_text(json.dumps({"n_shards": 3, "shards": [1]}))
+    options = ["--links", str(links), "--out", str(tmp_path / "out"), "--shards", "2"]
+    result = CliRunner().invoke(app, ["corpus", *options])
+    assert result.exit_code == 2
+    assert f"{plan}: this run was cut into 3 shards" in result.output
+    assert not (tmp_path / "out" / "shards" / "00001").exists()  # nothing was fetched
