@@ -144,6 +144,21 @@ def test_dask_runner_gives_the_same_dataset(workspace, tmp_path):
 
 
 @loopback_only
+def test_shards_on_an_object_store_give_the_same_dataset(workspace, tmp_path, monkeypatch):
+    # fsspec's in-memory file system stands for s3:// (none is reachable offline): shard
+    # files are uploaded whole, with no rename, and each shard works in a scratch folder.
+    (tmp_path / "scratch").mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path / "scratch"))
+    with _mini_web() as web:
+        dump = write_submissions_dump(tmp_path / "dump.jsonl", web)
+        default = run_corpus(_config(dump, tmp_path / "default"))
+        remote = run_corpus(_config(dump, tmp_path / "remote", shared="memory://corpus"))
+    assert remote.fingerprint == default.fingerprint
+    assert _manifest(remote.manifest) == _manifest(default.manifest)
+    assert not (tmp_path / "remote" / "shards").exists()  # the shards were elsewhere
+
+
+@loopback_only
 def test_ipv6_literal_and_odd_links_each_get_a_fate_and_the_run_finishes(workspace, tmp_path):
     # The mini-web on ::1: its links are IPv6 literals with a port, the form that once
     # ended whole runs in the robots.txt step. Around them, every odd form a dump can hold.
