@@ -38,7 +38,9 @@ from tasks.corpus.filters import FilterSettings
 from tasks.corpus.links import LinkRules, iter_link_decisions
 from tasks.corpus.records import Document, Verdict
 from tasks.corpus.shards import (
+    DONE_FILE,
     Location,
+    ShardError,
     ShardSummary,
     find_shard_duplicates,
     finish_shard,
@@ -191,13 +193,20 @@ def process_shard(
 
 
 def collect_shards(out_dir: Path, location: str) -> dict[str, int]:
-    """Record every finished shard's fates and documents in the run's store; return its
-    counts (links of unfinished shards stay "pending")."""
+    """Record every shard's fates and documents in the run's store, once all are done;
+    return its counts."""
     place = Location(location)
     with CorpusStore(out_dir) as store:
         for shard in planned_shards(place):
-            if read_marker(place, shard) is not None:
-                store.record_shard_results(shard_fates(place, shard), shard_documents(place, shard))
+            if read_marker(place, shard) is None:
+                # Every shard task returned, so its marker exists where it ran: a worker
+                # wrote to a folder of its own machine, not one this machine sees.
+                raise ShardError(
+                    f"{place.shard_path(shard, DONE_FILE)}: shard {shard} finished but its "
+                    "results are not here: give `shared` a folder or URL that every worker "
+                    "and this machine reach"
+                )
+            store.record_shard_results(shard_fates(place, shard), shard_documents(place, shard))
         return store.counts()
 
 

@@ -143,3 +143,13 @@ def _dropped():
     from tasks.corpus.records import Verdict
 
     return Verdict("filter", "too_short", "")
+
+
+def test_results_the_flow_cannot_see_are_a_clear_error(tmp_path):
+    # As when workers wrote `shared` on their own disks: the tasks ended, no marker is here.
+    from tasks.corpus.process import collect_shards
+
+    with _run_store(tmp_path) as store:
+        shard = write_shard_inputs(store, Location(tmp_path / "shared"), n_shards=1)[0]
+    with pytest.raises(ShardError, match=f"shard {shard} finished but its results are not here"):
+        collect_shards(tmp_path / "run", str(tmp_path / "shared"))
