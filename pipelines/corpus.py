@@ -1,6 +1,11 @@
 """The `corpus` flow: a link dump in, a clean, deduplicated dataset out (WebText style).
 
-    read links -> robots.txt -> batches of [fetch -> extract -> filter] -> dedup -> export
+    read links -> shards by host -> per shard [robots.txt -> batches of
+    [fetch -> extract -> filter]] -> collect -> dedup -> export
+
+Shards run as Prefect tasks on the chosen task runner: threads here (the default), a local
+Dask cluster (`runner = "dask"`), or an existing Dask cluster (`dask_address`); their state
+lives under `shared` (a folder or fsspec URL every worker reaches), see tasks/corpus/shards.py.
 
 Every URL's fate is in the manifest; the funnel, the drop reasons, charts and samples go
 to MLflow. Killed and started again with the same config, it continues where it stopped.
@@ -16,7 +21,7 @@ from typing import Literal
 
 import mlflow
 from prefect import flow, get_run_logger, task, unmapped
-from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from pydantic import BaseModel, Field
 
 from pipelines.tracking import log_metrics_batch, tracked_run
@@ -32,12 +37,12 @@ from tasks.corpus.export import ExportResult
 from tasks.corpus.links import LinkRules
 from tasks.corpus.process import (
     FunnelSettings,
-    deduplicate,
+    collect_shards,
+    deduplicate_shards,
     export,
-    plan_batches,
-    process_batch,
+    plan_shards,
+    process_shard,
     read_links,
-    read_robots,
 )
 from tasks.corpus.store import CorpusStore, causes
 from tasks.fingerprint import fingerprint_path
@@ -46,31 +51,50 @@ FUNNEL_STAGES = ("links", "fetch", "extract", "filter", "dedup")
 
 # The flow's Prefect tasks: the plain functions of tasks/corpus/process.py, named for the UI.
 read_links_task = task(read_links, name="read-links")
-read_robots_task = task(read_robots, name="read-robots")
-plan_batches_task = task(plan_batches, name="plan-batches")
-process_batch_task = task(
-    process_batch, name="process-batch", task_run_name="batch {batch.first}-{batch.last}"
-)
-deduplicate_task = task(deduplicate, name="deduplicate")
+plan_shards_task = task(plan_shards, name="plan-shards")
+process_shard_task = task(process_shard, name="process-shard", task_run_name="shard {shard}")
+collect_shards_task = task(collect_shards, name="collect-shards")
+deduplicate_task = task(deduplicate_shards, name="deduplicate")
 export_task = task(export, name="export")
+
+# MLflow tags of a run on an existing Dask cluster: where it ran and where to watch it.
+DASK_SCHEDULER_TAG = "gpt2lab.dask.scheduler"
+DASK_DASHBOARD_TAG = "gpt2lab.dask.dashboard"
 
 
 class CorpusConfig(FunnelSettings):
     """Settings of the corpus flow (the CLI's options and `--config` TOML tables)."""
 
     links: list[Path] = Field(min_length=1, description="link dumps / URL lists to read")
-    out: Path = Field(description="output folder: dataset, manifest, state")
+    out: Path = Field(description="output folder: dataset, manifest, the run's state")
+    shared: str | None = Field(
+        None,
+        description="where the shards' inputs, progress and results live: a folder or an "
+        "fsspec URL (s3://bucket/corpus) that every worker reaches; default: `out`",
+    )
     link_rules: LinkRules = LinkRules()
     dedup: DedupSettings = DedupSettings()
-    batch_size: int = Field(64, ge=1, description="links per task (one Prefect task each)")
+    shards: int = Field(
+        16,
+        ge=1,
+        description="how many shards the links are cut into, by host (one Prefect task "
+        "each); a few times the number of workers keeps them all busy. Fixed once a run "
+        "has started",
+    )
+    batch_size: int = Field(64, ge=1, description="links fetched and extracted at a time")
     concurrent_batches: int = Field(
         2,
         ge=1,
-        description="batches in flight at once with the default runner: one can "
+        description="shards in flight at once with the default runner: one can "
         "fetch while another extracts; more only adds threads and memory",
     )
     runner: Literal["default", "dask"] = "default"
-    dask_workers: int = Field(2, ge=1)
+    dask_workers: int = Field(2, ge=1, description="processes of the local Dask cluster")
+    dask_address: str | None = Field(
+        None,
+        description="an existing Dask scheduler, e.g. tcp://HOST:8786: run the shards on "
+        "its workers (they need this code, its environment and `shared`)",
+    )
 
 
 class CorpusResult(BaseModel):
@@ -80,6 +104,7 @@ class CorpusResult(BaseModel):
     documents: int
     counts: dict[str, int]
     mlflow_run_id: str
+    dask_dashboard: str | None = None
 
 
 def funnel(counts: dict[str, int]) -> list[tuple[str, int]]:
@@ -102,25 +127,46 @@ def funnel(counts: dict[str, int]) -> list[tuple[str, int]]:
 @flow(name="corpus")
 def corpus_flow(config: CorpusConfig) -> CorpusResult:
     logger = get_run_logger()
+    tags, dashboard = {}, None
+    if config.dask_address:
+        dashboard = dask_dashboard(config.dask_address)
+        tags[DASK_SCHEDULER_TAG] = config.dask_address
+        if dashboard:
+            tags[DASK_DASHBOARD_TAG] = dashboard
+        logger.info(
+            "Dask scheduler %s, dashboard: %s",
+            config.dask_address,
+            dashboard or "none (install bokeh where the scheduler runs)",
+        )
+    location = config.shared or str(config.out)
     counts = read_links_task(config.links, config.link_rules, config.out)
-    read_robots_task(config.out, config.fetch)
-    batches = plan_batches_task(config.out, config.batch_size)
+    shards = plan_shards_task(config.out, location, config.shards)
     logger.info(
-        "%d links, %d to fetch or finish in %d batches",
+        "%d links, %d to fetch or finish; %d shards to do at %s",
         counts["total"],
         counts["pending"] + counts["fetched"],
-        len(batches),
+        len(shards),
+        location,
     )
     settings = FunnelSettings(fetch=config.fetch, extract=config.extract, filters=config.filters)
-    futures = process_batch_task.map(unmapped(config.out), batches, unmapped(settings))
+    futures = process_shard_task.map(
+        unmapped(location), shards, unmapped(settings), unmapped(config.batch_size)
+    )
     for done, future in enumerate(futures, start=1):
         summary = future.result()
         logger.info(
-            "batch %d/%d: %d fetched, %d kept", done, len(batches), summary.fetched, summary.kept
+            "shard %d %s (%d/%d): %d links, %d kept",
+            summary.shard,
+            "was already done" if summary.already_done else "done",
+            done,
+            len(shards),
+            summary.links,
+            summary.kept,
         )
-    deduplicate_task(config.out, config.dedup)
+    collect_shards_task(config.out, location)
+    deduplicate_task(config.out, location, config.dedup)
     exported = export_task(config.out)
-    final_counts, run_id = log_corpus_run(config, exported)
+    final_counts, run_id = log_corpus_run(config, exported, tags=tags)
     return CorpusResult(
         dataset=exported.dataset_path,
         manifest=exported.manifest_path,
@@ -128,11 +174,33 @@ def corpus_flow(config: CorpusConfig) -> CorpusResult:
         documents=exported.n_documents,
         counts=final_counts,
         mlflow_run_id=run_id,
+        dask_dashboard=dashboard,
     )
 
 
+def dask_dashboard(address: str) -> str | None:
+    """The dashboard link of the Dask scheduler at `address`; None when it serves none (its
+    dashboard needs `bokeh` installed where the scheduler runs)."""
+    from distributed import Client
+    from distributed.utils import format_dashboard_link
+
+    try:
+        with Client(address, timeout=30) as client:
+            info = client.scheduler_info(n_workers=0)
+    except OSError as error:
+        raise ValueError(f"dask_address {address}: no Dask scheduler answered ({error})") from None
+    port = info.get("services", {}).get("dashboard")
+    if port is None:
+        return None
+    host = info["address"].split("://", 1)[-1].rsplit(":", 1)[0]
+    return format_dashboard_link(host, port)
+
+
 def log_corpus_run(
-    config: CorpusConfig, exported: ExportResult, samples: int = 20
+    config: CorpusConfig,
+    exported: ExportResult,
+    samples: int = 20,
+    tags: dict[str, str] | None = None,
 ) -> tuple[dict[str, int], str]:
     """One MLflow run: funnel metrics, drop reasons, charts and sample documents.
     Returns the store's final counts and the run id."""
@@ -148,7 +216,7 @@ def log_corpus_run(
     lineage = {"corpus": exported.fingerprint}
     lineage.update({f"links.{p.name}": fingerprint_path(p) for p in config.links})
     params = config.model_dump(mode="json", exclude={"links", "out"})
-    with tracked_run("corpus", lineage=lineage, params=params) as run:
+    with tracked_run("corpus", lineage=lineage, params=params, tags=tags) as run:
         stages = funnel(counts)
         log_metrics_batch(run, {funnel_metric(i, name): n for i, (name, n) in enumerate(stages)})
         drops = causes(counts)
@@ -185,6 +253,17 @@ def _log_rows(rows: list[dict], name: str) -> None:
 
 def run_corpus(config: CorpusConfig) -> CorpusResult:
     """Run the flow with the task runner the config asks for."""
+    return corpus_flow.with_options(task_runner=task_runner(config))(config)
+
+
+def task_runner(config: CorpusConfig) -> TaskRunner:
+    """Threads on this machine; a local Dask cluster; or the Dask cluster at dask_address."""
+    if config.dask_address:
+        from prefect_dask import DaskTaskRunner
+
+        # The cluster's workers were started elsewhere: they must run non-daemonic (see
+        # docs/corpus.md), as the local cluster below does.
+        return DaskTaskRunner(address=config.dask_address)
     if config.runner == "dask":
         import dask
         from prefect_dask import DaskTaskRunner
@@ -193,7 +272,7 @@ def run_corpus(config: CorpusConfig) -> CorpusResult:
         # children: the extraction pool (which enforces the per-page time limit) needs to.
         dask.config.set({"distributed.worker.daemon": False})
 
-        runner = DaskTaskRunner(
+        return DaskTaskRunner(
             cluster_kwargs={
                 "n_workers": config.dask_workers,
                 "threads_per_worker": 1,
@@ -201,8 +280,6 @@ def run_corpus(config: CorpusConfig) -> CorpusResult:
                 "dashboard_address": None,
             }
         )
-        return corpus_flow.with_options(task_runner=runner)(config)
-    # Prefect's default thread pool is unbounded: every batch of a million-link dump
+    # Prefect's default thread pool is unbounded: every shard of a million-link dump
     # would start at once, each with its own event loop and HTTP client.
-    runner = ThreadPoolTaskRunner(max_workers=config.concurrent_batches)
-    return corpus_flow.with_options(task_runner=runner)(config)
+    return ThreadPoolTaskRunner(max_workers=config.concurrent_batches)

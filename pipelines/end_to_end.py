@@ -36,7 +36,7 @@ from pydantic import (
     model_validator,
 )
 
-from pipelines.corpus import CorpusConfig, corpus_flow
+from pipelines.corpus import CorpusConfig, run_corpus
 from pipelines.encode import EncodeConfig, encode_flow
 from pipelines.evaluate import EvaluateConfig, evaluate_flow
 from pipelines.interrupts import RunInterrupted, where_stopped
@@ -343,7 +343,8 @@ def _corpus_stage(stages: _Stages) -> dict[str, Any]:
             shutil.rmtree(out, ignore_errors=True)
         with ExitStack() as stack:
             links = config.links or [_serve_miniweb(stack, config)]
-            result = corpus_flow(_corpus_config(config, links, out))
+            # run_corpus: the corpus section may ask for a Dask cluster (dask_address).
+            result = run_corpus(_corpus_config(config, links, out))
         outputs = {
             "dataset": str(result.dataset),
             "fingerprint": result.fingerprint,

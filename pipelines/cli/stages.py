@@ -24,6 +24,15 @@ def corpus(
     ] = None,
     batch_size: Annotated[int | None, typer.Option(help="Links per task.")] = None,
     runner: Annotated[str | None, typer.Option(help="'default' or 'dask'.")] = None,
+    dask_address: Annotated[
+        str | None,
+        typer.Option(help="Run the shards on the Dask cluster at this scheduler address."),
+    ] = None,
+    shared: Annotated[
+        str | None,
+        typer.Option(help="Folder or fsspec URL for the shards, reachable by every worker."),
+    ] = None,
+    shards: Annotated[int | None, typer.Option(help="Shards to cut the links into.")] = None,
     allow_network: Annotated[
         list[str] | None,
         typer.Option(
@@ -34,9 +43,17 @@ def corpus(
 ) -> None:
     """Links -> fetched, extracted, filtered, deduplicated dataset (resumable)."""
     from pipelines.config_files import load_config
-    from pipelines.corpus import CorpusConfig, run_corpus
+    from pipelines.corpus import CorpusConfig, dask_dashboard, run_corpus
 
-    overrides = {"links": links, "out": out, "batch_size": batch_size, "runner": runner}
+    overrides = {
+        "links": links,
+        "out": out,
+        "batch_size": batch_size,
+        "runner": runner,
+        "dask_address": dask_address,
+        "shared": shared,
+        "shards": shards,
+    }
     if allow_network:
         overrides["fetch"] = {"allowed_networks": allow_network}
     try:
@@ -44,6 +61,9 @@ def corpus(
         missing = [str(p) for p in settings.links if not p.is_file()]
         if missing:
             raise ValueError(f"link input not found: {missing[0]}")
+        if settings.dask_address:  # at the start: it is for watching the run
+            dashboard = dask_dashboard(settings.dask_address)
+            make_console().print(f"Dask dashboard: {dashboard or 'none served'}")
         result = run_corpus(settings)
     except ValueError as err:
         raise fail(err) from None

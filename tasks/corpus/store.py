@@ -24,6 +24,10 @@ processes (Dask workers on one machine) may write to it: WAL mode lets readers g
 writer commits, and a busy timeout makes writers wait their turn instead of failing. Open one
 `CorpusStore` per process; a pickled store reopens the file in the process that unpickles it.
 
+A run cut into shards (`shards.py`) has two kinds: each shard works in a store of its own,
+and the run's store holds every input link and takes the finished shards' outcomes back
+(`record_shard_results`) before deduplication and export.
+
 The store keeps state only: `export.py` turns it into the dataset, manifest and fingerprint.
 """
 
@@ -314,6 +318,19 @@ class CorpusStore:
         )
         return [row["idx"] for row in rows]
 
+    def unfinished_links(self) -> Iterator[tuple[int, str, str | None, Link]]:
+        """The links still to do (not fetched, or not extracted yet) as (idx, source,
+        raw_url, Link), in idx order: the shards are cut from these."""
+        last = -1
+        while rows := self._query(
+            f"SELECT {_LINK_COLUMNS}, raw_url FROM links WHERE state != 'done' AND idx > ?"
+            " ORDER BY idx LIMIT ?",
+            (last, _READ_PAGE),
+        ):
+            for row in rows:
+                yield row["idx"], row["source"], row["raw_url"], _link_from_row(row)
+            last = rows[-1]["idx"]
+
     def pending_links(self, limit: int = 1000, after: int = -1) -> list[tuple[int, Link]]:
         """Up to `limit` links not fetched yet, as (idx, Link), in input order after `after`.
 
@@ -454,6 +471,43 @@ class CorpusStore:
                 db.execute("DELETE FROM bodies WHERE idx = ?", (idx,))
                 recorded += 1
         return recorded
+
+    def record_shard_results(
+        self, fates: Iterable[FateRecord], documents: Iterable[StoredDocument]
+    ) -> int:
+        """Record the outcomes a shard worked out in its own store; returns how many links
+        changed. Links already done are left as they are, so reading a shard twice (a
+        resumed run) changes nothing. A fate whose idx and URL do not name one of this
+        run's links means the shard is not from this run: StoreError, nothing is written.
+        """
+        changed = 0
+        with self._transaction() as db:
+            for fate in fates:
+                row = db.execute(
+                    "SELECT url, state FROM links WHERE idx = ?", (fate.idx,)
+                ).fetchone()
+                if row is None or row["url"] != fate.url:
+                    raise StoreError(
+                        f"{self.path}: a shard reports link {fate.idx} as {fate.url!r}, which "
+                        "this run does not have: the shards come from another run"
+                    )
+                if row["state"] == "done" or fate.fate == "pending":
+                    continue
+                db.execute(
+                    "UPDATE links SET state = 'done', fate = ?, stage = ?, reason = ?,"
+                    " detail = ?, http_status = ? WHERE idx = ?",
+                    (fate.fate, fate.stage, fate.reason, fate.detail, fate.http_status, fate.idx),
+                )
+                changed += 1
+            for doc in documents:
+                db.execute(
+                    "INSERT OR IGNORE INTO documents VALUES (?, ?, ?, ?)",
+                    (doc.idx, doc.title, doc.text, doc.content_hash),
+                )
+                db.execute(
+                    "UPDATE links SET fetched_at = ? WHERE idx = ?", (doc.fetched_at, doc.idx)
+                )
+        return changed
 
     def _fetchable(self, db: sqlite3.Connection, url: str) -> tuple[int, str]:
         row = db.execute(

@@ -12,17 +12,18 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 from collections import Counter
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 
 from pipelines.corpus import CorpusConfig, corpus_flow, run_corpus
 from tasks.corpus.miniweb import MiniWeb, submission_lines, write_submissions_dump
-from tasks.corpus.store import CorpusStore
 from tests.tasks.corpus.netns import loopback_only
 
 # Test-sized politeness: our own loopback server, short timeouts, quick retries.
@@ -143,6 +144,21 @@ def test_dask_runner_gives_the_same_dataset(workspace, tmp_path):
 
 
 @loopback_only
+def test_shards_on_an_object_store_give_the_same_dataset(workspace, tmp_path, monkeypatch):
+    # fsspec's in-memory file system stands for s3:// (none is reachable offline): shard
+    # files are uploaded whole, with no rename, and each shard works in a scratch folder.
+    (tmp_path / "scratch").mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path / "scratch"))
+    with _mini_web() as web:
+        dump = write_submissions_dump(tmp_path / "dump.jsonl", web)
+        default = run_corpus(_config(dump, tmp_path / "default"))
+        remote = run_corpus(_config(dump, tmp_path / "remote", shared="memory://corpus"))
+    assert remote.fingerprint == default.fingerprint
+    assert _manifest(remote.manifest) == _manifest(default.manifest)
+    assert not (tmp_path / "remote" / "shards").exists()  # the shards were elsewhere
+
+
+@loopback_only
 def test_ipv6_literal_and_odd_links_each_get_a_fate_and_the_run_finishes(workspace, tmp_path):
     # The mini-web on ::1: its links are IPv6 literals with a port, the form that once
     # ended whole runs in the robots.txt step. Around them, every odd form a dump can hold.
@@ -209,12 +225,23 @@ def test_ipv6_literal_and_odd_links_each_get_a_fate_and_the_run_finishes(workspa
 
 
 def _recorded_urls(out: Path) -> set[str]:
-    """The URLs the run has fetched so far: finished past the link rules, or fetched and
-    waiting for extraction."""
-    with CorpusStore(out) as store:
-        finished = {f.url for f in store.fates() if f.fate != "pending" and f.stage != "links"}
-        waiting = {page.url for _, _, page in store.fetched_pages(10_000)}
-    return finished | waiting
+    """The URLs the run has fetched so far: in a shard's working store (with a fate, or
+    fetched and waiting for extraction) or in a finished shard's published fates. Read-only,
+    and a store being deleted as its shard finishes is simply skipped."""
+    import pyarrow.parquet as pq
+
+    urls: set[str] = set()
+    for state in out.glob("shards/*/work/state.sqlite"):
+        try:
+            with closing(sqlite3.connect(f"file:{state}?mode=ro", uri=True)) as db:
+                rows = db.execute("SELECT url FROM links WHERE state != 'pending'").fetchall()
+        except sqlite3.Error:
+            continue
+        urls.update(url for (url,) in rows)
+    for fates in out.glob("shards/*/fates.parquet"):
+        table = pq.read_table(fates, columns=["url", "fate"]).to_pylist()
+        urls.update(row["url"] for row in table if row["fate"] != "pending")
+    return urls
 
 
 @loopback_only
@@ -240,7 +267,7 @@ def test_a_killed_run_resumes_without_fetching_anything_twice(workspace, tmp_pat
         )
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and first.poll() is None:
-            if (out / "state.sqlite").exists() and len(_recorded_urls(out)) >= 8:
+            if len(_recorded_urls(out)) >= 8:
                 break
             time.sleep(0.2)
         assert first.poll() is None, "the first run ended before it could be killed"
@@ -290,3 +317,21 @@ def _quiet_extraction_pools():
     from tasks.corpus.extract import shutdown_pools
 
     shutdown_pools()
+
+
+@loopback_only
+def test_another_shard_count_for_a_started_run_is_a_one_line_error(workspace, tmp_path):
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    links = tmp_path / "links.txt"
+    links.write_text("https://example.org/a 5\n")
+    plan = tmp_path / "out" / "shards" / "plan.json"  # as a run cut into 3 shards left it
+    plan.parent.mkdir(parents=True)
+    plan.write_text(json.dumps({"n_shards": 3, "shards": [1]}))
+    options = ["--links", str(links), "--out", str(tmp_path / "out"), "--shards", "2"]
+    result = CliRunner().invoke(app, ["corpus", *options])
+    assert result.exit_code == 2
+    assert f"{plan}: this run was cut into 3 shards" in result.output
+    assert not (tmp_path / "out" / "shards" / "00001").exists()  # nothing was fetched
