@@ -24,6 +24,7 @@ from prefect import flow, get_run_logger, task, unmapped
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from pydantic import BaseModel, Field
 
+from pipelines.run_lock import folder_lock
 from pipelines.tracking import log_metrics_batch, tracked_run
 from reports.corpus_charts import funnel_chart, length_histogram
 from reports.mlflow_names import (
@@ -107,6 +108,33 @@ class CorpusResult(BaseModel):
     dask_dashboard: str | None = None
 
 
+# What a person can change when a reason drops every link (reason or stage -> advice).
+_SWITCHES = {
+    "private_address": "the links point at private or loopback addresses, refused by "
+    "default; --allow-network NETWORK (e.g. 127.0.0.1/32) allows a network you run",
+    "robots_disallowed": "the sites' robots.txt forbid fetching them; a polite crawler "
+    "stops there ([fetch] respect_robots = false only for sites you own)",
+    "links": "the link rules dropped them: see [link_rules] (min_score, blocked_domains)",
+    "filter": "the quality filters dropped them: see [filters] (languages, min_tokens)",
+    "dedup": "they were all copies of one another",
+}
+
+
+def empty_corpus_note(counts: dict[str, int], top: int = 3) -> str | None:
+    """For a run that kept no document: its most frequent drop reasons with their counts,
+    and the setting that would change the first; None when something was kept."""
+    if counts.get("kept", 0) or not counts.get("total"):
+        return None
+    found = causes(counts)[:top]
+    listed = ", ".join(f"{cause.key} ({cause.count:,})" for cause in found)
+    first = found[0] if found else None
+    advice = first and (_SWITCHES.get(first.reason) or _SWITCHES.get(first.stage))
+    return (
+        f"no document was kept from {counts['total']:,} links; the most frequent reasons: "
+        f"{listed}" + (f". {advice[0].upper()}{advice[1:]}" if advice else "")
+    )
+
+
 def funnel(counts: dict[str, int]) -> list[tuple[str, int]]:
     """Records left after each stage, from the store's "<fate>.<stage>.<reason>" counts."""
     left = counts.get("total", 0)
@@ -139,7 +167,7 @@ def corpus_flow(config: CorpusConfig) -> CorpusResult:
             dashboard or "none (install bokeh where the scheduler runs)",
         )
     location = config.shared or str(config.out)
-    counts = read_links_task(config.links, config.link_rules, config.out)
+    counts = read_links_task(config.links, config.link_rules, config.out, config.fetch)
     shards = plan_shards_task(config.out, location, config.shards)
     logger.info(
         "%d links, %d to fetch or finish; %d shards to do at %s",
@@ -252,8 +280,10 @@ def _log_rows(rows: list[dict], name: str) -> None:
 
 
 def run_corpus(config: CorpusConfig) -> CorpusResult:
-    """Run the flow with the task runner the config asks for."""
-    return corpus_flow.with_options(task_runner=task_runner(config))(config)
+    """Run the flow with the task runner the config asks for. The output folder is locked
+    first: a second run into it refuses at once, naming the first."""
+    with folder_lock(config.out):
+        return corpus_flow.with_options(task_runner=task_runner(config))(config)
 
 
 def task_runner(config: CorpusConfig) -> TaskRunner:

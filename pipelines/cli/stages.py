@@ -43,7 +43,7 @@ def corpus(
 ) -> None:
     """Links -> fetched, extracted, filtered, deduplicated dataset (resumable)."""
     from pipelines.config_files import load_config
-    from pipelines.corpus import CorpusConfig, dask_dashboard, run_corpus
+    from pipelines.corpus import CorpusConfig, dask_dashboard, empty_corpus_note, run_corpus
 
     overrides = {
         "links": links,
@@ -64,11 +64,14 @@ def corpus(
         if settings.dask_address:  # at the start: it is for watching the run
             dashboard = dask_dashboard(settings.dask_address)
             make_console().print(f"Dask dashboard: {dashboard or 'none served'}")
-        result = run_corpus(settings)
-    except ValueError as err:
+        with running_flows():
+            result = run_corpus(settings)
+    except (ValueError, RuntimeError) as err:  # RuntimeError: a run that cannot go on
         raise fail(err) from None
     console = make_console()
     console.print(f"{result.documents:,} documents -> {result.dataset}")
+    if note := empty_corpus_note(result.counts):
+        make_console(stderr=True).print(f"[bold yellow]warning:[/] {note}", highlight=False)
     console.print(f"manifest: {result.manifest}  fingerprint: {result.fingerprint[:16]}")
     console.print(f"MLflow run {result.mlflow_run_id} in experiment 'corpus'")
 

@@ -60,7 +60,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import urldefrag, urljoin, urlsplit
 from urllib.robotparser import RobotFileParser
 
@@ -159,6 +159,17 @@ class FetchSettings(BaseModel):
         if not (value.isascii() and value.isprintable()):
             raise ValueError("must be printable ASCII without newlines (it is an HTTP header)")
         return value
+
+    def decision_policy(self) -> dict[str, Any]:
+        """The settings that decide whether a link may be fetched at all (not how fast):
+        a run's recorded fates hold only under the same ones."""
+        return {
+            "respect_robots": self.respect_robots,
+            "allow_private_addresses": self.allow_private_addresses,
+            "allowed_networks": sorted(str(network) for network in self.allowed_networks),
+            "user_agent": self.user_agent,
+            "max_bytes": self.max_bytes,
+        }
 
 
 # ---------------------------------------------------------------------------------------

@@ -77,12 +77,17 @@ class BatchSummary:
     outcomes: dict[str, int]  # "stage.reason" or "kept" -> count
 
 
-def read_links(paths: Sequence[Path], rules: LinkRules, out_dir: Path) -> dict[str, int]:
+def read_links(
+    paths: Sequence[Path], rules: LinkRules, out_dir: Path, fetch: FetchSettings | None = None
+) -> dict[str, int]:
     """Record every input link and its link-rule verdict; return the store's counts.
 
-    Reading the same inputs again (a resumed run) changes nothing.
+    Reading the same inputs again (a resumed run) changes nothing. A run resumed with
+    another fetch policy (`FetchSettings.decision_policy`) is refused, as one with other
+    inputs is: the fates already recorded were decided under the first.
     """
     with CorpusStore(out_dir) as store:
+        store.check_fetch_policy((fetch or FetchSettings()).decision_policy())
         store.add_links(iter_link_decisions(paths, rules))
         return store.counts()
 

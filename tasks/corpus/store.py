@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import sqlite3
 import threading
@@ -304,6 +305,28 @@ class CorpusStore:
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('n_links', ?)", (str(count),))
         elif count != known:
             self._inputs_changed(known, str(count))
+
+    def check_fetch_policy(self, policy: Mapping[str, Any]) -> None:
+        """Record the fetch policy this run decides with (what may be fetched at all: the
+        address rules, robots.txt, the user agent, the size limit), or refuse another one.
+
+        A fate recorded under one policy ("private_address", "robots_disallowed") would be
+        wrong under another, and a resumed run fetches only links with no fate yet: so a
+        new policy is a new run, in a new folder, as new inputs are."""
+        wanted = json.dumps(dict(policy), sort_keys=True, default=str)
+        rows = self._query("SELECT value FROM meta WHERE key = 'fetch_policy'")
+        if not rows:
+            with self._transaction() as db:
+                db.execute("INSERT INTO meta VALUES ('fetch_policy', ?)", (wanted,))
+            return
+        recorded, now = json.loads(rows[0]["value"]), json.loads(wanted)
+        changed = sorted(key for key in {**recorded, **now} if recorded.get(key) != now.get(key))
+        if changed:
+            name = changed[0]
+            raise StoreError(
+                f"{self.path}: this run fetched with {name} = {recorded.get(name)!r}, now "
+                f"{now.get(name)!r}; its links' fates depend on it: use a new output folder"
+            )
 
     def _inputs_changed(self, known: int, now: str) -> None:
         raise StoreError(

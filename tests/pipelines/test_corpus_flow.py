@@ -335,3 +335,32 @@ def test_another_shard_count_for_a_started_run_is_a_one_line_error(workspace, tm
     assert result.exit_code == 2
     assert f"{plan}: this run was cut into 3 shards" in result.output
     assert not (tmp_path / "out" / "shards" / "00001").exists()  # nothing was fetched
+
+
+@loopback_only
+def test_a_corpus_that_keeps_nothing_says_why_and_another_fetch_policy_is_another_run(
+    workspace, tmp_path
+):
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    out = tmp_path / "out"
+    with _mini_web() as web:
+        links = tmp_path / "links.txt"
+        links.write_text("".join(f"{web.url(path)} 5\n" for path in web.articles[:3]))
+        options = ["corpus", "--links", str(links), "--out", str(out)]
+        # No --allow-network: the mini-web's loopback address is refused, as it should be.
+        refused = CliRunner().invoke(app, options)
+        assert refused.exit_code == 0, refused.output
+        assert "0 documents" in refused.output
+        assert "no document was kept from 3 links" in refused.output
+        assert "private_address (3)" in refused.output
+        assert "--allow-network NETWORK" in refused.output
+        assert sum(web.hits.values()) == 0  # nothing was fetched, not even robots.txt
+
+        # The same folder with a new fetch policy: refused, as new inputs are.
+        again = CliRunner().invoke(app, [*options, "--allow-network", "127.0.0.1/32"])
+    assert again.exit_code == 2, again.output
+    assert "this run fetched with allowed_networks = [], now ['127.0.0.1/32']" in again.output
+    assert "use a new output folder" in again.output
