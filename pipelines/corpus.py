@@ -178,7 +178,11 @@ def corpus_flow(config: CorpusConfig) -> CorpusResult:
     )
     settings = FunnelSettings(fetch=config.fetch, extract=config.extract, filters=config.filters)
     futures = process_shard_task.map(
-        unmapped(location), shards, unmapped(settings), unmapped(config.batch_size)
+        unmapped(location),
+        shards,
+        unmapped(settings),
+        unmapped(config.batch_size),
+        unmapped(config.dedup),  # each shard signs its documents for the dedup
     )
     for done, future in enumerate(futures, start=1):
         summary = future.result()

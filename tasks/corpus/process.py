@@ -160,7 +160,11 @@ def plan_shards(out_dir: Path, location: str, n_shards: int) -> list[int]:
 
 
 def process_shard(
-    location: str, shard: int, settings: FunnelSettings, batch_size: int
+    location: str,
+    shard: int,
+    settings: FunnelSettings,
+    batch_size: int,
+    dedup: DedupSettings | None = None,
 ) -> ShardSummary:
     """Fetch, extract and filter one shard's links, then publish its results.
 
@@ -191,7 +195,7 @@ def process_shard(
     if previous is not None:
         extract_from_store(work, previous, settings)
     with CorpusStore(work) as store:
-        kept = finish_shard(place, shard, store, [idx for idx, _ in numbered])
+        kept = finish_shard(place, shard, store, [idx for idx, _ in numbered], dedup)
     # Its outcomes are published: the working copy (documents again) would only take space.
     shutil.rmtree(work, ignore_errors=True)
     return ShardSummary(shard, len(numbered), kept, already_done=False)

@@ -178,6 +178,17 @@ def _open(path: Path, settings: DedupSettings) -> pq.ParquetFile:
     return file
 
 
+def signature_settings(path: str | os.PathLike[str]) -> DedupSettings | None:
+    """The dedup settings a signature file was written with; None if it is not one."""
+    try:
+        metadata = pq.read_schema(path).metadata or {}
+    except (pa.ArrowException, OSError):
+        return None
+    if _SETTINGS_KEY not in metadata:
+        return None
+    return DedupSettings.model_validate_json(metadata[_SETTINGS_KEY])
+
+
 def find_duplicates_across_shards(
     paths: Sequence[str | os.PathLike[str]], settings: DedupSettings
 ) -> dict[int, Verdict]:

@@ -28,6 +28,7 @@ import hashlib
 import heapq
 import json
 import os
+import shutil
 import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -45,6 +46,12 @@ from tasks.corpus.dedup import DedupSettings, find_duplicates
 from tasks.corpus.fetch import origin_of
 from tasks.corpus.links import LinkDecision
 from tasks.corpus.records import Link, Verdict
+from tasks.corpus.sharded_dedup import (
+    SIGNATURES_SUFFIX,
+    find_duplicates_across_shards,
+    signature_settings,
+    write_shard_signatures,
+)
 from tasks.corpus.store import CorpusStore, FateRecord, StoredDocument
 
 SHARDS_DIR = "shards"
@@ -53,6 +60,7 @@ INPUT_FILE = "links.parquet"
 FATES_FILE = "fates.parquet"
 DOCUMENTS_FILE = "documents.parquet"
 DONE_FILE = "done.json"
+SIGNATURES_FILE = "signatures" + SIGNATURES_SUFFIX  # MinHash signatures, for the dedup
 WORK_DIR = "work"
 
 _INPUT_SCHEMA = pa.schema(
@@ -299,9 +307,16 @@ def read_shard_input(location: Location, shard: int) -> list[tuple[int, LinkDeci
     ]
 
 
-def finish_shard(location: Location, shard: int, store: CorpusStore, ids: list[int]) -> int:
-    """Write the shard's fates and documents (global idx), streamed, and then its marker;
-    returns the number of kept documents. `ids[i]` is the global idx of the store's link i."""
+def finish_shard(
+    location: Location,
+    shard: int,
+    store: CorpusStore,
+    ids: list[int],
+    dedup: DedupSettings | None = None,
+) -> int:
+    """Write the shard's fates and documents (global idx), streamed, then (with `dedup`)
+    its documents' MinHash signatures, and then its marker; returns the number of kept
+    documents. `ids[i]` is the global idx of the store's link i."""
     counts = store.counts()
     if counts["pending"] or counts["fetched"]:
         raise ShardError(f"shard {shard}: links are still pending; it cannot be finished")
@@ -317,9 +332,29 @@ def finish_shard(location: Location, shard: int, store: CorpusStore, ids: list[i
         _DOCUMENT_SCHEMA,
         ({**asdict(d), "idx": ids[d.idx]} for d in store.iter_documents()),
     )
+    if dedup is not None:
+        documents = ((ids[d.idx], d.text) for d in store.iter_documents())
+        publish_signatures(location, shard, documents, dedup)
     marker = json.dumps({"links": links, "kept": kept}).encode()
     location.write(location.shard_path(shard, DONE_FILE), lambda handle: handle.write(marker))
     return kept
+
+
+def publish_signatures(
+    location: Location, shard: int, documents: Iterable[tuple[int, str]], dedup: DedupSettings
+) -> int:
+    """Sign the shard's documents ((global idx, text)) on this worker, where they are, and
+    put the file beside the shard's results: the deduplication then reads signatures, a
+    few hundred bytes per document, instead of every shard's texts."""
+    with tempfile.TemporaryDirectory(prefix="gpt2lab-signatures-") as folder:
+        local = Path(folder) / SIGNATURES_FILE
+        signed = write_shard_signatures(documents, local, dedup)
+        with open(local, "rb") as source:
+            location.write(
+                location.shard_path(shard, SIGNATURES_FILE),
+                lambda handle: shutil.copyfileobj(source, handle),
+            )
+    return signed
 
 
 def read_marker(location: Location, shard: int) -> dict[str, int] | None:
@@ -360,7 +395,26 @@ def find_shard_duplicates(
 ) -> dict[int, Verdict]:
     """Exact and near duplicates among all shards' documents (first in input order wins).
 
-    The one place where cross-shard deduplication plugs in: today a single process streams
-    every shard's documents in idx order through `find_duplicates`."""
+    Where every shard published its signatures with these settings, the LSH bands are
+    bucketed across the shards' signature files (`sharded_dedup.py`, the way datatrove
+    does it): no document text is read again. Otherwise (shards from before signatures,
+    or other dedup settings now) one process streams every shard's documents in idx order
+    through `find_duplicates`. Both give the same verdicts (a test checks it)."""
+    paths = [location.shard_path(shard, SIGNATURES_FILE) for shard in shards]
+    if shards and all(location.exists(path) for path in paths):
+        with tempfile.TemporaryDirectory(prefix="gpt2lab-signatures-") as folder:
+            local = paths if location.local else _downloaded(location, paths, Path(folder))
+            if all(signature_settings(path) == settings for path in local):
+                return find_duplicates_across_shards(local, settings)
     documents = documents_in_order(location, shards)
     return find_duplicates(((d.idx, d.text) for d in documents), settings)
+
+
+def _downloaded(location: Location, paths: list[str], folder: Path) -> list[str]:
+    """Local copies of `paths` from an object store (the files are read at random)."""
+    copies = []
+    for number, path in enumerate(paths):
+        copy = folder / f"{number:05d}{SIGNATURES_SUFFIX}"
+        location.fs.get(path, str(copy))
+        copies.append(str(copy))
+    return copies

@@ -153,3 +153,65 @@ def test_results_the_flow_cannot_see_are_a_clear_error(tmp_path):
         shard = write_shard_inputs(store, Location(tmp_path / "shared"), n_shards=1)[0]
     with pytest.raises(ShardError, match=f"shard {shard} finished but its results are not here"):
         collect_shards(tmp_path / "run", str(tmp_path / "shared"))
+
+
+@pytest.mark.parametrize("kind", ["path", "memory"])
+def test_dedup_across_signed_shards_equals_dedup_of_their_documents_in_order(
+    tmp_path, kind, monkeypatch
+):
+    """The flow's dedup reads the shards' published signatures; with none (or from other
+    settings) it streams their documents: both give `find_duplicates`'s verdicts."""
+    import random
+
+    from tasks.corpus import shards as shard_module
+    from tasks.corpus.dedup import DedupSettings, find_duplicates
+    from tasks.corpus.shards import (
+        _DOCUMENT_SCHEMA,
+        DOCUMENTS_FILE,
+        Location,
+        _write_parquet,
+        find_shard_duplicates,
+        publish_signatures,
+    )
+
+    url = str(tmp_path / "shared") if kind == "path" else f"memory://dedup-{tmp_path.name}"
+    location = Location(url)
+    rng = random.Random(3)
+    words = [f"w{n}" for n in range(400)]
+    texts = [" ".join(rng.choices(words, k=120)) for _ in range(150)]
+    texts += [text.upper() for text in texts[:20]]  # exact copies
+    texts += [text.replace("w1 ", "w2 ", 1) + " tail" for text in texts[20:50]]  # near copies
+    order = list(range(len(texts)))
+    rng.shuffle(order)  # documents' idx spread over the shards, as hosts spread them
+    by_shard: dict[int, list[tuple[int, str]]] = {}
+    for idx, text_number in enumerate(order):
+        by_shard.setdefault(idx % 4, []).append((idx, texts[text_number]))
+    settings = DedupSettings()
+    for shard, documents in by_shard.items():
+        rows = [
+            {"idx": i, "url": f"https://h{shard}.example/{i}", "title": None, "text": t,
+             "karma": None, "subreddit": None, "fetched_at": None, "content_hash": str(i)}
+            for i, t in documents
+        ]  # fmt: skip
+        _write_parquet(location, location.shard_path(shard, DOCUMENTS_FILE), _DOCUMENT_SCHEMA, rows)
+    expected = find_duplicates(sorted(d for docs in by_shard.values() for d in docs), settings)
+    assert len(expected) >= 40  # the copies were found
+
+    shards = sorted(by_shard)
+    streamed = find_shard_duplicates(location, shards, settings)  # no signatures yet
+    for shard, documents in by_shard.items():
+        publish_signatures(location, shard, documents, settings)
+    used = []
+    real = shard_module.find_duplicates_across_shards
+    monkeypatch.setattr(
+        shard_module,
+        "find_duplicates_across_shards",
+        lambda paths, s: used.append(len(paths)) or real(paths, s),
+    )
+    signed = find_shard_duplicates(location, shards, settings)
+    other = find_shard_duplicates(location, shards, DedupSettings(threshold=0.7))
+    assert used == [4]  # the signatures were used, and not for other settings
+    assert streamed == signed == expected
+    assert other == find_duplicates(
+        sorted(d for docs in by_shard.values() for d in docs), DedupSettings(threshold=0.7)
+    )
