@@ -36,6 +36,7 @@ from pydantic import (
     model_validator,
 )
 
+from pipelines import interrupts
 from pipelines.corpus import CorpusConfig, run_corpus
 from pipelines.encode import EncodeConfig, encode_flow
 from pipelines.evaluate import EvaluateConfig, evaluate_flow
@@ -233,6 +234,7 @@ class _Stages:
                 logger.info("%s: clearing %s, made with other settings or inputs", stage, out)
                 shutil.rmtree(out)
             self.cache.start(stage, key)
+            interrupts.current_stage = stage  # for the line printed if it is stopped
             try:
                 with stage_runs(END_TO_END_EXPERIMENT, self.parent_run_id, stage):
                     run_id, outputs, paths = work()
@@ -240,6 +242,8 @@ class _Stages:
                 raise RunInterrupted(f"{where_stopped(stop)} of {stage}") from None
             except Exception as error:
                 raise RuntimeError(f"stage {stage} failed: {error}") from error
+            finally:
+                interrupts.current_stage = None
             record = StageRecord(stage=stage, key=key, run_id=run_id, outputs=outputs, paths=paths)
             self.cache.put(record)
             self.status[stage] = "ran"

@@ -11,10 +11,12 @@ harness) is used as it is.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -39,6 +41,7 @@ def prefect_api() -> Iterator[str]:
     command = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1"]
     command += ["--port", str(port), "--no-ui", "--no-services"]
     process = spawn(command, log, os.environ, detached=True, dies_with_parent=True)
+    _current.append(process)
     try:
         wait_until_up(
             "Prefect's local API", lambda: answers(f"{url}/health"), process, log, START_TIMEOUT_S
@@ -50,6 +53,16 @@ def prefect_api() -> Iterator[str]:
                 _send_pending_logs()
     finally:
         _stop(process)
+        _current.remove(process)
+
+
+_current: list[subprocess.Popen] = []  # the server this process started, while it runs
+
+
+def stop_current() -> None:
+    """Stop the server this process started, if any (for a process about to exit hard)."""
+    for process in list(_current):
+        _stop(process, timeout=3.0)
 
 
 def _send_pending_logs() -> None:
@@ -57,13 +70,9 @@ def _send_pending_logs() -> None:
     sends them in batches, in the background)."""
     from prefect.logging.handlers import APILogWorker
 
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a bounded wait: let it end
-    try:
+    # Bounded; a lost log line (or a Ctrl-C meanwhile) must not hide the run's own result.
+    with contextlib.suppress(BaseException):
         APILogWorker.drain_all(timeout=5)
-    except Exception:  # noqa: BLE001 - losing a log line must not hide the run's own result
-        pass
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def _stop(process: subprocess.Popen, timeout: float = 10.0) -> None:
@@ -71,7 +80,8 @@ def _stop(process: subprocess.Popen, timeout: float = 10.0) -> None:
     it stops must not leave it running on its own, so Ctrl-C waits meanwhile."""
     if process.poll() is not None:
         return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    in_main = threading.current_thread() is threading.main_thread()  # signals: main only
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main else None
     try:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout)
@@ -81,4 +91,5 @@ def _stop(process: subprocess.Popen, timeout: float = 10.0) -> None:
     except ProcessLookupError:
         pass
     finally:
-        signal.signal(signal.SIGINT, previous)
+        if in_main:
+            signal.signal(signal.SIGINT, previous)

@@ -42,6 +42,7 @@ from mlflow.tracking import MlflowClient
 from pydantic import BaseModel
 
 from model.errors import Gpt2labError
+from pipelines import interrupts
 from pipelines.run_lock import exclusive
 from pipelines.workspace import (
     mlartifacts_dir,
@@ -129,6 +130,7 @@ def tracked_run(
             _client().log_batch(
                 run.info.run_id, params=[Param(key, value) for key, value in flat.items()]
             )
+        interrupts.open_runs.append(run.info.run_id)  # to mark KILLED if stopped hard
         try:
             yield run
         except KeyboardInterrupt:
@@ -137,6 +139,9 @@ def tracked_run(
             with contextlib.suppress(Exception):
                 mlflow.end_run(RunStatus.to_string(RunStatus.KILLED))
             raise
+        finally:
+            with contextlib.suppress(ValueError):
+                interrupts.open_runs.remove(run.info.run_id)
 
 
 @dataclass(frozen=True)
@@ -330,6 +335,13 @@ def log_metrics_batch(
     if batch:
         # MlflowClient.log_batch splits batches above MLflow's 1,000-metric limit for us.
         _client().log_batch(run_id, metrics=batch)
+
+
+def end_run_quickly(run_id: str, status: str) -> None:
+    """End run `run_id` with `status`, one quick try (a process about to exit cannot wait
+    for MLflow's retries)."""
+    with failing_fast():
+        _client().set_terminated(run_id, status)
 
 
 def _client() -> MlflowClient:

@@ -78,23 +78,37 @@ def running_flows() -> Iterator[None]:
     seconds of the work's next safe point with one line: where it stopped, and the command
     that resumes it (the same one). Nothing is left half-written: every stage writes
     atomically or resumably, which is also why the process may end at once afterwards
-    rather than wait for worker threads to finish their batch."""
-    from pipelines.interrupts import sigterm_as_ctrl_c, where_stopped
+    rather than wait for worker threads to finish their batch (`pipelines/interrupts.py`)."""
+    from pipelines import interrupts
     from pipelines.prefect_api import prefect_api
 
-    sigterm_as_ctrl_c()
+    command = " ".join(["gpt2lab", *sys.argv[1:]])
+    interrupts.stop_on_interrupt(
+        lambda where: interrupts.end_now(
+            f"{where}; `{command}` resumes", [_kill_open_runs, _stop_prefect_api]
+        )
+    )
     _quiet_tracebacks()
     try:
         with prefect_api():
             yield
     except KeyboardInterrupt as stop:
-        command = " ".join(["gpt2lab", *sys.argv[1:]])
-        make_console(stderr=True).print(
-            f"{where_stopped(stop)}; `{command}` resumes", markup=False, highlight=False
-        )
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(130)  # the shell's code for Ctrl-C
+        interrupts.end_now(f"{interrupts.where_stopped(stop)}; `{command}` resumes", [])
+
+
+def _kill_open_runs() -> None:
+    """Mark the MLflow runs this process left open KILLED (one quick try each)."""
+    from pipelines import interrupts
+    from pipelines.tracking import end_run_quickly
+
+    for run_id in list(interrupts.open_runs):
+        end_run_quickly(run_id, "KILLED")
+
+
+def _stop_prefect_api() -> None:
+    from pipelines.prefect_api import stop_current
+
+    stop_current()
 
 
 def fail(err: Exception) -> typer.Exit:

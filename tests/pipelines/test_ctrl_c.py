@@ -140,3 +140,41 @@ def test_ctrl_c_during_pretraining_stops_in_seconds_with_one_line_and_resumes(tm
     assert f"from step-{step:06d}".encode() in resumed or f"step-{step}".encode() in resumed, (
         resumed.decode(errors="replace")[-3000:]
     )
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_the_corpus_is_fetched_ends_the_command_in_seconds(tmp_path):
+    """Outside training the work runs in worker threads that Ctrl-C does not stop; every
+    write there is crash-safe, so the command ends a few seconds later all the same."""
+    from pipelines.interrupts import GRACE_S
+
+    config = CONFIG.replace("miniweb_articles = 30", "miniweb_articles = 400")
+    (tmp_path / "run.toml").write_text(config)
+    workspace = tmp_path / "workspace"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_"))}
+    env.update(GPT2LAB_HOME=str(workspace), PYTHONPATH=str(REPO_ROOT), COLUMNS="200")
+    pid, fd = _start(tmp_path, env)
+    code = None
+    try:
+        output = b""
+        deadline = time.monotonic() + 300
+        while b"shards to do" not in output and time.monotonic() < deadline:
+            output += _read(fd, time.monotonic() + 0.5)
+        assert b"shards to do" in output, output.decode(errors="replace")[-3000:]
+        time.sleep(1.0)  # fetching and extracting now
+        os.write(fd, b"\x03")
+        pressed = time.monotonic()
+        output += _read(fd, pressed + GRACE_S + EXIT_WITHIN_S)
+        code = _wait(pid, max(0.1, GRACE_S + EXIT_WITHIN_S - (time.monotonic() - pressed)))
+        took = time.monotonic() - pressed
+    finally:
+        if code is None:
+            _kill(pid)
+        os.close(fd)
+    text = output.decode(errors="replace")
+    assert code == 130 and took < GRACE_S + EXIT_WITHIN_S, (code, took, text[-3000:])
+    last = [line for line in text.splitlines() if line.strip()][-1]
+    assert last.endswith("stopped during corpus; `gpt2lab run --config run.toml` resumes")
+    client = MlflowClient(tracking_uri=f"sqlite:///{workspace / 'mlflow.db'}")
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert {run.info.run_name: run.info.status for run in runs}["interrupted"] == "KILLED"
