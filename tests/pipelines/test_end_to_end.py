@@ -36,15 +36,20 @@ SMALL = {
 
 @pytest.mark.slow
 def test_stages_run_once_resume_after_a_failure_and_are_skipped_when_unchanged(
-    workspace, prefect_harness
+    workspace, prefect_harness, caplog
 ):
     broken = EndToEndConfig(name="small", **{**SMALL, "evaluate": {"tasks": ["no-such-task"]}})
     with pytest.raises(RuntimeError, match="stage evaluate failed: .*no-such-task"):
         end_to_end_flow(broken)
 
     config = EndToEndConfig(name="small", **SMALL)
-    resumed = end_to_end_flow(config)
+    with caplog.at_level("INFO"):
+        resumed = end_to_end_flow(config)
     done_before = ("corpus", "encode", "pretrain", "finetune")
+    # One progress line per stage: where the run is, out of how many, and since when.
+    progress = [r.getMessage() for r in caplog.records if r.getMessage().startswith("stage ")]
+    assert any(m.startswith("stage 3/6 pretrain (") and "skipped" in m for m in progress)
+    assert any(m.startswith("stage 5/6 evaluate (") and m.endswith(": done") for m in progress)
     assert resumed.stages == {
         stage: "cached" if stage in done_before else "ran" for stage in STAGES
     }
