@@ -43,6 +43,7 @@ from __future__ import annotations
 # imports this module again in every process, and Prefect must not be imported before the
 # environment points it at the temporary folder.
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -249,14 +250,19 @@ class Sampler:
 # The ceiling: trafilatura alone, on N processes
 
 
-def _extract(page: tuple[str, str]) -> bool:
-    import trafilatura
-
+@functools.cache
+def _options() -> dict:
     from tasks.corpus.extract import ExtractSettings, trafilatura_options
 
-    options = trafilatura_options(ExtractSettings())
+    return trafilatura_options(ExtractSettings())
+
+
+def _extract(page: tuple[str, str]) -> bool:
+    """One page, with the options our extractor passes (in a pool process)."""
+    import trafilatura
+
     url, html = page
-    return bool(trafilatura.extract(html, url=url, **options))
+    return bool(trafilatura.extract(html, url=url, **_options()))
 
 
 def ceiling_run(pages: list[tuple[str, str]], processes: int) -> tuple[float, int]:
@@ -501,8 +507,8 @@ def report(args, n, with_text, ceiling, runs, fetch_s) -> int:
         print(
             f"  {workers} worker(s): first link -> dataset {span(workers, large):.1f} s, of "
             f"which {before:.1f} s before the first request (the workers' start); the "
-            f"ceiling's {median(ceiling[workers]) / n * 1000 * workers:.1f} ms CPU a page "
-            "(whole runs, fixed costs included: an upper bound per page)"
+            f"ceiling's {median(ceiling[workers]) / n * 1000 * workers:.1f} process-ms a page."
+            " CPU ms a page (whole runs, fixed costs included: upper bounds):"
         )
         for kind in kinds:
             per_page = cpu(workers, large, kind) / large * 1000
