@@ -1,9 +1,9 @@
 """`make bench`: every benchmark, each against its named peer in the same run.
 
 Run one alone with `python -m benchmarks.bench_train_step` (or bench_generate,
-bench_tokenizer, bench_dedup, bench_dpo_step, bench_train_loop, bench_corpus, bench_encode,
-bench_comparison_page, bench_eval_throughput). Figures are medians of alternating runs; on
-a busy machine they move, the ratios much less.
+bench_tokenizer, bench_dedup, bench_dpo_step, bench_train_loop, bench_corpus,
+bench_corpus_realistic, bench_encode, bench_comparison_page, bench_eval_throughput). Figures
+are medians of alternating runs; on a busy machine they move, the ratios much less.
 """
 
 from __future__ import annotations
@@ -40,6 +40,11 @@ def main() -> int:
     # interpreter: its peak-memory figures would otherwise start from this process's size
     # (PyTorch and the models above), which a child inherits until it replaces itself.
     corpus = subprocess.run([sys.executable, "-m", "benchmarks.bench_corpus"], check=False)
+    # The same flow on realistic pages (about 25 KB, 100-300 ms of latency, 100 loopback
+    # hosts) with 1 and 2 Dask workers, fresh for the same reasons.
+    realistic = subprocess.run(
+        [sys.executable, "-m", "benchmarks.bench_corpus_realistic"], check=False
+    )
     # The encode benchmark, too: it measures peak memory, and it must point Hugging Face's
     # caches at its temporary folder before `datasets` is first imported, which the
     # benchmarks above may already have done in this process.
@@ -48,7 +53,14 @@ def main() -> int:
     # processes on 127.0.0.1, its clients in threads here.
     page = bench_comparison_page.main([])
     return (
-        status or evaluate or throughput or loop or corpus.returncode or encode.returncode or page
+        status
+        or evaluate
+        or throughput
+        or loop
+        or corpus.returncode
+        or realistic.returncode
+        or encode.returncode
+        or page
     )
 
 
