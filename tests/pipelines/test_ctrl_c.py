@@ -148,7 +148,10 @@ def test_ctrl_c_while_the_corpus_is_fetched_ends_the_command_in_seconds(tmp_path
     write there is crash-safe, so the command ends a few seconds later all the same."""
     from pipelines.interrupts import GRACE_S
 
+    # A slow crawl (0.2 s between requests to the mini-web's one host): Ctrl-C lands
+    # while the corpus stage is still fetching.
     config = CONFIG.replace("miniweb_articles = 30", "miniweb_articles = 400")
+    config += "[corpus.fetch]\nper_host_delay_s = 0.2\n"
     (tmp_path / "run.toml").write_text(config)
     workspace = tmp_path / "workspace"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_"))}
