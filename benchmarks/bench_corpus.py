@@ -111,13 +111,18 @@ class MiniWebProcess:
         self.urls: list[str] = [info["base"] + path for path in info["paths"]]
 
     def stop(self) -> None:
-        if self.process.stdin:
-            self.process.stdin.close()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_child(self.process)
+
+
+def stop_child(process: subprocess.Popen) -> None:
+    """End a server child that serves until its stdin closes (killed if it does not)."""
+    if process.stdin:
+        process.stdin.close()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def write_url_list(urls: list[str], path: Path) -> Path:

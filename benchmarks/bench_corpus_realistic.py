@@ -56,7 +56,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from benchmarks.bench_corpus import check_counts, isolate_environment, write_url_list
+from benchmarks.bench_corpus import (
+    check_counts,
+    isolate_environment,
+    stop_child,
+    write_url_list,
+)
 from benchmarks.realistic_web import RESULT_LINE
 
 TARGET_RATIO = 0.8  # with 2 workers
@@ -102,13 +107,7 @@ class WebProcess:
         return self._read()
 
     def stop(self) -> None:
-        if self.process.stdin:
-            self.process.stdin.close()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_child(self.process)
 
 
 def balanced_urls(origins: list[str], paths: list[str], shards: int) -> list[str]:
