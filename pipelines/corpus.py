@@ -24,6 +24,7 @@ from prefect import flow, get_run_logger, task, unmapped
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from pydantic import BaseModel, Field
 
+from pipelines.dask_cluster import announce_cluster, cluster_task_runner
 from pipelines.run_lock import folder_lock
 from pipelines.tracking import log_metrics_batch, tracked_run
 from reports.corpus_charts import funnel_chart, length_histogram
@@ -59,8 +60,6 @@ deduplicate_task = task(deduplicate_shards, name="deduplicate")
 export_task = task(export, name="export")
 
 # MLflow tags of a run on an existing Dask cluster: where it ran and where to watch it.
-DASK_SCHEDULER_TAG = "gpt2lab.dask.scheduler"
-DASK_DASHBOARD_TAG = "gpt2lab.dask.dashboard"
 
 
 class CorpusConfig(FunnelSettings):
@@ -157,15 +156,7 @@ def corpus_flow(config: CorpusConfig) -> CorpusResult:
     logger = get_run_logger()
     tags, dashboard = {}, None
     if config.dask_address:
-        dashboard = dask_dashboard(config.dask_address)
-        tags[DASK_SCHEDULER_TAG] = config.dask_address
-        if dashboard:
-            tags[DASK_DASHBOARD_TAG] = dashboard
-        logger.info(
-            "Dask scheduler %s, dashboard: %s",
-            config.dask_address,
-            dashboard or "none (install bokeh where the scheduler runs)",
-        )
+        tags, dashboard = announce_cluster(config.dask_address, logger)
     location = config.shared or str(config.out)
     counts = read_links_task(config.links, config.link_rules, config.out, config.fetch)
     shards = plan_shards_task(config.out, location, config.shards)
@@ -208,24 +199,6 @@ def corpus_flow(config: CorpusConfig) -> CorpusResult:
         mlflow_run_id=run_id,
         dask_dashboard=dashboard,
     )
-
-
-def dask_dashboard(address: str) -> str | None:
-    """The dashboard link of the Dask scheduler at `address`; None when it serves none (its
-    dashboard needs `bokeh` installed where the scheduler runs)."""
-    from distributed import Client
-    from distributed.utils import format_dashboard_link
-
-    try:
-        with Client(address, timeout=30) as client:
-            info = client.scheduler_info(n_workers=0)
-    except OSError as error:
-        raise ValueError(f"dask_address {address}: no Dask scheduler answered ({error})") from None
-    port = info.get("services", {}).get("dashboard")
-    if port is None:
-        return None
-    host = info["address"].split("://", 1)[-1].rsplit(":", 1)[0]
-    return format_dashboard_link(host, port)
 
 
 def log_corpus_run(
@@ -293,11 +266,9 @@ def run_corpus(config: CorpusConfig) -> CorpusResult:
 def task_runner(config: CorpusConfig) -> TaskRunner:
     """Threads on this machine; a local Dask cluster; or the Dask cluster at dask_address."""
     if config.dask_address:
-        from prefect_dask import DaskTaskRunner
-
-        # The cluster's workers were started elsewhere: they must run non-daemonic (see
-        # docs/corpus.md), as the local cluster below does.
-        return DaskTaskRunner(address=config.dask_address)
+        # Its workers must run non-daemonic (see docs/corpus.md), as the local cluster
+        # below does.
+        return cluster_task_runner(config.dask_address)
     if config.runner == "dask":
         import dask
         from prefect_dask import DaskTaskRunner

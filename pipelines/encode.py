@@ -13,10 +13,13 @@ from pathlib import Path
 import mlflow
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.futures import as_completed
+from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, Field, model_validator
 
 from model.tokenizer import Tokenizer
 from model.tokenizer.byte_map import visible
+from pipelines.dask_cluster import announce_cluster, cluster_task_runner
 from pipelines.run_lock import folder_lock
 from pipelines.tracking import log_metrics_batch, tracked_run
 from reports import mlflow_names as names
@@ -41,6 +44,11 @@ class EncodeConfig(TokenizerChoice, EncodeSettings):
 
     corpus: Path = Field(description="corpus folder (from `gpt2lab corpus`) or saved dataset")
     out: Path = Field(description="tokens folder to write (or to finish)")
+    dask_address: str | None = Field(
+        None,
+        description="an existing Dask scheduler, e.g. tcp://HOST:8786: encode the parts on "
+        "its workers (they need this code, and `corpus` and `out` at the same paths)",
+    )
 
     @model_validator(mode="after")
     def _vocab_size_with_training(self) -> EncodeConfig:
@@ -73,7 +81,9 @@ encode_part_task = task(encode_part, name="encode-part", task_run_name="part {in
 finish_task = task(finish, name="write-metadata")
 
 
-@flow(name="encode")
+# One part at a time on this machine: each part already encodes on every core (`threads`),
+# and two at once would only double the memory. `run_encode` swaps in a Dask cluster.
+@flow(name="encode", task_runner=ThreadPoolTaskRunner(max_workers=1))
 def encode_flow(config: EncodeConfig) -> EncodeResult:
     """Encode the corpus into token shards in `config.out` (see the module)."""
     with folder_lock(config.out):  # a second run writing the same folder refuses at once
@@ -82,6 +92,9 @@ def encode_flow(config: EncodeConfig) -> EncodeResult:
 
 def _encode(config: EncodeConfig) -> EncodeResult:
     logger = get_run_logger()
+    tags: dict[str, str] = {}
+    if config.dask_address:
+        tags, _ = announce_cluster(config.dask_address, logger)
     source: CorpusSource = open_corpus_task(config.corpus)
     plan: EncodePlan = start_encoding_task(source, config.out, config.choice(), config.settings())
     total = len(plan.parts)
@@ -95,29 +108,43 @@ def _encode(config: EncodeConfig) -> EncodeResult:
     )
     progress = create_progress_artifact(0.0, description=f"encoding {source.path}")
     encoded_mb, encoding_seconds, parts_encoded = 0.0, 0.0, 0
+    to_encode = []
     for index in range(total):
         if finished_part(config.out, plan, index) is not None:
             logger.info("part %d/%d: already written", index + 1, total)
         else:
-            record = encode_part_task(source, config.out, plan, index, config.settings())
-            text_mb = sum(shard.text_bytes for shard in record.shards) / 1e6
-            encoded_mb += text_mb
-            encoding_seconds += record.seconds
-            parts_encoded += 1
-            speed = text_mb / max(record.seconds, 1e-9)
-            logger.info(
-                "part %d/%d: %.1f MB of text in %.1f s (%.1f MB/s)",
-                index + 1,
-                total,
-                text_mb,
-                record.seconds,
-                speed,
-            )
-        update_progress_artifact(progress, 100.0 * (index + 1) / total)
+            to_encode.append(index)
+    done = total - len(to_encode)
+    # Submitted together, the parts run as the task runner allows: one at a time here (each
+    # part already encodes on every core), or one per worker on a Dask cluster.
+    futures = [
+        encode_part_task.submit(source, config.out, plan, index, config.settings())
+        for index in to_encode
+    ]
+    for future in as_completed(futures):
+        record = future.result()
+        text_mb = sum(shard.text_bytes for shard in record.shards) / 1e6
+        encoded_mb += text_mb
+        encoding_seconds += record.seconds
+        parts_encoded += 1
+        done += 1
+        logger.info(
+            "part %d/%d: %.1f MB of text in %.1f s (%.1f MB/s); %d/%d parts done",
+            record.part + 1,
+            total,
+            text_mb,
+            record.seconds,
+            text_mb / max(record.seconds, 1e-9),
+            done,
+            total,
+        )
+        update_progress_artifact(progress, 100.0 * done / total)
+    if not to_encode:  # every part was written by an earlier run
+        update_progress_artifact(progress, 100.0)
     meta: TokenShardsMeta = finish_task(config.out, plan, source)
     logger.info("tokens: %s; fingerprint %s", meta.tokens, meta.fingerprint[:16])
     throughput = encoded_mb / encoding_seconds if encoding_seconds else None
-    run_id = log_encode_run(config, meta, tokenizer_in(config.out), throughput)
+    run_id = log_encode_run(config, meta, tokenizer_in(config.out), throughput, tags)
     return EncodeResult(
         tokens_dir=config.out,
         fingerprint=meta.fingerprint,
@@ -130,7 +157,11 @@ def _encode(config: EncodeConfig) -> EncodeResult:
 
 
 def log_encode_run(
-    config: EncodeConfig, meta: TokenShardsMeta, tokenizer: Tokenizer, throughput: float | None
+    config: EncodeConfig,
+    meta: TokenShardsMeta,
+    tokenizer: Tokenizer,
+    throughput: float | None,
+    tags: dict[str, str] | None = None,
 ) -> str:
     """One MLflow run: token counts per split, compression, speed, the tokenizer's files,
     and for a trained BPE its first merges. Returns the run id."""
@@ -139,8 +170,8 @@ def log_encode_run(
         "tokenizer": meta.tokenizer["fingerprint"],
         "tokens": meta.fingerprint,
     }
-    params = config.model_dump(mode="json", exclude={"corpus", "out"})
-    with tracked_run("encode", lineage=lineage, params=params) as run:
+    params = config.model_dump(mode="json", exclude={"corpus", "out", "dask_address"})
+    with tracked_run("encode", lineage=lineage, params=params, tags=tags) as run:
         metrics: dict[str, float] = {names.SHARDS: len(meta.shards)}
         for split in meta.tokens:
             metrics[f"{names.TOKENS_PREFIX}{split}"] = meta.tokens[split]
@@ -178,4 +209,13 @@ def run_encode(config: EncodeConfig) -> EncodeResult:
     """Run the flow (the CLI's entry point). The folder is locked before the flow starts,
     so that a second run into it is one line, not a failed flow run."""
     with folder_lock(config.out):
-        return encode_flow(config)
+        return encode_on_its_runner(config)
+
+
+def encode_on_its_runner(config: EncodeConfig) -> EncodeResult:
+    """The flow, its parts on the Dask cluster at `config.dask_address` when there is one."""
+    if config.dask_address:
+        return encode_flow.with_options(task_runner=cluster_task_runner(config.dask_address))(
+            config
+        )
+    return encode_flow(config)

@@ -38,7 +38,7 @@ from pydantic import (
 
 from pipelines import interrupts
 from pipelines.corpus import CorpusConfig, run_corpus
-from pipelines.encode import EncodeConfig, encode_flow
+from pipelines.encode import EncodeConfig, encode_on_its_runner
 from pipelines.evaluate import EvaluateConfig, evaluate_flow
 from pipelines.interrupts import RunInterrupted, where_stopped
 from pipelines.preferences import PreferencesConfig, preferences_flow
@@ -368,7 +368,7 @@ def _encode_stage(stages: _Stages, corpus: dict[str, Any]) -> dict[str, Any]:
     settings = _encode_config(stages.config, Path(corpus["dataset"]), out)
 
     def work():
-        result = encode_flow(settings)
+        result = encode_on_its_runner(settings)  # [encode] may name a Dask cluster
         tokenizer = read_meta(result.tokens_dir).tokenizer["fingerprint"]
         outputs = {
             "tokens": str(result.tokens_dir),

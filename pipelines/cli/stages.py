@@ -43,7 +43,7 @@ def corpus(
 ) -> None:
     """Links -> fetched, extracted, filtered, deduplicated dataset (resumable)."""
     from pipelines.config_files import load_config
-    from pipelines.corpus import CorpusConfig, dask_dashboard, empty_corpus_note, run_corpus
+    from pipelines.corpus import CorpusConfig, empty_corpus_note, run_corpus
 
     overrides = {
         "links": links,
@@ -61,9 +61,8 @@ def corpus(
         missing = [str(p) for p in settings.links if not p.is_file()]
         if missing:
             raise ValueError(f"link input not found: {missing[0]}")
-        if settings.dask_address:  # at the start: it is for watching the run
-            dashboard = dask_dashboard(settings.dask_address)
-            make_console().print(f"Dask dashboard: {dashboard or 'none served'}")
+        if settings.dask_address:
+            _print_dask_dashboard(settings.dask_address)
         with running_flows():
             result = run_corpus(settings)
     except (ValueError, RuntimeError) as err:  # RuntimeError: a run that cannot go on
@@ -74,6 +73,14 @@ def corpus(
         make_console(stderr=True).print(f"[bold yellow]warning:[/] {note}", highlight=False)
     console.print(f"manifest: {result.manifest}  fingerprint: {result.fingerprint[:16]}")
     console.print(f"MLflow run {result.mlflow_run_id} in experiment 'corpus'")
+
+
+def _print_dask_dashboard(address: str) -> None:
+    """At the start, for watching the run; a wrong address fails here, in one line."""
+    from pipelines.dask_cluster import dask_dashboard
+
+    dashboard = dask_dashboard(address)
+    make_console().print(f"Dask dashboard: {dashboard or 'none served'}")
 
 
 @app.command()
@@ -99,6 +106,10 @@ def encode(
     ] = None,
     dtype: Annotated[str | None, typer.Option(help="auto, uint16 or uint32.")] = None,
     threads: Annotated[int | None, typer.Option(help="Encoding threads (0 = all cores).")] = None,
+    dask_address: Annotated[
+        str | None,
+        typer.Option(help="Encode the parts on the Dask cluster at this scheduler address."),
+    ] = None,
 ) -> None:
     """Corpus -> train/val token shards for training (resumable)."""
     from pipelines.config_files import load_config
@@ -115,9 +126,12 @@ def encode(
         "val_fraction": val_fraction,
         "dtype": dtype,
         "threads": threads,
+        "dask_address": dask_address,
     }
     try:
         settings = load_config(EncodeConfig, config, overrides)
+        if settings.dask_address:
+            _print_dask_dashboard(settings.dask_address)
         with running_flows():
             result = run_encode(settings)
     except ValueError as err:

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.corpus import DASK_SCHEDULER_TAG, CorpusConfig, run_corpus
+from pipelines.corpus import CorpusConfig, run_corpus
+from pipelines.dask_cluster import DASK_SCHEDULER_TAG
 from tasks.corpus.miniweb import MiniWeb, write_submissions_dump
 from tasks.corpus.shards import DONE_FILE, FATES_FILE
 from tests.pipelines.test_corpus_flow import FAST_FETCH, _manifest, _recorded_urls
