@@ -387,7 +387,12 @@ class GopherRepetitionFilter:
             if share > limit:
                 return Decision(False, "gopher_top_ngram", f"{n}-gram: {share:.0%} of characters")
         for n, limit in self.max_duplicate_ngram_chars_fraction.items():
-            share = _duplicate_ngram_chars(words, n) / total
+            repeated = _duplicate_ngram_chars(words, n)
+            if not repeated:
+                # No n-gram occurs twice, so no longer one does either (its first n words
+                # would): the larger n have nothing to count. Most documents stop here.
+                break
+            share = repeated / total
             if share > limit:
                 return Decision(
                     False, "gopher_duplicate_ngrams", f"{n}-grams: {share:.0%} of characters"
