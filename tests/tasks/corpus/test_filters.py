@@ -281,3 +281,42 @@ def test_words_lose_edge_punctuation_and_symbols_only(text, words):
     # The Gopher rules count these words: punctuation and symbols (Unicode P and S) at a
     # word's edges go, inside a word they stay, and a token of nothing else is no word.
     assert _words(text) == words
+
+
+def test_duplicate_ngram_rule_stops_early_only_when_no_longer_ngram_can_repeat():
+    """The filter stops counting at the first n without repeats; the verdicts must be those
+    of counting every n from 5 to 10 (random texts, with passages repeated at random)."""
+    import random
+
+    from tasks.corpus.filters import DUPLICATE_NGRAM_CHARS_LIMITS, _duplicate_ngram_chars
+
+    def counted_every_n(text: str) -> str | None:
+        words = [word.lower() for word in text.split()]
+        total = sum(map(len, words))
+        for n, limit in sorted(DUPLICATE_NGRAM_CHARS_LIMITS.items()):
+            share = _duplicate_ngram_chars(words, n) / total
+            if share > limit:
+                return f"{n}-grams: {share:.0%} of characters"
+        return None
+
+    rng = random.Random(3)
+    vocabulary = [f"w{i}" for i in range(400)]
+    dropped = 0
+    for _ in range(300):
+        words = [rng.choice(vocabulary) for _ in range(rng.randint(20, 200))]
+        for _ in range(rng.randint(0, 3)):  # repeat a passage of 4 to 12 words
+            start = rng.randrange(len(words))
+            passage = words[start : start + rng.randint(4, 12)]
+            where = rng.randrange(len(words) + 1)
+            words[where:where] = passage
+        text = " ".join(words)
+        expected = counted_every_n(text)
+        filtered = GopherRepetitionFilter(
+            max_top_ngram_chars_fraction={}, max_duplicate_lines_fraction=1.0,
+            max_duplicate_line_chars_fraction=1.0,
+        )(doc(text))  # fmt: skip
+        assert filtered.keep == (expected is None)
+        if expected is not None:
+            assert filtered.detail == expected
+            dropped += 1
+    assert 30 < dropped < 270  # both verdicts were exercised
