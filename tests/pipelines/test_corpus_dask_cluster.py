@@ -4,6 +4,8 @@ Two mini-webs (two hosts, so the links fall into several shards) are served insi
 loopback-only network namespace; a cluster of 2 worker processes is started in the test and
 the flow is pointed at its scheduler address, exactly as a user points it at a real cluster.
 The corpus must be the one the default runner builds: same fingerprint, same manifest.
+The flow and the workers report to one Prefect API (the harness), as under the CLI; without
+one, every worker process would start a temporary Prefect server of its own.
 """
 
 from __future__ import annotations
@@ -78,7 +80,9 @@ def _assert_no_shard_half_written(shared: Path) -> None:
 
 
 @loopback_only
-def test_two_dask_workers_sharing_a_folder_build_the_same_corpus(workspace, tmp_path):
+def test_two_dask_workers_sharing_a_folder_build_the_same_corpus(
+    workspace, prefect_harness, tmp_path
+):
     from mlflow.tracking import MlflowClient
 
     from pipelines.workspace import mlflow_tracking_uri
@@ -112,7 +116,9 @@ def test_two_dask_workers_sharing_a_folder_build_the_same_corpus(workspace, tmp_
 
 
 @loopback_only
-def test_a_killed_dask_worker_loses_nothing_and_fetches_nothing_twice(workspace, tmp_path):
+def test_a_killed_dask_worker_loses_nothing_and_fetches_nothing_twice(
+    workspace, prefect_harness, tmp_path
+):
     shared = tmp_path / "shared"
     with ExitStack() as stack:
         webs, dumps = _serve_two_hosts(stack, tmp_path, delay_s=0.15)

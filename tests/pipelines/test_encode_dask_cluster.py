@@ -40,8 +40,10 @@ def _config(corpus: Path, out: Path, tokenizer: Path, **changes) -> EncodeConfig
 
 
 def test_the_parts_encoded_on_two_dask_workers_are_the_same_shards(
-    workspace, corpus, tmp_path, gpt2_vocab_dir
+    workspace, prefect_harness, corpus, tmp_path, gpt2_vocab_dir
 ):
+    # prefect_harness: one API for the flow and its workers, as the CLI's (without it,
+    # every worker process would start a temporary Prefect server of its own).
     from distributed import Client, LocalCluster, get_task_stream
     from mlflow.tracking import MlflowClient
 
