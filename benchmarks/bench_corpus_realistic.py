@@ -413,7 +413,13 @@ def main(argv: list[str] | None = None) -> int:
         isolate_environment(root)
         # Dask's INFO lines (every worker and client that comes and goes) would bury the report.
         os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
-        return _benchmark(args, root)
+        from pipelines.prefect_api import prefect_api
+
+        # One Prefect API for the flow and its Dask workers, as `gpt2lab corpus` has.
+        # Without it, Prefect's temporary server is the flow's alone, and every worker
+        # process starts another for itself (its start-up then counts as the flow's work).
+        with prefect_api():
+            return _benchmark(args, root)
 
 
 def _benchmark(args: argparse.Namespace, root: Path) -> int:
