@@ -395,6 +395,13 @@ def explain_prompt(
             f"tokenizer has {tokenizer.n_vocab} tokens but the model only "
             f"{model.config.vocab_size}: they do not belong together"
         )
+    n_layer, n_head = model.config.n_layer, model.config.n_head
+    if not (0 <= layer < n_layer and 0 <= head < n_head):  # checked before any work
+        what = f"layer {layer}" if not 0 <= layer < n_layer else f"head {head}"
+        raise ValueError(
+            f"{what} is out of range: the model has layers 0..{n_layer - 1}, "
+            f"each with heads 0..{n_head - 1}"
+        )
     words = split_words(bpe, prompt)
     if word is not None and word not in words and f" {word}" in words:
         word = f" {word}"  # a word inside a sentence carries its leading space

@@ -30,8 +30,11 @@ from model.atomic_files import write_file_atomically  # noqa: E402
 from model.explain import Explanation  # noqa: E402
 from model.tokenizer.byte_map import token_text_to_bytes, visible  # noqa: E402
 
-# The file name the page gets beside a report and among a run's artifacts.
+# The file name the page gets beside a report, and where `gpt2lab explain --log` puts it:
+# the `explain/` artifact folder of the model's run, or a new run in the `explain` experiment.
 EXPLAIN_PAGE = "explain.html"
+EXPLAIN_ARTIFACT_DIR = "explain"
+EXPLAIN_EXPERIMENT = "explain"
 # The causal-mask view shows the first tokens only: its numbers are written in the cells.
 # Causality makes this a faithful corner of the full matrix: the first n positions never
 # see the later ones, so their rows are the same whatever follows.
