@@ -9,7 +9,9 @@ itself rather than recomputed by hand:
     next_token_table(model, ids)      what did the model expect at each position?
     sampling_steps(model, ids, ...)   how does sampling pick one token after another?
 
-`reports/explain_page.py` draws them all on one HTML page (`gpt2lab explain`).
+`explain_prompt` (a model in memory) and `explain_checkpoint` (a model to load) gather them
+all for one prompt; `reports/explain_page.py` draws them on one HTML page (`gpt2lab
+explain`).
 """
 
 from __future__ import annotations
@@ -312,7 +314,7 @@ def sampling_steps(
     finally:
         hook.remove()
     steps = []
-    for event, logits in zip(events, step_logits, strict=False):  # one logits row per step
+    for event, logits in zip(events, step_logits, strict=True):  # one of each per step
         before = F.softmax(logits, dim=-1)[0]
         if sampling.greedy:  # temperature 0: all the probability on the most likely token
             after = torch.zeros_like(before)
@@ -414,7 +416,8 @@ def explain_prompt(
     trace = sampling_steps(
         model, ids, sampling, eot_token=tokenizer.eot_token, decode=tokenizer.decode, k=top
     )
-    table = next_token_table(model, ids, top)
+    inside = _look_inside(model, ids, layer)  # one pass of the prompt for the next three views
+    table = next_token_table_from_logits(inside.logits, ids, top)
     shown = {*ids, *table.top_ids.ravel().tolist()}
     for s in trace.steps:
         shown |= {s.token, *s.before_ids.tolist(), *s.after_ids.tolist()}
@@ -425,8 +428,8 @@ def explain_prompt(
         labels=labels,
         n_vocab=tokenizer.n_vocab,
         word=chosen,
-        mask=causal_mask_view(model, ids, layer, head),
-        attention=attention_weights(model, ids),
+        mask=_mask_view(model, inside, head),
+        attention=inside.maps,
         next_tokens=table,
         sampling=sampling,
         trace=trace,

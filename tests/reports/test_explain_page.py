@@ -91,3 +91,27 @@ def test_the_page_in_a_real_browser(browser, explanation, tmp_path):  # noqa: F8
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000
     page.close()
+
+
+def test_a_run_report_links_to_its_explain_page():
+    from reports.run_data import RunReport
+    from reports.run_report import render_html, render_markdown
+
+    report = RunReport(
+        run_id="0" * 32,
+        name="e2e",
+        kind="end-to-end",
+        status="FINISHED",
+        started="2026-01-01 00:00 UTC",
+        git_commit="",
+        tags={},
+        params={},
+        stages={},
+    )
+    links = [("Inside the <fine-tuned> model", "../explain/explain.html")]
+    html = render_html(report, links)
+    assert '<a href="../explain/explain.html">Inside the &lt;fine-tuned&gt; model</a>' in html
+    assert "[Inside the &lt;fine-tuned&gt; model](../explain/explain.html)" in render_markdown(
+        report, links
+    )
+    assert "explain.html" not in render_html(report)  # no page, no link
