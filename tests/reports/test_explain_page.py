@@ -14,7 +14,7 @@ from model.explain import explain_prompt
 from model.gpt import GPT
 from model.sampling import SamplingConfig
 from model.tokenizer import ReferenceBPE, load_tokenizer
-from reports.explain_page import render_explain_page, write_explain_page
+from reports.explain_page import write_explain_page
 from tests.tasks.preferences.test_page_in_browser import browser  # noqa: F401 (a fixture)
 
 HOSTILE = 'Read <script>document.title="pwned"</script> & <b>this</b> tokenization.'
@@ -30,8 +30,15 @@ def explanation(gpt2_vocab_dir):
 
 
 @pytest.fixture(scope="module")
-def page(explanation) -> str:
-    return render_explain_page(explanation, model_name="tiny <i>random</i>")
+def page_file(explanation, tmp_path_factory):
+    """The page written once for the whole module (drawing it takes a second or two)."""
+    folder = tmp_path_factory.mktemp("explain") / "not-there-yet"
+    return write_explain_page(explanation, folder / "explain.html", model_name="tiny <i>x</i>")
+
+
+@pytest.fixture(scope="module")
+def page(page_file) -> str:
+    return page_file.read_text(encoding="utf-8")
 
 
 def test_the_page_loads_nothing_and_runs_nothing(page):
@@ -45,8 +52,8 @@ def test_the_page_loads_nothing_and_runs_nothing(page):
 
 def test_hostile_model_text_is_shown_as_text(page):
     assert "&lt;script&gt;document.title=&#34;pwned&#34;&lt;/script&gt;" in page
-    assert "<b>this</b>" not in page and "<i>random</i>" not in page
-    assert "tiny &lt;i&gt;random&lt;/i&gt;" in page
+    assert "<b>this</b>" not in page and "<i>x</i>" not in page
+    assert "tiny &lt;i&gt;x&lt;/i&gt;" in page
 
 
 def test_every_view_is_there_with_a_caption(page, explanation):
@@ -62,26 +69,25 @@ def test_every_view_is_there_with_a_caption(page, explanation):
     assert explanation.trace.stop_reason in page
 
 
-def test_write_explain_page_writes_the_same_page(explanation, page, tmp_path):
-    path = write_explain_page(explanation, tmp_path / "sub" / "explain.html", model_name="tiny")
-    written = path.read_text(encoding="utf-8")
-    assert written.startswith("<!DOCTYPE html>") and "Inside GPT-2: tiny" in written
+def test_the_page_is_written_whole(page_file, explanation):
+    written = page_file.read_text(encoding="utf-8")
+    assert written.startswith("<!DOCTYPE html>") and written.rstrip().endswith("</html>")
+    assert [p.name for p in page_file.parent.iterdir()] == ["explain.html"]  # no leftovers
 
 
-def test_the_page_in_a_real_browser(browser, explanation, tmp_path):  # noqa: F811
-    path = write_explain_page(explanation, tmp_path / "explain.html", model_name="tiny")
+def test_the_page_in_a_real_browser(browser, page_file, tmp_path):  # noqa: F811
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     problems: list[str] = []
     page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda error: problems.append(str(error)))
     requests: list[str] = []
     page.on("request", lambda r: requests.append(r.url))
-    page.goto(path.as_uri())
+    page.goto(page_file.as_uri())
     page.wait_for_load_state("load")
 
     assert problems == []
     assert [u for u in requests if not u.startswith(("file:", "data:"))] == []
-    assert page.title() == "Inside GPT-2: tiny"  # the prompt's script did not run
+    assert page.title() == "Inside GPT-2: tiny <i>x</i>"  # the prompt's script did not run
     assert '<script>document.title="pwned"</script>' in page.inner_text("pre")
     broken = page.evaluate(
         "[...document.images].filter(i => !i.complete || i.naturalWidth === 0).length"
