@@ -39,7 +39,9 @@ EXPLAIN_EXPERIMENT = "explain"
 # Causality makes this a faithful corner of the full matrix: the first n positions never
 # see the later ones, so their rows are the same whatever follows.
 MASK_TOKENS = 12
-HEATMAP_PX = 96  # the shown size of each small heatmap (the PNG has one pixel per cell)
+# The shown size of each small heatmap (the PNG has one pixel per cell): 96 px, smaller
+# when there are many heads, so that a row of them fits the page (12 heads: 72 px).
+HEATMAP_PX, GRID_PX = 96, 880
 COLORMAP = "viridis"
 
 _PAGE = """<!DOCTYPE html>
@@ -75,7 +77,7 @@ img.figure { max-width: 100%; display: block; margin: 0.8rem 0; }
 .bar { display: inline-block; height: 0.7rem; background: #4c72b0; vertical-align: middle;
        margin-right: 0.3rem; }
 .bar.after { background: #dd8452; }
-.cand { display: inline-block; min-width: 11rem; }
+.cand { display: inline-block; min-width: 9rem; }
 .drawn { background: #c6ecc6; }
 .rank1 { background: #c6ecc6; } .rank-top { background: #f0f7d8; }
 .rank-low { background: #fadcdc; }
@@ -240,7 +242,7 @@ def render_explain_page(ex: Explanation, *, model_name: str = "") -> str:
         mask_n=mask_n,
         mask_png=_png_uri(mask_figure(ex, mask_n)),
         heatmaps=[[heatmap_png(head) for head in layer] for layer in ex.attention],
-        heatmap_px=HEATMAP_PX,
+        heatmap_px=max(32, min(HEATMAP_PX, GRID_PX // ex.attention.shape[1])),
         n_head=ex.attention.shape[1],
         last_rows=_last_token_rows(ex, tokens),
         last_token=tokens[-1]["text"],
