@@ -2,8 +2,9 @@
 
 Run one alone with `python -m benchmarks.bench_train_step` (or bench_generate,
 bench_tokenizer, bench_dedup, bench_dpo_step, bench_train_loop, bench_corpus,
-bench_corpus_realistic, bench_encode, bench_comparison_page, bench_eval_throughput). Figures
-are medians of alternating runs; on a busy machine they move, the ratios much less.
+bench_corpus_realistic, bench_encode, bench_comparison_page, bench_eval_throughput,
+bench_explain). Figures are medians of alternating runs; on a busy machine they move, the
+ratios much less. bench_explain has no peer: its figures stand against targets.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from benchmarks import (
     bench_dpo_step,
     bench_eval_throughput,
     bench_evaluate,
+    bench_explain,
     bench_generate,
     bench_tokenizer,
     bench_train_loop,
@@ -52,6 +54,8 @@ def main() -> int:
     # The comparison page under 50 clients voting at once; its servers run in their own
     # processes on 127.0.0.1, its clients in threads here.
     page = bench_comparison_page.main([])
+    # The `gpt2lab explain` page on GPT-2 124M's shape: time and size against targets.
+    explain = bench_explain.main([])
     return (
         status
         or evaluate
@@ -61,6 +65,7 @@ def main() -> int:
         or realistic.returncode
         or encode.returncode
         or page
+        or explain
     )
 
 

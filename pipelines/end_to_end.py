@@ -301,7 +301,8 @@ def _end_to_end(config: EndToEndConfig) -> EndToEndResult:
         client = _client()
         for tag, value in lineage_tags(lineage).items():
             client.set_tag(parent.info.run_id, tag, value)
-    report = _report(parent.info.run_id, config.run_dir() / "report")
+    explain = _explain_page(config, tuned["checkpoint"], parent.info.run_id)
+    report = _report(parent.info.run_id, config.run_dir() / "report", explain)
     return EndToEndResult(
         run_dir=config.run_dir(),
         mlflow_run_id=parent.info.run_id,
@@ -311,14 +312,20 @@ def _end_to_end(config: EndToEndConfig) -> EndToEndResult:
     )
 
 
-def _report(run_id: str, folder: Path) -> Path:
+def _report(run_id: str, folder: Path, explain: Path | None = None) -> Path:
     """The run's report (HTML and Markdown), written once the run has ended, so that it
-    shows the final status; logged to the run and shown in Prefect's UI."""
+    shows the final status; logged to the run and shown in Prefect's UI. It links to the
+    explain page, which sits in `explain/` beside `report/`, locally and among the run's
+    artifacts alike."""
     from prefect.artifacts import create_markdown_artifact
 
     from reports.run_report import write_report
 
-    html, markdown = write_report(run_id, folder, _client())
+    links = []
+    if explain is not None:
+        href = f"../{explain.parent.name}/{explain.name}"
+        links.append(("Inside the fine-tuned model: one of its fixed prompts, explained", href))
+    html, markdown = write_report(run_id, folder, _client(), links=links)
     client = _client()
     client.log_artifact(run_id, str(html), "report")
     client.log_artifact(run_id, str(markdown), "report")
@@ -328,6 +335,27 @@ def _report(run_id: str, folder: Path) -> Path:
         description=f"end-to-end run {run_id}",
     )
     return html
+
+
+def _explain_page(config: EndToEndConfig, checkpoint: str, run_id: str) -> Path | None:
+    """The teaching page of `gpt2lab explain` for the fine-tuned model on its first fixed
+    prompt, written to `<run>/explain/` and logged to the run. A run that finished is not
+    failed for a page that could not be made: that is logged, and the report has no link."""
+    from model import SamplingConfig
+    from model.explain import explain_checkpoint
+    from reports.explain_page import EXPLAIN_ARTIFACT_DIR, EXPLAIN_PAGE, write_explain_page
+
+    p = _PLACEHOLDER
+    prompt = _train_config(config, "finetune", p, str(p), p).prompts[0]
+    try:
+        explained = explain_checkpoint(checkpoint, prompt, SamplingConfig(8, top_k=40, seed=0))
+        page = config.run_dir() / EXPLAIN_ARTIFACT_DIR / EXPLAIN_PAGE
+        write_explain_page(explained, page, model_name=f"{config.name}, fine-tuned")
+        _client().log_artifact(run_id, str(page), EXPLAIN_ARTIFACT_DIR)
+    except Exception as error:  # noqa: BLE001 - a teaching page must not fail a finished run
+        get_run_logger().warning("no explain page for %s: %s", checkpoint, error)
+        return None
+    return page
 
 
 # ---------------------------------------------------------------------------------------

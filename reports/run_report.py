@@ -6,7 +6,9 @@
     html, markdown = compare([run_a, run_b])         # one column per run
 
 The HTML page is self-contained: inline CSS, charts as base64 PNG, no scripts and no
-external URLs, so it can be mailed, archived or opened offline. Everything MLflow holds is
+external URLs, so it can be mailed, archived or opened offline. The only links it may hold
+are the `links` a caller passes: relative paths to pages written beside it (the end-to-end
+run's explain page). Everything MLflow holds is
 untrusted text (a run name or a model's sample may contain `<script>`): Jinja2 escapes it
 in HTML, and `_md` in Markdown.
 """
@@ -72,6 +74,8 @@ footer { margin-top: 3rem; color: #777; font-size: 0.85rem; }
 {% if sections | length > 1 %}<nav>{% for s in sections %}
 <a href="#{{ s.anchor }}">{{ s.title }}</a>{% endfor %}
 </nav>{% endif %}
+{% for text, href in links %}<p class="link"><a href="{{ href }}">{{ text }}</a></p>
+{% endfor %}
 {% macro table(t) %}
 <table>{% if t.caption %}<caption>{{ t.caption }}</caption>{% endif %}
 {% if t.headers | select | list %}
@@ -108,15 +112,18 @@ _ENV = Environment(autoescape=True, undefined=StrictUndefined, trim_blocks=True)
 _TEMPLATE = _ENV.from_string(_PAGE)
 
 
-def render_html(report: RunReport) -> str:
+Links = Sequence[tuple[str, str]]  # (text, relative path) of pages beside the report
+
+
+def render_html(report: RunReport, links: Links = ()) -> str:
     """One self-contained HTML page: the summary, lineage, corpus funnel, loss curves,
-    evaluation beside the GPT-2 paper, and preference win rates."""
-    return _page(f"gpt2lab run: {report.name}", sections(report))
+    evaluation beside the GPT-2 paper, and preference win rates; `links` under the title."""
+    return _page(f"gpt2lab run: {report.name}", sections(report), links)
 
 
-def render_markdown(report: RunReport) -> str:
+def render_markdown(report: RunReport, links: Links = ()) -> str:
     """The same report as Markdown tables (no charts)."""
-    return _markdown(f"gpt2lab run: {report.name}", sections(report))
+    return _markdown(f"gpt2lab run: {report.name}", sections(report), links)
 
 
 def compare(parent_run_ids: Sequence[str], client: MlflowClient | None = None) -> tuple[str, str]:
@@ -184,9 +191,14 @@ def _eval_rows_scored(report: RunReport) -> str:
 
 
 def write_report(
-    parent_run_id: str, folder: str | Path, client: MlflowClient | None = None
+    parent_run_id: str,
+    folder: str | Path,
+    client: MlflowClient | None = None,
+    *,
+    links: Links = (),
 ) -> tuple[Path, Path]:
     """Write `report.html` and `report.md` for one run into `folder`; return their paths.
+    `links`: (text, path relative to `folder`) of pages to link to from the top.
 
     Each file is written under a temporary name and renamed into place, so a reader never
     sees half a report."""
@@ -194,17 +206,17 @@ def write_report(
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     html_path, md_path = folder / "report.html", folder / "report.md"
-    write_file_atomically(html_path, render_html(report))
-    write_file_atomically(md_path, render_markdown(report))
+    write_file_atomically(html_path, render_html(report, links))
+    write_file_atomically(md_path, render_markdown(report, links))
     return html_path, md_path
 
 
 # -- HTML -------------------------------------------------------------------------------
 
 
-def _page(title: str, parts: list[Section]) -> str:
+def _page(title: str, parts: list[Section], links: Links = ()) -> str:
     charts = {s.anchor: uri for s in parts if s.chart and (uri := _data_uri(s.chart))}
-    return _TEMPLATE.render(title=title, sections=parts, charts=charts)
+    return _TEMPLATE.render(title=title, sections=parts, charts=charts, links=links)
 
 
 def _data_uri(chart: Chart) -> str:
@@ -223,8 +235,9 @@ def _data_uri(chart: Chart) -> str:
 # -- Markdown ---------------------------------------------------------------------------
 
 
-def _markdown(title: str, parts: list[Section]) -> str:
+def _markdown(title: str, parts: list[Section], links: Links = ()) -> str:
     lines = [f"# {_md(title)}", ""]
+    lines += [line for text, href in links for line in (f"[{_md(text)}]({href})", "")]
     for section in parts:
         lines += [f"## {_md(section.title)}", ""]
         if section.warning:

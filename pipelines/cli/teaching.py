@@ -1,10 +1,13 @@
 """Teaching views: `tokenize` (a text's BPE pieces), `generate` (stream a continuation,
-optionally with each token's probability) and `tour` (a BPE and a tiny GPT-2 in a minute).
+optionally with each token's probability), `explain` (one HTML page of pictures: tokens,
+the causal mask, attention, next-token probabilities, sampling step by step) and `tour`
+(a BPE and a tiny GPT-2 in a minute).
 """
 
 from __future__ import annotations
 
 import codecs
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -164,6 +167,105 @@ def _print_with_probabilities(events, tok, prompt: str) -> None:
         alts = "  ".join(f"{_token_label(tok, t)} {_prob(p)}" for t, p in event.alternatives)
         table.add_row(str(step), chosen, _prob(event.probability), alts)
     console.print(table)
+
+
+_MODEL_HELP = (
+    "Checkpoint folder (ours or Hugging Face), hub id, or models:/NAME@ALIAS or "
+    "models:/NAME/VERSION (a registered model)."
+)
+
+
+@app.command()
+def explain(
+    model: Annotated[str, typer.Option("--model", "-m", help=_MODEL_HELP)],
+    prompt: Annotated[str, typer.Option("--prompt", "-p", help="Text to look at.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="HTML file to write.")] = Path(
+        "explain.html"
+    ),
+    steps: Annotated[int, typer.Option(min=1, help="Generation steps to show.")] = 8,
+    tokenizer: Annotated[
+        str | None,
+        typer.Option(help="Tokenizer folder or hub id (default: the model's folder or id)."),
+    ] = None,
+    temperature: Annotated[float, typer.Option(min=0.0, help="0 = greedy.")] = 1.0,
+    top_k: Annotated[int | None, typer.Option(min=1)] = None,
+    top_p: Annotated[float | None, typer.Option(min=0.0, max=1.0)] = None,
+    seed: Annotated[
+        int, typer.Option(help="Seed of the sampling steps: same seed, same page.")
+    ] = 0,
+    word: Annotated[
+        str | None,
+        typer.Option(help="Word whose BPE merges are shown (default: the one with most merges)."),
+    ] = None,
+    layer: Annotated[int, typer.Option(min=0, help="Layer of the causal-mask view.")] = 0,
+    head: Annotated[int, typer.Option(min=0, help="Head of the causal-mask view.")] = 0,
+    top: Annotated[int, typer.Option(min=1, help="Most likely tokens listed per position.")] = 5,
+    log: Annotated[
+        bool,
+        typer.Option(
+            help="Also log the page to MLflow: to the run that logged a models:/ model, "
+            "else to a new run in the 'explain' experiment."
+        ),
+    ] = False,
+    device: Annotated[
+        str, typer.Option(help="auto (cuda when there is a GPU, else cpu), cpu or cuda.")
+    ] = "auto",
+) -> None:
+    """Write one HTML page that shows what GPT-2 does with a prompt, in pictures."""
+    from model import SamplingConfig
+    from model.errors import Gpt2labError
+    from model.explain import explain_checkpoint
+    from pipelines.model_refs import resolve_device, resolve_model
+    from reports.explain_page import write_explain_page
+
+    console = make_console()
+    try:
+        folder = resolve_model(model)  # a registered model: its downloaded folder
+        ex = explain_checkpoint(
+            folder,
+            prompt,
+            SamplingConfig(steps, temperature, top_k, top_p, seed),
+            tokenizer=resolve_model(tokenizer) if tokenizer else None,
+            device=resolve_device(device),
+            word=word,
+            layer=layer,
+            head=head,
+            top=top,
+        )
+        page = write_explain_page(ex, out, model_name=model)
+        console.print(f"wrote {page} ({len(ex.ids)} tokens, {page.stat().st_size:,} bytes)")
+        if log:
+            run_id = _log_explain_page(page, model, folder, prompt)
+            console.print(f"logged to MLflow run {run_id}")
+    except (Gpt2labError, ValueError, OSError) as err:
+        raise fail(err) from None
+
+
+def _log_explain_page(page: Path, model: str, folder: str, prompt: str) -> str:
+    """Log the page where a user will look for it: beside the model, in the run that
+    logged a registered (models:/) model; any other model has no run of its own, so the
+    page gets a new run in the 'explain' experiment, tagged with the model's fingerprint."""
+    from mlflow.store.artifact.utils.models import get_model_name_and_version
+    from mlflow.tracking import MlflowClient
+
+    from pipelines.model_refs import is_registered
+    from pipelines.tracking import tracked_run
+    from pipelines.workspace import mlflow_tracking_uri
+    from reports.explain_page import EXPLAIN_ARTIFACT_DIR, EXPLAIN_EXPERIMENT
+    from tasks.fingerprint import model_fingerprint
+
+    client = MlflowClient(tracking_uri=mlflow_tracking_uri())
+    if is_registered(model):
+        name, version = get_model_name_and_version(client, model)
+        run_id = client.get_model_version(name, version).run_id
+        if run_id:
+            client.log_artifact(run_id, str(page), EXPLAIN_ARTIFACT_DIR)
+            return run_id
+    params = {"model": model, "prompt": prompt[:500]}
+    lineage = {"checkpoint": model_fingerprint(folder)}
+    with tracked_run(EXPLAIN_EXPERIMENT, f"explain {model}", params=params, lineage=lineage) as run:
+        client.log_artifact(run.info.run_id, str(page), EXPLAIN_ARTIFACT_DIR)
+        return run.info.run_id
 
 
 @app.command()
