@@ -23,7 +23,7 @@ line, so a newline in a turn is replaced by a space.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 PERSONA = "Persona:"
 YOU = "You:"  # the model's own turns
@@ -70,3 +70,16 @@ def cut_reply(generated: str) -> str:
     """The reply in what a model wrote after "You:": its first line, stripped (a model may
     go on to write the other person's next turn)."""
     return generated.split(END_OF_TURN, 1)[0].strip()
+
+
+def fit_history(
+    persona: Sequence[str], history: Sequence[str], fits: Callable[[str], bool]
+) -> list[str]:
+    """The most recent turns of `history` whose prompt `fits` (e.g. in the model's context,
+    less room for the reply): the oldest turns go first, the persona and the turn being
+    answered always stay. An empty list when even that last turn does not fit."""
+    for start in range(len(history)):
+        kept = list(history[start:])
+        if fits(build_prompt(persona, kept)):
+            return kept
+    return []
