@@ -7,7 +7,7 @@ import json
 import pytest
 
 from tasks.dialogue.data import DialogueDataError, read_dialogue_lines, training_texts
-from tasks.dialogue.format import build_input, build_prompt, cut_reply
+from tasks.dialogue.format import build_input, build_prompt, cut_reply, fit_history
 from tasks.train.checkpoints import TrainingError
 from tasks.train.text_data import read_documents
 
@@ -77,3 +77,17 @@ def test_bad_dialogue_lines_are_named_by_file_and_line(tmp_path, line, message):
         read_dialogue_lines(data)
     with pytest.raises(TrainingError, match=message):  # what `finetune` reports
         read_documents(data, "persona-chat")
+
+
+def test_the_oldest_turns_go_first_when_the_prompt_must_shrink():
+    history = ["one one one", "two", "three three", "four"]
+
+    def fits_in(limit):
+        return lambda prompt: len(prompt) <= limit
+
+    everything = build_prompt(PERSONA, history)
+    assert fit_history(PERSONA, history, fits_in(len(everything))) == history
+    assert fit_history(PERSONA, history, fits_in(len(everything) - 1)) == history[1:]
+    last_only = build_prompt(PERSONA, history[-1:])
+    assert fit_history(PERSONA, history, fits_in(len(last_only))) == ["four"]
+    assert fit_history(PERSONA, history, fits_in(len(last_only) - 1)) == []  # nothing fits
