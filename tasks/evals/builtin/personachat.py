@@ -4,8 +4,8 @@
 Each row is one reply of the persona's owner: `personality` (a few sentences), `history`
 (the turns before it, the other person's last) and `candidates` (distractor replies from
 other dialogues, the one actually written **last**), as the hub's
-`bavard/personachat_truecased` lays them out (its `validation` split, 20 candidates a
-row). Offline, a small sample written for gpt2lab: 40 dialogues of 3 replies, 8 candidates
+`bavard/personachat_truecased` lays them out (its `validation` split, about 7,800 rows).
+Offline, a small sample written for gpt2lab: 40 dialogues of 3 replies, 8 candidates
 each; its persona facts and replies also appear, in other dialogues, in the training split
 beside it (`personachat.train.jsonl`, whole dialogues for `gpt2lab finetune --format
 persona-chat`), so a model fine-tuned on that split is asked to combine what it learnt in
