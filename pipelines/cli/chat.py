@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import codecs
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.console import Console
 from rich.text import Text
 
 from pipelines.cli.common import app, fail, make_console
+
+if TYPE_CHECKING:  # torch is imported only when the command runs (see pipelines/cli)
+    from model import GPT, SamplingConfig, Tokenizer
 
 QUIT = "/quit"
 INTERRUPTED = 130  # the shell's status for a command ended by Ctrl-C (128 + SIGINT)
@@ -72,7 +76,17 @@ def chat(
         raise typer.Exit(code=INTERRUPTED) from None
 
 
-def _chat(model, persona_file, tokenizer, max_new_tokens, temperature, top_k, top_p, seed, device):
+def _chat(
+    model: str,
+    persona_file: Path | None,
+    tokenizer: str | None,
+    max_new_tokens: int,
+    temperature: float,
+    top_k: int | None,
+    top_p: float | None,
+    seed: int | None,
+    device: str,
+) -> None:
     from model import SamplingConfig, load_model
     from model.errors import Gpt2labError
     from model.tokenizer import load_tokenizer
@@ -139,13 +153,20 @@ def _chat(model, persona_file, tokenizer, max_new_tokens, temperature, top_k, to
         history.append(reply)
 
 
-def _fit(persona: list[str], history: list[str], tok, room: int) -> list[str]:
+def _fit(persona: list[str], history: list[str], tok: Tokenizer, room: int) -> list[str]:
     from tasks.dialogue.format import fit_history
 
     return fit_history(persona, history, lambda prompt: len(tok.encode(prompt)) <= room)
 
 
-def _stream_reply(net, tok, persona, history, sampling, console) -> str:
+def _stream_reply(
+    net: GPT,
+    tok: Tokenizer,
+    persona: list[str],
+    history: list[str],
+    sampling: SamplingConfig,
+    console: Console,
+) -> str:
     """Write the model's reply as it comes; return it (its first line, stripped)."""
     from model import stream
     from tasks.dialogue.format import END_OF_TURN, build_prompt, cut_reply
