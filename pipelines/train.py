@@ -47,7 +47,7 @@ from tasks.fingerprint import fingerprint_path
 from tasks.train.checkpoints import TrainingError, latest_checkpoint
 from tasks.train.loop import CHECKPOINTS_DIR, Callbacks, StepMetrics, TrainResult, train
 from tasks.train.settings import TrainSettings
-from tasks.train.text_data import tokenizer_for, tokens_from_text_file
+from tasks.train.text_data import DataFormat, tokenizer_for, tokens_from_text_file
 
 
 class TrainConfig(TrainSettings):
@@ -57,6 +57,11 @@ class TrainConfig(TrainSettings):
     out: Path | None = Field(None, description="run folder (default: workspace/checkpoints/<name>)")
     tokenizer: str = Field(
         "gpt2", description="for a text data file: tokenizer when the model folder has none"
+    )
+    format: DataFormat = Field(
+        "text",
+        description="for a data file: 'text' (.txt, or .jsonl with a text field) or "
+        "'persona-chat' (.jsonl of PERSONA-CHAT dialogues: persona + history + reply)",
     )
     prompts: list[str] = Field(
         default=["The meaning of", "Once upon a time"], description="sampled at each evaluation"
@@ -108,7 +113,9 @@ def prepare_data(config: TrainConfig) -> Path:
     if config.tokens.is_dir():
         return config.tokens
     tokenizer = tokenizer_for(config.init_from, config.tokenizer)
-    return tokens_from_text_file(config.tokens, tokenizer, config.run_dir() / "data")
+    return tokens_from_text_file(
+        config.tokens, tokenizer, config.run_dir() / "data", format=config.format
+    )
 
 
 class MlflowProgress:

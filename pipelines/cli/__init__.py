@@ -4,7 +4,8 @@ Heavy libraries (torch, Prefect, MLflow) are imported inside the commands, so th
 `gpt2lab --help` answers at once and the environment (workspace, telemetry off) is set
 before Prefect or MLflow read it.
 
-The verbs live with their kin: `teaching.py` (tokenize, generate, tour), `stages.py`
+The verbs live with their kin: `teaching.py` (tokenize, generate, tour), `chat.py`
+(chat), `stages.py`
 (corpus, encode, train, finetune, evals, evaluate), `preferences.py` (compare,
 serve-comparisons, preferences, tune) and `runs.py` (demo, run, report, schedule, ui).
 Importing them registers them on `app`.
@@ -17,6 +18,7 @@ from __future__ import annotations
 # isort: off
 from pipelines.cli.common import app
 from pipelines.cli import teaching  # noqa: F401
+from pipelines.cli import chat  # noqa: F401
 from pipelines.cli import stages  # noqa: F401
 from pipelines.cli import preferences  # noqa: F401
 from pipelines.cli import runs  # noqa: F401

@@ -198,6 +198,13 @@ def finetune(
     data: Annotated[
         Path, typer.Option(help="Tokens folder, or a .txt / .jsonl file encoded on the fly.")
     ],
+    format: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            help="How to read a data file: text, or persona-chat (PERSONA-CHAT dialogues).",
+        ),
+    ] = None,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="TOML file.")] = None,
     name: Annotated[str | None, typer.Option(help="Run name (and run folder name).")] = None,
     max_steps: Annotated[int | None, typer.Option(help="Optimizer steps.")] = None,
@@ -215,6 +222,7 @@ def finetune(
     overrides = {
         "init_from": init_from,
         "tokens": data,
+        "format": format,
         "name": name,
         "max_steps": max_steps,
         "learning_rate": learning_rate,

@@ -19,9 +19,15 @@ class EvalDataError(Gpt2labError):
     """A data file that cannot be used; the message names the file, row and field."""
 
 
-def read_rows(path: Path, fields: Sequence[str], limit: int | None = None) -> list[Row]:
+def read_rows(
+    path: Path,
+    fields: Sequence[str],
+    limit: int | None = None,
+    list_fields: Sequence[str] = (),
+) -> list[Row]:
     """Rows of a `.jsonl` or `.csv` file, each checked to hold every one of `fields`
-    as text. `limit` keeps the first rows only (quick runs)."""
+    as text (and of `list_fields` as lists of text). `limit` keeps the first rows only
+    (quick runs)."""
     if not path.is_file():
         raise EvalDataError(f"eval data {path}: no such file")
     reader = _jsonl_rows if path.suffix == ".jsonl" else _csv_rows
@@ -32,10 +38,20 @@ def read_rows(path: Path, fields: Sequence[str], limit: int | None = None) -> li
             if not isinstance(value, str):
                 problem = "is missing" if value is None else f"is {type(value).__name__}, not text"
                 raise EvalDataError(f"{path}:{line}: row {len(rows) + 1}: field {name!r} {problem}")
+        for name in list_fields:
+            if not _is_text_list(row.get(name)):
+                raise EvalDataError(
+                    f"{path}:{line}: row {len(rows) + 1}: field {name!r} is missing or not a "
+                    "list of text"
+                )
         rows.append(row)
         if limit is not None and len(rows) >= limit:
             break
     return rows
+
+
+def _is_text_list(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
 
 
 def _jsonl_rows(path: Path):
@@ -59,7 +75,7 @@ def _csv_rows(path: Path):
 def task_rows(task: EvalTask, source: Source = "local", limit: int | None = None) -> list[Row]:
     """The rows a task scores: its local file, or its hub dataset's split."""
     if source == "local":
-        return read_rows(task.data.local, task.fields, limit)
+        return read_rows(task.data.local, task.fields, limit, task.list_fields)
     return _hub_rows(task, task.data.hub_split, limit)
 
 
@@ -71,7 +87,7 @@ def few_shot_pool(task: EvalTask, source: Source = "local") -> list[Row]:
         return _hub_rows(task, task.data.few_shot_hub_split, None)
     if task.data.few_shot_local is None:
         raise EvalDataError(f"task {task.name}: few_shot={task.few_shot} but no few-shot data")
-    return read_rows(task.data.few_shot_local, task.fields)
+    return read_rows(task.data.few_shot_local, task.fields, list_fields=task.list_fields)
 
 
 def _hub_rows(task: EvalTask, split: str, limit: int | None) -> list[Row]:
@@ -96,4 +112,9 @@ def _hub_rows(task: EvalTask, split: str, limit: int | None) -> list[Row]:
         for name in task.fields:
             if not isinstance(row.get(name), str):
                 raise EvalDataError(f"{where}: row {number}: field {name!r} is missing or not text")
+        for name in task.list_fields:
+            if not _is_text_list(row.get(name)):
+                raise EvalDataError(
+                    f"{where}: row {number}: field {name!r} is missing or not a list of text"
+                )
     return rows

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import time
 import zlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from model import GPT, SamplingConfig, Tokenizer, generate
@@ -24,14 +24,25 @@ from tasks.evals.data import Source, few_shot_pool, task_rows
 from tasks.evals.likelihood import encode_pair, rolling_nll
 from tasks.evals.output_cache import OutputCache, output_key, row_seed
 from tasks.evals.paper import PaperFigure
-from tasks.evals.task import ContinuationLikelihood, EvalTask, Row, Scores, TextLikelihood
+from tasks.evals.task import (
+    ChoiceLikelihoods,
+    ContinuationLikelihood,
+    EvalTask,
+    Row,
+    Scores,
+    TextLikelihood,
+)
 from tasks.evals.uncertainty import bootstrap_intervals
 
-Measurement = TextLikelihood | ContinuationLikelihood
+Measurement = TextLikelihood | ContinuationLikelihood | ChoiceLikelihoods
 MEASUREMENT_TYPES: dict[str, type[Measurement]] = {
     "perplexity": TextLikelihood,
     "loglikelihood": ContinuationLikelihood,
+    "choice": ChoiceLikelihoods,
 }
+# A choice task's candidates go through the network this many at a time (a row of 20
+# candidates, 8 rows a batch, would otherwise be 160 sequences in one forward pass).
+CHOICE_SEQUENCES_PER_PASS = 32
 
 
 @dataclass
@@ -60,6 +71,8 @@ def cache_text(task: EvalTask, row: Row, prompt: str) -> str:
     after it, as in a multiple-choice task)."""
     if task.kind == "loglikelihood" and task.continuation is not None:
         return json.dumps(task.continuation(row))
+    if task.kind == "choice" and task.choices is not None:
+        return json.dumps(task.choices(row))
     return prompt
 
 
@@ -105,6 +118,9 @@ def evaluate_task(
         elif task.kind == "loglikelihood":  # the whole batch in one forward pass
             measured = _measure_continuations(task, model, tokenizer, [rows[i] for i in batch])
             texts = [measurement_to_text(m) for m in measured]
+        elif task.kind == "choice":
+            chosen = _measure_choices(task, model, tokenizer, [rows[i] for i in batch])
+            texts = [measurement_to_text(m) for m in chosen]
         else:  # perplexity: each text window by window
             texts = [
                 measurement_to_text(_measure_text(task, model, tokenizer, prompts[i]))
@@ -154,7 +170,14 @@ def scoring_inputs(task: EvalTask, raw: list[str]) -> tuple[list[str], list[Any]
     if task.kind == "generate":
         final = [task.postprocess(text) for text in raw]
         return final, final
-    return raw, [measurement_from_text(task.kind, text) for text in raw]
+    return raw, [_cleaned(task, measurement_from_text(task.kind, text)) for text in raw]
+
+
+def _cleaned(task: EvalTask, measured: Measurement) -> Measurement:
+    """A choice task's own continuation, post-processed as a generate task's output is."""
+    if isinstance(measured, ChoiceLikelihoods) and measured.written is not None:
+        return replace(measured, written=task.postprocess(measured.written))
+    return measured
 
 
 def numbers(scored: Scores) -> dict[str, float]:
@@ -254,6 +277,40 @@ def _measure_continuations(
         )
         for found in batched_continuation_nll(model, pairs)
     ]
+
+
+def _measure_choices(
+    task: EvalTask, model: GPT, tokenizer: Tokenizer, rows: list[Row]
+) -> list[ChoiceLikelihoods]:
+    """A choice task's measurements of a batch of rows: every candidate read after its
+    row's context (split as lm-evaluation-harness splits a continuation), a few dozen
+    sequences per forward pass; and the model's own greedy or sampled continuation of each
+    context, when the task asks for it (raw: post-processed when scored)."""
+    assert task.choices is not None, f"task {task.name}: a choice task needs choices"
+    contexts, counts, pairs = [], [], []
+    for row in rows:
+        context, candidates = task.choices(row)
+        if not candidates:
+            raise ValueError(f"task {task.name}: a row has no candidates (context {context!r})")
+        contexts.append(context)
+        counts.append(len(candidates))
+        pairs += [encode_pair(tokenizer, context, candidate) for candidate in candidates]
+    found = []
+    for start in range(0, len(pairs), CHOICE_SEQUENCES_PER_PASS):
+        found += batched_continuation_nll(model, pairs[start : start + CHOICE_SEQUENCES_PER_PASS])
+    written = _generate(task, model, tokenizer, contexts) if task.also_generate else None
+    measured, start = [], 0
+    for row, count in enumerate(counts):
+        mine = range(start, start + count)
+        measured.append(
+            ChoiceLikelihoods(
+                nll=[found[i].nll for i in mine],
+                tokens=[len(pairs[i][1]) for i in mine],
+                written=written[row] if written is not None else None,
+            )
+        )
+        start += count
+    return measured
 
 
 def ends_a_word(tokenizer: Tokenizer, token: int) -> bool:

@@ -45,6 +45,18 @@ class ContinuationLikelihood:
     word_ends: bool
 
 
+@dataclass(frozen=True)
+class ChoiceLikelihoods:
+    """What a `choice` task measures on one row: how likely the model finds each candidate
+    after the context (both from the task's `choices`), e.g. to rank a gold answer among
+    distractors; and, for a task that `also_generate`s, what the model writes there itself.
+    Sums, not means, so that a task can rank by either and pool tokens for a perplexity."""
+
+    nll: list[float]  # per candidate: -log p(candidate | context), summed over its tokens
+    tokens: list[int]  # per candidate: how many tokens that is
+    written: str | None = None  # the model's own continuation (post-processed when scored)
+
+
 # A task's own intervals or paired test for its metrics, when it has a better one than the
 # generic bootstrap (BLEU: sacrebleu's, which resamples sentence statistics, not sentences).
 Intervals = Mapping[str, tuple[float, float]]
@@ -53,7 +65,7 @@ PairedFunction = Callable[[list[str], list[str], list[str], list[Row]], Mapping[
 
 # `score` receives one output per row. What an output is depends on the task's kind:
 # generate -> the post-processed text (str); perplexity -> a TextLikelihood;
-# loglikelihood -> a ContinuationLikelihood.
+# loglikelihood -> a ContinuationLikelihood; choice -> a ChoiceLikelihoods.
 Output = TypeVar("Output")
 Scorer = Callable[[list[Output], list[str], list[Row]], Scores]  # outputs, references, rows
 
@@ -104,17 +116,29 @@ class EvalTask:
     version: int  # bump it when prompts, data or scoring change: cached outputs then miss
     description: str
     data: DataSource
-    fields: tuple[str, ...]  # every row must have these
+    fields: tuple[str, ...]  # every row must have these, as text
     prompt: Callable[[Row, Sequence[Row]], str]  # (row, few-shot examples) -> prompt
     reference: Callable[[Row], str]
-    score: Scorer[str] | Scorer[TextLikelihood] | Scorer[ContinuationLikelihood]
+    score: (
+        Scorer[str]
+        | Scorer[TextLikelihood]
+        | Scorer[ContinuationLikelihood]
+        | Scorer[ChoiceLikelihoods]
+    )
     # generate: the model continues `prompt(row)`; its post-processed text is scored.
     # perplexity: the model reads `prompt(row)` whole, with a sliding window of its
     #   context, `stride` tokens apart; each row's output is a TextLikelihood.
     # loglikelihood: `continuation(row)` = (context, target); each row's output is a
     #   ContinuationLikelihood.
-    kind: Literal["generate", "loglikelihood", "perplexity"] = "generate"
+    # choice: `choices(row)` = (context, candidates); each row's output is a
+    #   ChoiceLikelihoods (every candidate's likelihood after the context, and, with
+    #   `also_generate`, the model's own continuation of the context with `generation`).
+    kind: Literal["generate", "loglikelihood", "perplexity", "choice"] = "generate"
     continuation: Callable[[Row], tuple[str, str]] | None = None
+    choices: Callable[[Row], tuple[str, list[str]]] | None = None
+    also_generate: bool = False
+    # Fields every row must have as lists of text (e.g. a dialogue's turns).
+    list_fields: tuple[str, ...] = ()
     # perplexity: tokens predicted per window (default: the model's whole context, disjoint
     # windows, as lm-evaluation-harness reads them; smaller gives each token more context).
     stride: int | None = None
@@ -152,6 +176,8 @@ class EvalTask:
             )
         if self.cut not in ("start", "end"):
             raise ValueError(f"task {self.name}: cut must be 'start' or 'end', got {self.cut!r}")
+        if self.kind == "choice" and self.choices is None:
+            raise ValueError(f"task {self.name}: a choice task needs choices(row)")
 
     def reading_settings(self) -> dict[str, Any]:
         """Settings besides `generation` that change the model's output for the same
@@ -159,6 +185,8 @@ class EvalTask:
         `dataclasses.replace(task, stride=512)` is then another key, never a stale hit."""
         if self.kind == "perplexity":
             return {"stride": self.stride, "score_first_token": self.score_first_token}
+        if self.kind == "choice":
+            return {"also_generate": self.also_generate}
         return {}
 
     def few_shot_examples(self, pool: Sequence[Row], row_index: int) -> list[Row]:

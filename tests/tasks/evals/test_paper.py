@@ -20,7 +20,7 @@ from tasks.evals.paper import (
 )
 from tasks.evals.registry import all_tasks, get_tasks
 from tasks.evals.runner import evaluate_task
-from tasks.evals.task import ContinuationLikelihood, TextLikelihood
+from tasks.evals.task import ChoiceLikelihoods, ContinuationLikelihood, TextLikelihood
 
 LABELS = [size.name for size in SIZES]
 
@@ -93,6 +93,7 @@ def _scores(task) -> dict[str, float]:
         "generate": references,
         "perplexity": [TextLikelihood(nll=10.0, tokens=5, bytes=20)] * len(rows),
         "loglikelihood": [ContinuationLikelihood(nll=1.0, greedy=True, word_ends=True)] * len(rows),
+        "choice": [ChoiceLikelihoods(nll=[2.0, 1.0], tokens=[3, 2], written="")] * len(rows),
     }[task.kind]
     return dict(task.score(outputs, references, rows))
 
