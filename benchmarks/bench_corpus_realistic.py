@@ -188,8 +188,8 @@ def kind_of(pid: int, info: dict, tree: dict[int, dict], root: int) -> str:
     command = info["command"]
     if "benchmarks.realistic_web" in command:
         return "web"
-    if "prefect.server.api.server" in command:
-        return "prefect"
+    if "prefect.server.api.server" in command or "prefect server start" in command:
+        return "prefect"  # Prefect's temporary server, or the local one prefect_api starts
     if info["parent"] == root and "spawn_main" in command:
         return "dask worker"
     parent = tree.get(info["parent"])
