@@ -166,16 +166,20 @@ def ui(
     mlflow_port: Annotated[int, typer.Option(help="Port of the MLflow UI.")] = 5000,
     prefect_port: Annotated[int, typer.Option(help="Port of the Prefect server.")] = 4200,
 ) -> None:
-    """Start the MLflow UI (on the workspace's store) and a Prefect server, on 127.0.0.1."""
+    """Start the MLflow UI (on the workspace's store) and a Prefect server, on 127.0.0.1.
+    Ctrl-C or SIGTERM stops both."""
     import time
 
     from pipelines.ui import start_ui, stop_ui
 
     console = make_console()
+    _stop_on_sigterm()  # `kill`, systemd, a container stop: stop the servers as Ctrl-C does
     try:
         services = start_ui(mlflow_port=mlflow_port, prefect_port=prefect_port)
     except RuntimeError as err:
         raise fail(err) from None
+    except KeyboardInterrupt:  # stopped while starting: start_ui stopped what it started
+        return
     for service in services:
         note = "" if service.process else "  (already running)"
         console.print(f"{service.name}: {service.url}{note}")
@@ -189,3 +193,14 @@ def ui(
         pass
     finally:
         stop_ui(services)
+
+
+def _stop_on_sigterm() -> None:
+    """Make SIGTERM raise KeyboardInterrupt, the way Ctrl-C does, so that `finally` blocks
+    stop the servers this command started (by default SIGTERM ends Python at once)."""
+    import signal
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
