@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from model.tokenizer import Tokenizer
 from model.tokenizer.byte_map import visible
+from pipelines.failure_hooks import notify_failure
 from pipelines.run_lock import folder_lock
 from pipelines.tracking import log_metrics_batch, tracked_run
 from reports import mlflow_names as names
@@ -73,7 +74,7 @@ encode_part_task = task(encode_part, name="encode-part", task_run_name="part {in
 finish_task = task(finish, name="write-metadata")
 
 
-@flow(name="encode")
+@flow(name="encode", on_failure=[notify_failure])
 def encode_flow(config: EncodeConfig) -> EncodeResult:
     """Encode the corpus into token shards in `config.out` (see the module)."""
     with folder_lock(config.out):  # a second run writing the same folder refuses at once
