@@ -143,18 +143,49 @@ def schedule(
     ] = None,
     deployment: Annotated[str, typer.Option(help="Deployment name.")] = "scheduled",
     prefect_port: Annotated[int, typer.Option(help="Port of the Prefect server.")] = 4200,
+    work_pool: Annotated[
+        str | None,
+        typer.Option(help="Deploy to this process work pool (created if missing) instead."),
+    ] = None,
+    concurrency_limit: Annotated[
+        int, typer.Option(min=1, help="With --work-pool: flow runs the pool runs at once.")
+    ] = 1,
+    start_worker: Annotated[
+        bool, typer.Option(help="With --work-pool: also run a worker here until Ctrl-C.")
+    ] = False,
 ) -> None:
-    """Run the end-to-end flow on a schedule: a Prefect server on 127.0.0.1 plans the runs,
-    this process runs them (Ctrl-C stops it)."""
+    """Run the end-to-end flow on a schedule. By default a Prefect server on 127.0.0.1 plans
+    the runs and this process runs them (Ctrl-C stops it). With --work-pool, the deployment
+    goes to that work pool on your Prefect server, and workers run it."""
     from pipelines.config_files import load_config
     from pipelines.end_to_end import EndToEndConfig
-    from pipelines.schedule import serve_end_to_end
+    from pipelines.schedule import deploy_on_work_pool, serve_end_to_end
 
+    _stop_on_sigterm()
     try:
         settings = load_config(EndToEndConfig, config, {})
-        serve_end_to_end(
-            settings, deployment=deployment, cron=cron, interval=interval, port=prefect_port
+        if work_pool is None:
+            serve_end_to_end(
+                settings, deployment=deployment, cron=cron, interval=interval, port=prefect_port
+            )
+            return
+        if start_worker:
+            make_console().print(f"end-to-end/{deployment} on work pool {work_pool!r}")
+        api = deploy_on_work_pool(
+            settings,
+            deployment=deployment,
+            cron=cron,
+            interval=interval,
+            work_pool=work_pool,
+            concurrency_limit=concurrency_limit,
+            start_worker=start_worker,
+            port=prefect_port,
         )
+        if not start_worker:
+            make_console().print(
+                f"end-to-end/{deployment} deployed on work pool {work_pool!r} at {api}. "
+                f"Workers run it: PREFECT_API_URL={api} prefect worker start --pool {work_pool}"
+            )
     except (ValueError, RuntimeError) as err:
         raise fail(err) from None
     except KeyboardInterrupt:
