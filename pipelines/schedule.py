@@ -145,11 +145,12 @@ def ensure_work_pool(name: str, concurrency_limit: int) -> None:
 
 def run_worker(pool: str, api: str) -> None:
     """Run `prefect worker start --pool POOL` until it ends, Ctrl-C or SIGTERM (the caller
-    turns SIGTERM into KeyboardInterrupt); then stop it and the runs it started."""
+    turns SIGTERM into KeyboardInterrupt); then stop it (SIGTERM, then SIGKILL after 20 s)."""
     command = [sys.executable, "-m", "prefect", "worker", "start", "--pool", pool]
     log = workspace_dir() / "logs" / f"prefect-worker-{pool}.log"
     env = {**os.environ, "PREFECT_API_URL": api}
-    # Its own process group, so that stopping it also stops the flow runs it started.
+    # A process group of its own, stopped as a group (see ui.stop_ui). A flow run the
+    # worker started in a session of its own is left to the worker's own shutdown.
     worker = Service(
         "Prefect worker", pool, spawn(command, log, env, detached=True, dies_with_parent=True)
     )

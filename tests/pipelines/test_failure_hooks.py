@@ -48,6 +48,16 @@ class Receiver:
         self.server.server_close()
 
 
+@pytest.fixture(autouse=True)
+def _logs_stay_local() -> Iterator[None]:
+    """The hook logs through Prefect's run logger, which ships to the Prefect API: these
+    made-up flow runs have none, and must not start one."""
+    from prefect.settings import PREFECT_LOGGING_TO_API_ENABLED, temporary_settings
+
+    with temporary_settings({PREFECT_LOGGING_TO_API_ENABLED: False}):
+        yield
+
+
 @pytest.fixture
 def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[Receiver]:
     for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):

@@ -161,16 +161,12 @@ def test_deployments_on_a_work_pool_run_and_a_failure_reaches_the_webhook(worksp
             )
         assert done.returncode == 0, logs["deploy"].read_text()[-3000:]
         listed = _api("POST", f"{api}/deployments/filter", json={}).json()
-        names = {d["name"] for d in listed}
-        assert {
-            "nightly",
-            "corpus",
-            "encode",
-            "train",
-            "evaluate",
-            "preferences",
-            "tuning",
-        } <= names
+        by_name = {d["name"]: d for d in listed}
+        shipped = {"nightly", "corpus", "encode", "train", "evaluate", "preferences", "tuning"}
+        assert shipped <= set(by_name)
+        workdir = {"prefect.deployments.steps.set_working_directory": {"directory": str(checkout)}}
+        assert by_name["nightly"]["pull_steps"] == [workdir]  # no git, no download
+        assert by_name["nightly"]["work_pool_name"] == "gpt2lab"
 
         # 4. A run of the small config completes on the worker.
         small = {"name": "pooled", **SMALL}
