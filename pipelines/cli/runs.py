@@ -211,13 +211,13 @@ def ui(
         raise fail(err) from None
     except KeyboardInterrupt:  # stopped while starting: start_ui stopped what it started
         return
-    for service in services:
-        note = "" if service.process else "  (already running)"
-        console.print(f"{service.name}: {service.url}{note}")
-    prefect_api = f"{services[-1].url}/api"
-    console.print(f"Flows use this Prefect server with PREFECT_API_URL={prefect_api}.")
-    console.print("Ctrl-C stops what was started here.")
     try:
+        for service in services:
+            note = "" if service.process else "  (already running)"
+            console.print(f"{service.name}: {service.url}{note}")
+        prefect_api = f"{services[-1].url}/api"
+        console.print(f"Flows use this Prefect server with PREFECT_API_URL={prefect_api}.")
+        console.print("Ctrl-C (or SIGTERM) stops what was started here.")
         while all(s.process is None or s.process.poll() is None for s in services):
             time.sleep(1)
     except KeyboardInterrupt:

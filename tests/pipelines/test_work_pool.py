@@ -136,6 +136,8 @@ def test_deployments_on_a_work_pool_run_and_a_failure_reaches_the_webhook(worksp
         _wait("gpt2lab ui", up, 150, [logs["ui"]], poll=0.5)
         servers = psutil.Process(ui.pid).children(recursive=True)
         commands = [" ".join(p.cmdline()) for p in servers]
+        assert any("mlflow" in c for c in commands), commands
+        # MLflow's job runner and its job-queue consumers are not started.
         assert not [c for c in commands if "huey" in c or "_job_runner" in c], commands
 
         # 2. The pool, the scheduled end-to-end deployment, a worker.
