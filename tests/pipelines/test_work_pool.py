@@ -2,13 +2,13 @@
 docs/end-to-end.md ("Scheduling with a work pool") tells it:
 
 1. `gpt2lab ui`: the MLflow UI and a Prefect server (MLflow without its job workers);
-2. `gpt2lab schedule --work-pool gpt2lab --start-worker`: the process pool (one run at a
-   time), the scheduled end-to-end deployment on it, and a worker;
-3. `prefect deploy --all` with the shipped prefect.yaml: a deployment per flow;
-4. a run of `end-to-end/nightly` on the small config completes on the worker;
-5. a run made to fail (an eval task that does not exist) fails at its evaluate stage, and
-   the webhook (a receiver in this test) gets the notice: run name, stage, one-line
-   error, MLflow link;
+2. `gpt2lab schedule --work-pool gpt2lab --start-worker --config small.toml`: the process
+   pool (one run at a time), the scheduled end-to-end deployment on it, and a worker;
+3. a run of that deployment now, on the small config, completes on the worker;
+4. meanwhile, `prefect deploy --all` with the shipped prefect.yaml: a deployment per flow;
+5. a run of prefect.yaml's `end-to-end/nightly` made to fail (an eval task that does not
+   exist) fails at its evaluate stage, and the webhook (a receiver in this test) gets the
+   notice: run name, stage, one-line error, MLflow link;
 6. SIGTERM stops the worker, then both servers, and nothing they started is left.
 """
 
@@ -55,13 +55,12 @@ def _wait(what: str, check, timeout: float, logs: list[Path], poll: float = 1.0)
     pytest.fail(f"{what}: not within {timeout:.0f} s\n{tails}")
 
 
-def _run_deployment(api: str, name: str, config: dict) -> str:
+def _run_deployment(api: str, name: str, config: dict | None = None) -> str:
+    """Start a run of deployment `name` now (`prefect deployment run NAME`), with `config`
+    instead of the deployment's own if given; returns the flow run's id."""
     deployment = _api("GET", f"{api}/deployments/name/{name}").json()
-    created = _api(
-        "POST",
-        f"{api}/deployments/{deployment['id']}/create_flow_run",
-        json={"parameters": {"config": config}},
-    )
+    parameters = {} if config is None else {"parameters": {"config": config}}
+    created = _api("POST", f"{api}/deployments/{deployment['id']}/create_flow_run", json=parameters)
     return created.json()["id"]
 
 
@@ -151,15 +150,18 @@ def test_deployments_on_a_work_pool_run_and_a_failure_reaches_the_webhook(worksp
         pool = _api("GET", f"{api}/work_pools/gpt2lab").json()
         assert (pool["type"], pool["concurrency_limit"]) == ("process", 1)
 
-        # 3. Every flow's deployment from the shipped prefect.yaml (from a folder of its own,
-        # where the runs will work: `prefect deploy` records it as their working directory).
+        # 3. A run of the scheduled deployment now: its parameters are small.toml's config.
+        run_id = _run_deployment(api, "end-to-end/scheduled")
+
+        # 4. Meanwhile, every flow's deployment from the shipped prefect.yaml, from a folder
+        # of its own where their runs will work (`prefect deploy` records it).
         checkout = tmp_path / "runs"
         checkout.mkdir()
         command = [sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all"]
         command += ["--prefect-file", str(ROOT / "prefect.yaml")]
         with open(logs["deploy"], "wb") as out:
             done = subprocess.run(
-                command, cwd=checkout, env=env, stdout=out, stderr=subprocess.STDOUT, timeout=120
+                command, cwd=checkout, env=env, stdout=out, stderr=subprocess.STDOUT, timeout=180
             )
         assert done.returncode == 0, logs["deploy"].read_text()[-3000:]
         listed = _api("POST", f"{api}/deployments/filter", json={}).json()
@@ -170,15 +172,14 @@ def test_deployments_on_a_work_pool_run_and_a_failure_reaches_the_webhook(worksp
         assert by_name["nightly"]["pull_steps"] == [workdir]  # no git, no download
         assert by_name["nightly"]["work_pool_name"] == "gpt2lab"
 
-        # 4. A run of the small config completes on the worker.
-        small = {"name": "pooled", **SMALL}
-        run_id = _run_deployment(api, "end-to-end/nightly", small)
+        # The small run completes on the worker.
         run = _wait("the small run", lambda: _finished(api, run_id), 300, list(logs.values()), 2)
         assert run["state_type"] == "COMPLETED", run["state"]
         assert (workspace / "end-to-end" / "pooled" / "report" / "report.html").exists()
 
-        # 5. A run made to fail: its earlier stages are skipped (unchanged), evaluate fails.
-        broken = {**small, "evaluate": {"tasks": ["no-such-task"]}}
+        # 5. A run of prefect.yaml's end-to-end/nightly made to fail: on the small config
+        # its first four stages are skipped (unchanged), and evaluate fails.
+        broken = {"name": "pooled", **SMALL, "evaluate": {"tasks": ["no-such-task"]}}
         failing_id = _run_deployment(api, "end-to-end/nightly", broken)
         failed = _wait(
             "the failing run", lambda: _finished(api, failing_id), 180, list(logs.values()), 2
