@@ -52,16 +52,17 @@ def notify_failure(flow, flow_run, state) -> None:
 
     logger = flow_run_logger(flow_run, flow)
     try:
+        link = mlflow_link(str(flow_run.id))
+    except Exception as error:  # noqa: BLE001 - a notice without the link beats none
+        logger.warning("failure notice without its MLflow link: %s", type(error).__name__)
+        link = None
+    try:
         notice = failure_notice(
-            flow.name,
-            flow_run.name,
-            str(flow_run.id),
-            state.message or "",
-            mlflow_link(str(flow_run.id)),
+            flow.name, flow_run.name, str(flow_run.id), state.message or "", link
         )
         post_notice(url, notice)
     except Exception as error:  # noqa: BLE001 - a hook must not replace the run's failure
-        # The error's type and status only: httpx messages can quote the URL (a secret).
+        # The error's type and status only: error messages can quote the URL (a secret).
         status = getattr(error, "code", None)  # urllib's HTTPError
         detail = f" (HTTP {status})" if status else ""
         logger.warning("failure notice not sent: %s%s", type(error).__name__, detail)

@@ -19,6 +19,7 @@ from sqlalchemy.exc import OperationalError
 
 from pipelines.failure_hooks import WEBHOOK_ENV, notify_failure
 from pipelines.retries import is_transient, retry_if_transient
+from pipelines.services import free_port
 from pipelines.tracking import tracked_run
 
 
@@ -136,3 +137,10 @@ def test_only_network_and_server_errors_are_retried():
     assert not is_transient(FloatingPointError("loss is NaN at step 12"))
     assert retry_if_transient(None, None, Failed(data=ConnectionResetError()))
     assert not retry_if_transient(None, None, Failed(data=ValueError("bad row 3")))
+
+
+def test_a_tracking_server_that_is_away_still_lets_the_notice_go(workspace, receiver, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{free_port()}")  # nobody there
+    notify_failure(*_failed_run(str(uuid.uuid4()), "RuntimeError: stage corpus failed: x"))
+    (notice,) = receiver.received
+    assert (notice["stage"], notice["mlflow_run"]) == ("corpus", None)
