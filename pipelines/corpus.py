@@ -25,6 +25,8 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from pydantic import BaseModel, Field
 
 from pipelines.dask_cluster import announce_cluster, cluster_task_runner
+from pipelines.failure_hooks import notify_failure
+from pipelines.retries import retry_if_transient
 from pipelines.run_lock import folder_lock
 from pipelines.tracking import log_metrics_batch, tracked_run
 from reports.corpus_charts import funnel_chart, length_histogram
@@ -54,7 +56,17 @@ FUNNEL_STAGES = ("links", "fetch", "extract", "filter", "dedup")
 # The flow's Prefect tasks: the plain functions of tasks/corpus/process.py, named for the UI.
 read_links_task = task(read_links, name="read-links")
 plan_shards_task = task(plan_shards, name="plan-shards")
-process_shard_task = task(process_shard, name="process-shard", task_run_name="shard {shard}")
+# A shard fetches its pages: a dropped connection to a Dask worker or to the shard's
+# storage is worth a second try, and a retried shard resumes where it stopped (its writes
+# are crash-safe). A page that fails to fetch is not an error here: it is counted and dropped.
+process_shard_task = task(
+    process_shard,
+    name="process-shard",
+    task_run_name="shard {shard}",
+    retries=2,
+    retry_delay_seconds=10,
+    retry_condition_fn=retry_if_transient,
+)
 collect_shards_task = task(collect_shards, name="collect-shards")
 deduplicate_task = task(deduplicate_shards, name="deduplicate")
 export_task = task(export, name="export")
@@ -151,7 +163,7 @@ def funnel(counts: dict[str, int]) -> list[tuple[str, int]]:
     return steps
 
 
-@flow(name="corpus")
+@flow(name="corpus", on_failure=[notify_failure])
 def corpus_flow(config: CorpusConfig) -> CorpusResult:
     logger = get_run_logger()
     tags, dashboard = {}, None

@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field, model_validator
 from model.tokenizer import Tokenizer
 from model.tokenizer.byte_map import visible
 from pipelines.dask_cluster import announce_cluster, cluster_task_runner
+from pipelines.failure_hooks import notify_failure
 from pipelines.run_lock import folder_lock
 from pipelines.tracking import log_metrics_batch, tracked_run
 from reports import mlflow_names as names
@@ -83,7 +84,7 @@ finish_task = task(finish, name="write-metadata")
 
 # One part at a time on this machine: each part already encodes on every core (`threads`),
 # and two at once would only double the memory. `run_encode` swaps in a Dask cluster.
-@flow(name="encode", task_runner=ThreadPoolTaskRunner(max_workers=1))
+@flow(name="encode", task_runner=ThreadPoolTaskRunner(max_workers=1), on_failure=[notify_failure])
 def encode_flow(config: EncodeConfig) -> EncodeResult:
     """Encode the corpus into token shards in `config.out` (see the module)."""
     with folder_lock(config.out):  # a second run writing the same folder refuses at once

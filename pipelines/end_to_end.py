@@ -40,6 +40,7 @@ from pipelines import interrupts
 from pipelines.corpus import CorpusConfig, run_corpus
 from pipelines.encode import EncodeConfig, encode_on_its_runner
 from pipelines.evaluate import EvaluateConfig, evaluate_flow
+from pipelines.failure_hooks import notify_failure
 from pipelines.interrupts import RunInterrupted, where_stopped
 from pipelines.preferences import PreferencesConfig, preferences_flow
 from pipelines.run_lock import folder_lock
@@ -256,7 +257,7 @@ class _Stages:
         return record.outputs
 
 
-@flow(name="end-to-end")
+@flow(name="end-to-end", on_failure=[notify_failure])
 def end_to_end_flow(config: EndToEndConfig) -> EndToEndResult:
     """corpus -> encode -> pretrain -> finetune -> evaluate -> preferences (see the module)."""
     # Two runs of one name in one workspace would write the same folders: the second

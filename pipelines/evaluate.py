@@ -30,7 +30,9 @@ from pipelines.contamination import (
     contamination_task,
     log_contamination,
 )
+from pipelines.failure_hooks import notify_failure
 from pipelines.model_refs import Device, resolve_device, resolve_model
+from pipelines.retries import retry_if_transient
 from pipelines.tracking import log_metrics_batch, tracked_run
 from pipelines.workspace import workspace_dir
 from reports.mlflow_names import (
@@ -105,7 +107,15 @@ def _tokenizer_source(config: EvaluateConfig, model_folder: str) -> str:
     return resolve_model(config.tokenizer) if config.tokenizer else model_folder
 
 
-@task(name="eval-task", task_run_name="{name}")
+# A task's data can come from the Hugging Face Hub: a dropped download is worth a second
+# try; a missing local file or a bad answer is not.
+@task(
+    name="eval-task",
+    task_run_name="{name}",
+    retries=2,
+    retry_delay_seconds=10,
+    retry_condition_fn=retry_if_transient,
+)
 def run_eval_task(
     name: str, config: EvaluateConfig, model_folder: str, fingerprint: str, device: str
 ) -> TaskResult:
@@ -133,7 +143,7 @@ def run_eval_task(
             cache.close()
 
 
-@flow(name="evaluate")
+@flow(name="evaluate", on_failure=[notify_failure])
 def evaluate_flow(config: EvaluateConfig) -> EvaluateResult:
     logger = get_run_logger()
     get_tasks(config.tasks)  # unknown names fail here, before the model is loaded

@@ -37,8 +37,10 @@ from pipelines.comparison_server import (
     invite_link,
     start_page,
 )
+from pipelines.failure_hooks import notify_failure
 from pipelines.model_refs import is_registered, resolve_model
 from pipelines.preference_records import annotator_table, summary_metrics, win_rate_table
+from pipelines.retries import retry_if_transient
 from pipelines.tracking import log_metrics_batch, tracked_run
 from pipelines.workspace import workspace_dir
 from reports.mlflow_names import JUDGE_TAG, WIN_RATES_TABLE
@@ -276,7 +278,11 @@ def simulate_votes(config: PreferencesConfig, batch_name: str) -> int:
     return added
 
 
-@task(name="wait-for-votes")
+# It polls the preferences database for hours: a database server that restarts (or a
+# network blip to it) must not end the wait; the wait resumes from the database's counts.
+@task(
+    name="wait-for-votes", retries=3, retry_delay_seconds=30, retry_condition_fn=retry_if_transient
+)
 def wait_for_votes(database_url: str, batch_name: str, poll_seconds: float) -> str:
     """Wait until the batch's target number of human comparisons is in, or its deadline has
     passed; both are read from the database, so a restarted flow waits for the same end.
@@ -392,7 +398,7 @@ def _safe(url: str) -> str:
 # Flows
 
 
-@flow(name="preferences")
+@flow(name="preferences", on_failure=[notify_failure])
 def preferences_flow(config: PreferencesConfig) -> PreferencesResult:
     logger = get_run_logger()
     config = with_resolved_models(config)  # models:/... -> folders, once for every step

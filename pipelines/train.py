@@ -26,6 +26,7 @@ from prefect import flow, get_run_logger, task
 from pydantic import BaseModel, Field
 
 from model import GPT, SamplingConfig, generate, load_tokenizer
+from pipelines.failure_hooks import notify_failure
 from pipelines.interrupts import RunInterrupted
 from pipelines.mlflow_model import log_checkpoint_model
 from pipelines.model_refs import is_registered, resolve_model
@@ -215,7 +216,7 @@ class MlflowProgress:
 UNLOGGED_FILE = "unlogged-metrics.jsonl"
 
 
-@flow(name="train")
+@flow(name="train", on_failure=[notify_failure])
 def train_flow(config: TrainConfig) -> TrainFlowResult:
     """Train (or resume) into `config.run_dir()` (see the module)."""
     with folder_lock(config.run_dir()):  # a second run writing the same folder refuses at once

@@ -39,6 +39,7 @@ from sqlalchemy.orm import Session
 
 from model.atomic_files import write_file_atomically
 from pipelines.comparison_server import default_database_url
+from pipelines.failure_hooks import notify_failure
 from pipelines.preferences import (
     PreferencesConfig,
     make_batch,
@@ -360,7 +361,7 @@ def write_prompts(prompts: list[str], path: Path) -> Path:
 # The flow
 
 
-@flow(name="preference_tuning")
+@flow(name="preference_tuning", on_failure=[notify_failure])
 def preference_tuning_flow(config: TuningConfig) -> TuningResult:
     logger = get_run_logger()
     votes = load_comparisons(config)  # bad input fails here, before any model loads

@@ -1,12 +1,21 @@
 """`gpt2lab ui`: the MLflow UI on the workspace's store and a Prefect server, both on
-127.0.0.1, for reviewing runs and scheduling flows."""
+127.0.0.1, for reviewing runs and scheduling flows.
+
+Each server runs in a session (process group) of its own, and is stopped as a group: both
+start helpers of their own (MLflow its uvicorn server, Prefect its services), and stopping
+only the process we started could leave those running. Each also gets SIGTERM from Linux
+when the command that started it dies, however it dies.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from pipelines.services import answers, spawn, wait_until_up
 from pipelines.workspace import mlartifacts_dir, mlflow_tracking_uri, workspace_dir
@@ -17,6 +26,8 @@ class Service:
     name: str
     url: str
     process: subprocess.Popen | None  # None: it was already running, we only point at it
+    health: str | None = None  # the URL that answers once it is up
+    log: Path | None = None  # where its output goes, when we started it
 
 
 def start_ui(
@@ -25,41 +36,18 @@ def start_ui(
     prefect_port: int = 4200,
     timeout: float = 120.0,
 ) -> list[Service]:
-    """Start (or find already running) the MLflow UI and a Prefect server."""
-    logs = workspace_dir() / "logs"
-    services = []
-    tracking = mlflow_tracking_uri()
-    if tracking.startswith(("http://", "https://")):
-        services.append(Service("MLflow", tracking, None))  # a tracking server you run
-    else:
-        mlflow_url = f"http://{host}:{mlflow_port}"
-        command = [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "ui",
-            "--backend-store-uri",
-            tracking,
-            "--default-artifact-root",
-            mlartifacts_dir().as_uri(),
-            "--host",
-            host,
-            "--port",
-            str(mlflow_port),
-            "--workers",
-            "1",
-        ]
-        services.append(
-            _start(
-                "MLflow UI",
-                mlflow_url,
-                f"{mlflow_url}/health",
-                command,
-                logs / "mlflow-ui.log",
-                timeout,
-            )
-        )
-    services.append(start_prefect_server(host, prefect_port, timeout))
+    """Start (or find already running) the MLflow UI and a Prefect server. Both start at
+    once, then are waited for. If one fails to start (or Ctrl-C comes meanwhile), the
+    other is stopped again before the error goes on."""
+    services: list[Service] = []
+    try:
+        services.append(_launch_mlflow_ui(host, mlflow_port))
+        services.append(_launch_prefect_server(host, prefect_port))
+        for service in services:
+            _wait_for(service, timeout)
+    except BaseException:
+        stop_ui(services)
+        raise
     return services
 
 
@@ -68,42 +56,77 @@ def start_prefect_server(
 ) -> Service:
     """A Prefect server (with its UI) on `host:port`, or the one already answering there.
     Its database is in PREFECT_HOME (the workspace's `prefect/` folder by default)."""
-    url = f"http://{host}:{port}"
-    command = [
-        sys.executable,
-        "-m",
-        "prefect",
-        "server",
-        "start",
-        "--host",
-        host,
-        "--port",
-        str(port),
-    ]
-    log = workspace_dir() / "logs" / "prefect-server.log"
-    return _start("Prefect server", url, f"{url}/api/health", command, log, timeout)
-
-
-def _start(name: str, url: str, health: str, command: list[str], log, timeout: float) -> Service:
-    if answers(health):
-        return Service(name, url, None)
-    process = spawn(command, log, os.environ)
+    service = _launch_prefect_server(host, port)
     try:
-        wait_until_up(f"the {name} at {url}", lambda: answers(health), process, log, timeout)
-    except RuntimeError:
-        process.kill()
+        _wait_for(service, timeout)
+    except BaseException:
+        stop_ui([service])
         raise
-    return Service(name, url, process)
+    return service
+
+
+def _launch_mlflow_ui(host: str, port: int) -> Service:
+    tracking = mlflow_tracking_uri()
+    if tracking.startswith(("http://", "https://")):
+        return Service("MLflow", tracking, None)  # a tracking server you run
+    url = f"http://{host}:{port}"
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking]
+    command += ["--default-artifact-root", mlartifacts_dir().as_uri()]
+    command += ["--host", host, "--port", str(port), "--workers", "1"]
+    # MLflow 3 also starts a job runner and seven job-queue consumers (about 250 MB each)
+    # for server-side jobs (LLM judges, trace rollups) that browsing runs never uses: this
+    # switch leaves them out.
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    return _launch("MLflow UI", url, f"{url}/health", command, "mlflow-ui.log", env)
+
+
+def _launch_prefect_server(host: str, port: int) -> Service:
+    url = f"http://{host}:{port}"
+    command = [sys.executable, "-m", "prefect", "server", "start", "--host", host]
+    command += ["--port", str(port)]
+    return _launch("Prefect server", url, f"{url}/api/health", command, "prefect-server.log")
+
+
+def _launch(
+    name: str, url: str, health: str, command: list[str], log_name: str, env=None
+) -> Service:
+    """Start the server unless one already answers at `health`; does not wait for it."""
+    if answers(health):
+        return Service(name, url, None, health)
+    log = workspace_dir() / "logs" / log_name
+    process = spawn(command, log, env or os.environ, detached=True, dies_with_parent=True)
+    return Service(name, url, process, health, log)
+
+
+def _wait_for(service: Service, timeout: float) -> None:
+    if service.process is None or service.health is None:
+        return
+    wait_until_up(
+        f"the {service.name} at {service.url}",
+        lambda: answers(service.health),
+        service.process,
+        service.log,
+        timeout,
+    )
 
 
 def stop_ui(services: list[Service], timeout: float = 20.0) -> None:
-    """Stop the services this process started (not those it found running)."""
-    for service in services:
-        if service.process is not None and service.process.poll() is None:
-            service.process.terminate()
-    for service in services:
-        if service.process is not None:
-            try:
-                service.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                service.process.kill()
+    """Stop the services this process started (not those it found running), each with
+    whatever it started; a service still running `timeout` seconds later is killed."""
+    started = [s.process for s in services if s.process is not None]
+    for process in started:
+        _signal_group(process, signal.SIGTERM)
+    for process in started:
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            _signal_group(process, signal.SIGKILL)
+            process.wait()
+        # Helpers that outlive their parent's exit are still in its group.
+        _signal_group(process, signal.SIGKILL)
+
+
+def _signal_group(process: subprocess.Popen, signum: int) -> None:
+    """Send `signum` to the process group `process` leads (its own session, see spawn)."""
+    with contextlib.suppress(ProcessLookupError):  # the whole group has ended already
+        os.killpg(process.pid, signum)

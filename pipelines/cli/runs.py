@@ -143,18 +143,49 @@ def schedule(
     ] = None,
     deployment: Annotated[str, typer.Option(help="Deployment name.")] = "scheduled",
     prefect_port: Annotated[int, typer.Option(help="Port of the Prefect server.")] = 4200,
+    work_pool: Annotated[
+        str | None,
+        typer.Option(help="Deploy to this process work pool (created if missing) instead."),
+    ] = None,
+    concurrency_limit: Annotated[
+        int, typer.Option(min=1, help="With --work-pool: flow runs the pool runs at once.")
+    ] = 1,
+    start_worker: Annotated[
+        bool, typer.Option(help="With --work-pool: also run a worker here until Ctrl-C.")
+    ] = False,
 ) -> None:
-    """Run the end-to-end flow on a schedule: a Prefect server on 127.0.0.1 plans the runs,
-    this process runs them (Ctrl-C stops it)."""
+    """Run the end-to-end flow on a schedule. By default a Prefect server on 127.0.0.1 plans
+    the runs and this process runs them (Ctrl-C stops it). With --work-pool, the deployment
+    goes to that work pool on your Prefect server, and workers run it."""
     from pipelines.config_files import load_config
     from pipelines.end_to_end import EndToEndConfig
-    from pipelines.schedule import serve_end_to_end
+    from pipelines.schedule import deploy_on_work_pool, serve_end_to_end
 
+    _stop_on_sigterm()
     try:
         settings = load_config(EndToEndConfig, config, {})
-        serve_end_to_end(
-            settings, deployment=deployment, cron=cron, interval=interval, port=prefect_port
+        if work_pool is None:
+            serve_end_to_end(
+                settings, deployment=deployment, cron=cron, interval=interval, port=prefect_port
+            )
+            return
+        if start_worker:
+            make_console().print(f"end-to-end/{deployment} on work pool {work_pool!r}")
+        api = deploy_on_work_pool(
+            settings,
+            deployment=deployment,
+            cron=cron,
+            interval=interval,
+            work_pool=work_pool,
+            concurrency_limit=concurrency_limit,
+            start_worker=start_worker,
+            port=prefect_port,
         )
+        if not start_worker:
+            make_console().print(
+                f"end-to-end/{deployment} deployed on work pool {work_pool!r} at {api}. "
+                f"Workers run it: PREFECT_API_URL={api} prefect worker start --pool {work_pool}"
+            )
     except (ValueError, RuntimeError) as err:
         raise fail(err) from None
     except KeyboardInterrupt:
@@ -166,26 +197,41 @@ def ui(
     mlflow_port: Annotated[int, typer.Option(help="Port of the MLflow UI.")] = 5000,
     prefect_port: Annotated[int, typer.Option(help="Port of the Prefect server.")] = 4200,
 ) -> None:
-    """Start the MLflow UI (on the workspace's store) and a Prefect server, on 127.0.0.1."""
+    """Start the MLflow UI (on the workspace's store) and a Prefect server, on 127.0.0.1.
+    Ctrl-C or SIGTERM stops both."""
     import time
 
     from pipelines.ui import start_ui, stop_ui
 
     console = make_console()
+    _stop_on_sigterm()  # `kill`, systemd, a container stop: stop the servers as Ctrl-C does
     try:
         services = start_ui(mlflow_port=mlflow_port, prefect_port=prefect_port)
     except RuntimeError as err:
         raise fail(err) from None
-    for service in services:
-        note = "" if service.process else "  (already running)"
-        console.print(f"{service.name}: {service.url}{note}")
-    prefect_api = f"{services[-1].url}/api"
-    console.print(f"Flows use this Prefect server with PREFECT_API_URL={prefect_api}.")
-    console.print("Ctrl-C stops what was started here.")
+    except KeyboardInterrupt:  # stopped while starting: start_ui stopped what it started
+        return
     try:
+        for service in services:
+            note = "" if service.process else "  (already running)"
+            console.print(f"{service.name}: {service.url}{note}")
+        prefect_api = f"{services[-1].url}/api"
+        console.print(f"Flows use this Prefect server with PREFECT_API_URL={prefect_api}.")
+        console.print("Ctrl-C (or SIGTERM) stops what was started here.")
         while all(s.process is None or s.process.poll() is None for s in services):
             time.sleep(1)
     except KeyboardInterrupt:
         pass
     finally:
         stop_ui(services)
+
+
+def _stop_on_sigterm() -> None:
+    """Make SIGTERM raise KeyboardInterrupt, the way Ctrl-C does, so that `finally` blocks
+    stop the servers this command started (by default SIGTERM ends Python at once)."""
+    import signal
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
