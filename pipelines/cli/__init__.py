@@ -6,7 +6,8 @@ before Prefect or MLflow read it.
 
 The verbs live with their kin: `teaching.py` (tokenize, generate, tour), `stages.py`
 (corpus, encode, train, finetune, evals, evaluate), `preferences.py` (compare,
-serve-comparisons, preferences, tune) and `runs.py` (demo, run, report, schedule, ui).
+serve-comparisons, preferences, tune), `runs.py` (demo, run, report, schedule, ui) and
+`experiments.py` (experiment stylistic).
 Importing them registers them on `app`.
 """
 
@@ -20,6 +21,7 @@ from pipelines.cli import teaching  # noqa: F401
 from pipelines.cli import stages  # noqa: F401
 from pipelines.cli import preferences  # noqa: F401
 from pipelines.cli import runs  # noqa: F401
+from pipelines.cli import experiments  # noqa: F401
 # isort: on
 
 __all__ = ["app", "main"]
