@@ -35,6 +35,7 @@ from sqlalchemy.orm import Session
 
 from model.atomic_files import write_file_atomically
 from pipelines.comparison_server import default_database_url, start_page, stop_page
+from pipelines.interrupts import RunInterrupted
 from pipelines.tracking import tracked_run
 from pipelines.tuning import TuningConfig, preference_tuning_flow
 from pipelines.workspace import mlflow_tracking_uri, workspace_dir
@@ -95,9 +96,17 @@ class StylisticConfig(BaseModel):
     name: str | None = Field(None, min_length=1, max_length=100, description="default: derived")
 
     @model_validator(mode="after")
-    def _curve_fits(self) -> StylisticConfig:
+    def _sizes_fit(self) -> StylisticConfig:
+        from tasks.train.story_set import openings
+
         if any(k < 10 for k in self.curve):
             raise ValueError(f"curve: each size must be 10 or more, got {self.curve}")
+        asked, made = self.stories + self.comparisons + self.judge_prompts, len(openings())
+        if asked > made:
+            raise ValueError(
+                f"stories + comparisons + judge_prompts: {asked} distinct openings asked for, "
+                f"the story word lists make {made}"
+            )
         return self
 
     def sizes(self) -> list[int]:
@@ -182,6 +191,8 @@ def train_start_model(config: StylisticConfig, folder: Path) -> str:
         device="cpu",
     )
     result = train(settings, folder / "start-training")
+    if result.stopped:  # by Ctrl-C or SIGTERM: saved, to go on from there next time
+        raise RunInterrupted(f"training the start model stopped at step {result.steps}")
     checkpoint = str(result.last_checkpoint)
     write_file_atomically(done, json.dumps({"checkpoint": checkpoint}))
     return checkpoint

@@ -18,5 +18,7 @@ def test_bad_settings_are_one_line_naming_the_field(tmp_path, monkeypatch):
     assert "Traceback" not in small.output and len(small.output.strip().splitlines()) == 1
     words = runner.invoke(app, ["experiment", "stylistic", "--curve", "500,many"])
     assert words.exit_code == 2 and "many" in words.output, words.output
+    many = runner.invoke(app, ["experiment", "stylistic", "--comparisons", "9000"])
+    assert many.exit_code == 2 and "make 9000" in many.output, many.output
     rate = runner.invoke(app, ["experiment", "stylistic", "--mistake-rate", "1.5"])
     assert rate.exit_code == 2 and "mistake_rate" in rate.output, rate.output
