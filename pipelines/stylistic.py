@@ -350,10 +350,8 @@ def comparison_page(database_url: str) -> Iterator[str]:
 
 
 def _mark_scripted(run_id: str) -> None:
-    """Tag a tune run whose votes a script cast: its own judge tag says "people", since
-    the page took them as any invited annotator's."""
+    """Tag a tune run whose votes a script cast, as this experiment's own run is."""
     client = MlflowClient(tracking_uri=mlflow_tracking_uri())
-    client.set_tag(run_id, JUDGE_TAG, SCRIPTED_VADER)
     client.set_tag(run_id, ANNOTATOR_TAG, SCRIPTED_VADER)
     client.set_tag(run_id, ANNOTATOR_KIND_TAG, SCRIPTED)
 
@@ -433,6 +431,7 @@ def tune_and_judge(
         compare_prompts=judge_prompts,
         compare_n=config.judge_prompts,
         max_comparisons=size,
+        judge=SCRIPTED_VADER,  # the page took its votes as any invited annotator's
         annotators=0,
         name=name,
     )

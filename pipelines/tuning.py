@@ -97,6 +97,12 @@ class TuningConfig(BaseModel):
     max_comparisons: int | None = Field(
         None, ge=1, description="learn from the first N decided comparisons only (learning curves)"
     )
+    judge: str | None = Field(
+        None,
+        min_length=1,
+        description="who cast the votes, where a script voted on the page as an invited "
+        "annotator (its name replaces 'people' in tags and summaries)",
+    )
     annotators: int = Field(3, ge=0, description="invite links for the new batch")
     name: str | None = Field(
         None, min_length=1, max_length=120, description="run name and folder (default: derived)"
@@ -179,7 +185,7 @@ def check_votes(config: TuningConfig) -> VotesSummary:
     votes = _load(config)
     split = split_by_prompt(votes.comparisons, config.held_out_fraction, config.seed)
     return VotesSummary(
-        judge=votes.judge,
+        judge=config.judge or votes.judge,
         votes=votes.votes,
         comparisons=len(votes.comparisons),
         train=len(split.train),

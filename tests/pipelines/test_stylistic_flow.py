@@ -35,12 +35,13 @@ SMALL = StylisticConfig(
     start_batch=16,
     start_context=64,
     max_new_tokens=16,
-    reward=RewardSettings(learning_rate=1e-3, batch_size=16, epochs=2, eval_every=100),
+    reward=RewardSettings(learning_rate=1e-3, batch_size=16, eval_every=100),
+    # A few hundred pairs: more passes over them (64 DPO steps) for a clear effect.
     dpo=DPOSettings(
         learning_rate=1e-3,
         beta=0.1,
-        batch_size=16,
-        epochs=2,
+        batch_size=8,
+        epochs=4,
         eval_every=100,
         kl_prompts=8,
         kl_max_new_tokens=16,
