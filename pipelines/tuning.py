@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -91,6 +92,18 @@ class TuningConfig(BaseModel):
         "people", description="who judges tuned vs start: people (invite links) or simulated"
     )
     compare_n: int | None = Field(None, ge=1, description="prompts in the new batch (default: all)")
+    compare_prompts: Path | None = Field(
+        None, description="prompts of the new batch (default: the batch's own)"
+    )
+    max_comparisons: int | None = Field(
+        None, ge=1, description="learn from the first N decided comparisons only (learning curves)"
+    )
+    judge: str | None = Field(
+        None,
+        min_length=1,
+        description="who cast the votes, where a script voted on the page as an invited "
+        "annotator (its name replaces 'people' in tags and summaries)",
+    )
     annotators: int = Field(3, ge=0, description="invite links for the new batch")
     name: str | None = Field(
         None, min_length=1, max_length=120, description="run name and folder (default: derived)"
@@ -129,11 +142,18 @@ def _load(config: TuningConfig) -> BatchComparisons:
     engine = open_database(config.database_url())
     try:
         with Session(engine) as session:
-            return comparisons_from_batch(
+            votes = comparisons_from_batch(
                 session, config.batch, allow_simulated=config.allow_simulated
             )
     finally:
         engine.dispose()
+    if config.max_comparisons is None or config.max_comparisons >= len(votes.comparisons):
+        return votes
+    # The first N, in the order they were voted: a learning curve's smaller runs see a
+    # prefix of what the larger ones see. Their own fingerprint keeps their folders apart.
+    first = votes.comparisons[: config.max_comparisons]
+    digest = fingerprint_config({"votes": votes.fingerprint, "first": config.max_comparisons})
+    return replace(votes, comparisons=first, fingerprint=digest)
 
 
 def run_name(config: TuningConfig, votes_fingerprint: str, start_fingerprint: str) -> str:
@@ -166,7 +186,7 @@ def check_votes(config: TuningConfig) -> VotesSummary:
     votes = _load(config)
     split = split_by_prompt(votes.comparisons, config.held_out_fraction, config.seed)
     return VotesSummary(
-        judge=votes.judge,
+        judge=config.judge or votes.judge,
         votes=votes.votes,
         comparisons=len(votes.comparisons),
         train=len(split.train),
@@ -412,7 +432,7 @@ def preference_tuning_flow(config: TuningConfig) -> TuningResult:
     compare = PreferencesConfig(
         models=[str(policy.path), start_model],
         labels=["tuned", "start"],
-        prompts=write_prompts(votes.prompts, folder / "prompts.jsonl"),
+        prompts=config.compare_prompts or write_prompts(votes.prompts, folder / "prompts.jsonl"),
         n=config.compare_n or len(votes.prompts),
         judge=config.compare,
         reference_model=start_model,

@@ -7,7 +7,8 @@ before Prefect or MLflow read it.
 The verbs live with their kin: `teaching.py` (tokenize, generate, tour), `chat.py`
 (chat), `stages.py`
 (corpus, encode, train, finetune, evals, evaluate), `preferences.py` (compare,
-serve-comparisons, preferences, tune) and `runs.py` (demo, run, report, schedule, ui).
+serve-comparisons, preferences, tune), `runs.py` (demo, run, report, schedule, ui) and
+`experiments.py` (experiment stylistic).
 Importing them registers them on `app`.
 """
 
@@ -22,6 +23,7 @@ from pipelines.cli import chat  # noqa: F401
 from pipelines.cli import stages  # noqa: F401
 from pipelines.cli import preferences  # noqa: F401
 from pipelines.cli import runs  # noqa: F401
+from pipelines.cli import experiments  # noqa: F401
 # isort: on
 
 __all__ = ["app", "main"]
