@@ -210,13 +210,14 @@ def _evaluate_config(
 
 
 def _preferences_config(
-    config: EndToEndConfig, models: list[str], tokens: Path | None = None
+    config: EndToEndConfig, models: list[str], tokens: list[Path] | None = None
 ) -> PreferencesConfig:
     labels = {"labels": ["pretrained", "finetuned"]} if len(models) == 2 else {}
-    # The simulated judge scores with a bigram model of the run's own token shards: a
-    # reference that is neither compared model (scored by one of them, that one would win).
+    # The simulated judge scores with bigram models of both models' training data, mixed
+    # evenly: a reference that is neither compared model (scored by one of them, that one
+    # would win every vote) and favours neither side's data.
     judge = {}
-    if tokens is not None and "reference_model" not in config.preferences:
+    if tokens and "reference_model" not in config.preferences:
         judge = {"reference_tokens": tokens}
     return PreferencesConfig(**{**labels, **judge, **config.preferences, "models": models})
 
@@ -477,6 +478,8 @@ def _train_stage(
             "val_loss": result.val_loss,
             "steps": result.steps,
             "registered_as": result.registered_as,
+            # The token shards it trained on (a text file is encoded into the run folder).
+            "tokens": str(data if data.is_dir() else settings.run_dir() / "data" / "tokens"),
         }
         return result.mlflow_run_id, outputs, [result.checkpoint]
 
@@ -502,7 +505,9 @@ def _preferences_stage(
     stages: _Stages, first: dict[str, Any], second: dict[str, Any], tokens: Path
 ):
     models = [first["checkpoint"], second["checkpoint"]]
-    settings = _preferences_config(stages.config, models, tokens)
+    # Each model's training data: the corpus shards, and the style set's (if recorded).
+    data = [tokens] + [Path(t) for t in [second.get("tokens")] if t and Path(t) != tokens]
+    settings = _preferences_config(stages.config, models, data)
 
     def work():
         result = preferences_flow(settings)

@@ -88,10 +88,11 @@ class PreferencesConfig(BaseModel):
     reference_model: str | None = Field(
         None, description="simulated judge's model (default: first)"
     )
-    reference_tokens: Path | None = Field(
-        None,
-        description="simulated judge: score with a token bigram model of these token shards "
-        "(e.g. the training corpus), a reference that is neither compared model",
+    reference_tokens: list[Path] = Field(
+        [],
+        description="simulated judge: score with token bigram models of these token shards "
+        "(e.g. each model's training data), mixed with equal weights: a reference that is "
+        "neither compared model",
     )
     annotators: int = Field(3, ge=0, description="invite links to make for a new batch")
     target_votes: int | None = Field(None, ge=1, description="default: every comparison once")
@@ -273,8 +274,8 @@ def simulate_votes(config: PreferencesConfig, batch_name: str) -> int:
     from model import load_model, load_tokenizer
 
     surprise: Surprise | BigramSurprise
-    if config.reference_tokens is not None:
-        tokenizer = load_tokenizer(config.reference_tokens / TOKENIZER_DIR)
+    if config.reference_tokens:
+        tokenizer = load_tokenizer(config.reference_tokens[0] / TOKENIZER_DIR)
         surprise = BigramSurprise.from_shards(config.reference_tokens, tokenizer)
     else:
         reference = config.reference_model or config.models[0]
@@ -431,11 +432,13 @@ def preferences_flow(config: PreferencesConfig) -> PreferencesResult:
 
 def judge_reference(config: PreferencesConfig) -> str:
     """What the simulated judge scores with, in words, for the run and the report."""
-    if config.reference_tokens is not None:
+    if config.reference_tokens:
+        sources = ", ".join(
+            f"`{folder}` ({read_meta(folder).fingerprint[:12]})"
+            for folder in config.reference_tokens
+        )
         return (
-            f"a token bigram model of `{config.reference_tokens}` "
-            f"(fingerprint {read_meta(config.reference_tokens).fingerprint[:12]}), "
-            "neither compared model"
+            f"token bigram models of {sources}, mixed with equal weights (neither compared model)"
         )
     return f"the model `{config.reference_model or config.models[0]}`"
 

@@ -387,8 +387,8 @@ def preferences_section(report: RunReport) -> Section:
         )
         if reference := report.judge_reference():
             section.notes.append(
-                f"The simulated judge prefers the continuation that {reference} finds "
-                "less surprising (lower loss per token)."
+                f"The simulated judge's reference: {reference}. Of two continuations it "
+                "prefers the one its reference finds less surprising (lower loss per token)."
             )
     section.notes.append(
         f"Judge: {judge}. Votes: {num(run.metrics.get('votes'))}. Win rate = "

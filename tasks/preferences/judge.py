@@ -7,8 +7,9 @@ everywhere and never mixed into human results.
 
 The reference must be neither of the compared models: scored by one of them, that model's
 own samples look least surprising and it wins every vote. `BigramSurprise` is the
-neutral one the demo uses: a token bigram model counted from the training corpus's token
-shards, which neither compared model is. `Surprise` scores with a GPT model of your
+neutral one the demo uses: token bigram models counted from each compared model's
+training data (the corpus, the style set), mixed with equal weights, which is neither
+model and favours neither side's data. `Surprise` scores with a GPT model of your
 choosing (a third checkpoint, say).
 """
 
@@ -62,19 +63,14 @@ class Surprise:
         return self.cache[key]
 
 
-class BigramSurprise:
-    """Mean NLL per token of a continuation under a token bigram model of a corpus.
+class _Bigram:
+    """Token pair counts of one corpus, smoothed: P(next | previous) =
+    (count(previous, next) + k * P(next)) / (count(previous) + k), with P(next) the token's
+    own add-one frequency, so an unseen pair costs what a rare token costs, never infinity.
+    Pairs are kept as sorted int64 keys: memory for the pairs seen, not vocabulary squared."""
 
-    P(next | previous) = (count(previous, next) + k * P(next)) / (count(previous) + k): the
-    pair counts, smoothed towards the token's own frequency P(next) (add-one over the
-    vocabulary), so an unseen pair costs what a rare token costs, never infinity. Counted
-    once from the token shards; pairs are kept as sorted int64 keys, so a GPT-2-sized
-    vocabulary needs memory for the pairs seen, not vocabulary squared."""
-
-    def __init__(
-        self, tokens: np.ndarray, tokenizer: Tokenizer, vocab_size: int, k: float = 1.0
-    ) -> None:
-        self.tokenizer, self.vocab_size, self.k = tokenizer, vocab_size, k
+    def __init__(self, tokens: np.ndarray, vocab_size: int, k: float) -> None:
+        self.vocab_size, self.k = vocab_size, k
         tokens = np.asarray(tokens, dtype=np.int64)
         unigrams = np.bincount(tokens, minlength=vocab_size).astype(np.float64)
         self.unigram = (unigrams + 1.0) / (unigrams.sum() + vocab_size)
@@ -82,17 +78,46 @@ class BigramSurprise:
         self.pairs, self.pair_counts = np.unique(
             tokens[:-1] * vocab_size + tokens[1:], return_counts=True
         )
+
+    def probabilities(self, previous: np.ndarray, following: np.ndarray) -> np.ndarray:
+        keys = previous * self.vocab_size + following
+        counts = np.zeros(len(keys))
+        if len(self.pairs):  # pair counts by binary search in the sorted keys
+            at = np.minimum(np.searchsorted(self.pairs, keys), len(self.pairs) - 1)
+            counts = np.where(self.pairs[at] == keys, self.pair_counts[at], 0)
+        prior = self.unigram[following]
+        return (counts + self.k * prior) / (self.context[previous] + self.k)
+
+
+class BigramSurprise:
+    """Mean NLL per token of a continuation under token bigram models of some corpora,
+    mixed with equal weights.
+
+    Given the data each compared model was trained on (the web corpus of the pretrained
+    model, the style set of the fine-tuned one), the mixture reads both styles alike: a
+    big corpus does not outweigh a small style set, and neither model is the judge."""
+
+    def __init__(
+        self, sources: list[np.ndarray], tokenizer: Tokenizer, vocab_size: int, k: float = 1.0
+    ) -> None:
+        if not sources:
+            raise ValueError("BigramSurprise needs at least one token source")
+        self.tokenizer = tokenizer
+        self.models = [_Bigram(tokens, vocab_size, k) for tokens in sources]
         self.cache: dict[tuple[str, str], float] = {}
 
     @classmethod
     def from_shards(
-        cls, folder: Path, tokenizer: Tokenizer, max_tokens: int = 20_000_000
+        cls, folders: list[Path], tokenizer: Tokenizer, max_tokens: int = 20_000_000
     ) -> BigramSurprise:
-        """The bigram model of a tokens folder's training split (its first `max_tokens`:
+        """One bigram model per tokens folder's training split (its first `max_tokens`:
         plenty for pair counts, and a bounded cost on a web-scale corpus)."""
-        shards = open_shards(folder, "train")
-        tokens = np.concatenate([np.asarray(s) for s in shards]) if shards else np.zeros(0)
-        return cls(tokens[:max_tokens], tokenizer, read_meta(folder).vocab_size)
+        sources = []
+        for folder in folders:
+            shards = open_shards(folder, "train")
+            tokens = np.concatenate([np.asarray(s) for s in shards]) if shards else np.zeros(0)
+            sources.append(tokens[:max_tokens])
+        return cls(sources, tokenizer, max(read_meta(f).vocab_size for f in folders))
 
     def __call__(self, prompt: str, continuation: str) -> float:
         key = (prompt, continuation)
@@ -104,14 +129,8 @@ class BigramSurprise:
                 context = self.tokenizer.encode(prompt)[-1:] or [self.tokenizer.eot_token]
                 ids = np.asarray(context + target, dtype=np.int64)
                 previous, following = ids[:-1], ids[1:]
-                keys = previous * self.vocab_size + following
-                counts = np.zeros(len(keys))
-                if len(self.pairs):  # pair counts by binary search in the sorted keys
-                    at = np.minimum(np.searchsorted(self.pairs, keys), len(self.pairs) - 1)
-                    counts = np.where(self.pairs[at] == keys, self.pair_counts[at], 0)
-                prior = self.unigram[following]
-                p = (counts + self.k * prior) / (self.context[previous] + self.k)
-                self.cache[key] = float(-np.log(p).mean())
+                mixed = np.mean([m.probabilities(previous, following) for m in self.models], 0)
+                self.cache[key] = float(-np.log(mixed).mean())
         return self.cache[key]
 
 

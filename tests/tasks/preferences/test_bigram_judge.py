@@ -21,8 +21,8 @@ class Letters:
         return [1 + (ord(c) - ord("a")) if c.isalpha() else 27 for c in text.lower()]
 
 
-def bigram(text: str) -> BigramSurprise:
-    return BigramSurprise(np.array(Letters().encode(text)), Letters(), VOCAB)
+def bigram(*texts: str) -> BigramSurprise:
+    return BigramSurprise([np.array(Letters().encode(t)) for t in texts], Letters(), VOCAB)
 
 
 def test_text_like_the_corpus_is_less_surprising_than_shuffled_letters():
@@ -40,3 +40,13 @@ def test_the_score_depends_on_the_corpus_not_on_either_compared_model():
     dogs = bigram("a dog dug up a log " * 20)
     assert cats("a", " cat sat") < cats("a", " dog dug")
     assert dogs("a", " dog dug") < dogs("a", " cat sat")
+
+
+def test_a_mixture_weighs_a_small_corpus_like_a_big_one():
+    """The pretrained model's corpus is far bigger than the fine-tuning style set: mixed
+    with equal weights, text in either style reads about as plausible."""
+    big, small = "the cat sat on the mat " * 200, "a dog dug up a log " * 5
+    pooled = bigram(big + small)
+    mixed = bigram(big, small)
+    cat, dog = " cat sat on the mat", " dog dug up a log"
+    assert pooled("a", dog) - pooled("a", cat) > 2 * abs(mixed("a", dog) - mixed("a", cat))
