@@ -541,7 +541,7 @@ class MetricBuffer:
     a point twice is harmless: MLflow stores a (name, value, step, timestamp) point once.
 
         buffer = MetricBuffer(run_id)
-        buffer.add([("train/loss", 3.2, 10)])
+        buffer.add([("loss/train", 3.2, 10)])
         buffer.flush()        # False while the server is away; the points stay here
         buffer.close(600)     # at the end: wait up to 10 min, else TrackingUnavailable
     """

@@ -58,13 +58,14 @@ TRAINING_STAGES = ("pretrain", "finetune")
 
 # -- Metrics ------------------------------------------------------------------------------
 
-# Training, per optimizer step (and per evaluation, for the validation loss).
-TRAIN_LOSS = "train/loss"
+# Training, per optimizer step (and per evaluation, for the validation loss). Both losses
+# share the prefix `loss/`: MLflow's UI groups charts by prefix, so they chart together.
+TRAIN_LOSS = "loss/train"
 TRAIN_LEARNING_RATE = "train/lr"
 TRAIN_GRAD_NORM = "train/grad_norm"
 TRAIN_TOKENS_PER_S = "train/tokens_per_s"
 TRAIN_MFU = "train/mfu"  # model FLOPs utilisation, where the device's peak is known
-VAL_LOSS = "val/loss"
+VAL_LOSS = "loss/val"
 LOSS_HISTORIES = (TRAIN_LOSS, VAL_LOSS)  # the curves a report draws
 
 

@@ -193,8 +193,8 @@ def test_the_store_reads_the_way_mlflow_3_is_meant_to_be_read(small_runs):
     assert "End-to-end run `small`" in parent.data.tags["mlflow.note.content"]
     # The parent's summary: final losses, the task's headline score, the win rate.
     assert {
-        "val/loss/pretrain",
-        "val/loss/finetune",
+        "loss/val/pretrain",
+        "loss/val/finetune",
         "eval/wikitext2-perplexity/word_perplexity",
         "win_rate/pretrained_vs_finetuned",
     } <= set(parent.data.metrics)
@@ -258,6 +258,12 @@ def test_the_store_reads_the_way_mlflow_3_is_meant_to_be_read(small_runs):
     assert best.run_id == worked["finetune"].info.run_id
     assert best.source == f"models:/{models['finetune'].model_id}"
     assert best.tags["gpt2lab.val_data"] and best.tags["val_loss"]
+
+    # The simulated judge scored with neither model: bigram models of both training sets.
+    judge = worked["preferences"].data.tags["gpt2lab.judge_reference"]
+    assert "mixed with equal weights" in judge
+    assert small_runs.resumed.outputs["encode"]["tokens"] in judge
+    assert small_runs.resumed.outputs["finetune"]["tokens"] in judge
 
 
 @pytest.fixture
