@@ -28,7 +28,7 @@ from pipelines.dask_cluster import announce_cluster, cluster_task_runner
 from pipelines.failure_hooks import notify_failure
 from pipelines.retries import retry_if_transient
 from pipelines.run_lock import folder_lock
-from pipelines.tracking import log_metrics_batch, tracked_run
+from pipelines.tracking import describe, log_dataset, log_metrics_batch, tracked_run
 from reports.corpus_charts import funnel_chart, length_histogram
 from reports.mlflow_names import (
     DROP_REASONS_TABLE,
@@ -234,6 +234,12 @@ def log_corpus_run(
     lineage.update({f"links.{p.name}": fingerprint_path(p) for p in config.links})
     params = config.model_dump(mode="json", exclude={"links", "out"})
     with tracked_run("corpus", lineage=lineage, params=params, tags=tags) as run:
+        # What it read (the link lists) and what it wrote (the dataset), for MLflow's
+        # Dataset column and lineage.
+        for links in config.links:
+            log_dataset(run.info.run_id, links.name, links, lineage[f"links.{links.name}"], "input")
+        folder = exported.corpus_path.parent  # corpus.json beside dataset/: what encode reads
+        log_dataset(run.info.run_id, "corpus", folder, exported.fingerprint, "output")
         stages = funnel(counts)
         log_metrics_batch(run, {funnel_metric(i, name): n for i, (name, n) in enumerate(stages)})
         drops = causes(counts)
@@ -259,7 +265,20 @@ def log_corpus_run(
         with tempfile.TemporaryDirectory() as tmp:
             mlflow.log_artifact(str(funnel_chart(stages, Path(tmp) / "funnel.png")), "charts")
             mlflow.log_artifact(str(length_histogram(lengths, Path(tmp) / "lengths.png")), "charts")
+        describe(run.info.run_id, corpus_description(stages, drops, exported))
         return counts, run.info.run_id
+
+
+def corpus_description(stages: list[tuple[str, int]], drops: list, exported: ExportResult) -> str:
+    """The run page's summary: the funnel in one line, the main reasons documents went."""
+    flow = " → ".join(f"{name} {n:,}" for name, n in stages)
+    why = ", ".join(f"{cause.key} {cause.count:,}" for cause in drops[:3]) or "none"
+    return (
+        f"**Corpus**: links fetched, main text extracted, filtered and deduplicated into "
+        f"{exported.n_documents:,} documents (dataset `{exported.dataset_path.name}`, "
+        f"fingerprint `{exported.fingerprint[:12]}`).\n\n"
+        f"Funnel: {flow}.\n\nMain drop reasons: {why}."
+    )
 
 
 def _log_rows(rows: list[dict], name: str) -> None:

@@ -22,7 +22,7 @@ from model.tokenizer.byte_map import visible
 from pipelines.dask_cluster import announce_cluster, cluster_task_runner
 from pipelines.failure_hooks import notify_failure
 from pipelines.run_lock import folder_lock
-from pipelines.tracking import log_metrics_batch, tracked_run
+from pipelines.tracking import describe, log_dataset, log_metrics_batch, tracked_run
 from reports import mlflow_names as names
 from tasks.encode.corpus_source import CorpusSource, open_corpus
 from tasks.encode.encode import (
@@ -173,6 +173,9 @@ def log_encode_run(
     }
     params = config.model_dump(mode="json", exclude={"corpus", "out", "dask_address"})
     with tracked_run("encode", lineage=lineage, params=params, tags=tags) as run:
+        # Read: the corpus dataset; written: the token shards (MLflow's Dataset column).
+        log_dataset(run.info.run_id, "corpus", config.corpus, meta.corpus["fingerprint"], "input")
+        log_dataset(run.info.run_id, "tokens", config.out, meta.fingerprint, "output")
         metrics: dict[str, float] = {names.SHARDS: len(meta.shards)}
         for split in meta.tokens:
             metrics[f"{names.TOKENS_PREFIX}{split}"] = meta.tokens[split]
@@ -190,6 +193,15 @@ def log_encode_run(
         mlflow.log_artifact(str(config.out / META_FILE))
         if config.train_tokenizer:
             mlflow.log_table(first_merges_table(tokenizer), "first_merges.json")
+        split_counts = ", ".join(f"{split} {n:,}" for split, n in meta.tokens.items())
+        compression = metrics.get(names.BYTES_PER_TOKEN)
+        describe(
+            run.info.run_id,
+            f"**Encode**: the corpus tokenized with a {meta.vocab_size:,}-token BPE into "
+            f"{len(meta.shards)} uint16 shards (fingerprint `{meta.fingerprint[:12]}`).\n\n"
+            f"Tokens: {split_counts}"
+            + (f"; {compression:.2f} bytes per token." if compression else "."),
+        )
         return run.info.run_id
 
 

@@ -9,8 +9,12 @@ preferences, one parent flow with each stage the flow of the same name.
                  with the corpus (8-grams, as the GPT-2 paper's section 4)
     preferences  pretrained vs fine-tuned, judged (by default) by the simulated judge
 
-MLflow: one parent run in the `end-to-end` experiment, and under it the runs each stage's
-flow makes, tagged `gpt2lab.stage` (see `tracking.stage_runs`). A stage whose settings
+MLflow: one parent run in the `end-to-end` experiment, named after the run, and under it
+the runs each stage's flow makes, named after the stage and tagged `gpt2lab.stage` (see
+`tracking.stage_runs`). The parent carries the summary: each training stage's final
+validation loss, each eval task's headline (first) score, the win rate, and a description.
+The fine-tuned model is registered as `gpt2lab-<name>` (alias `best` as the train flow
+sets it; `[finetune] register_as = ""` turns it off). A stage whose settings
 and inputs are unchanged since it last finished is skipped: it gets a child run tagged
 `gpt2lab.cached` that points at the run that did the work (`gpt2lab.cached_from`). A
 stage that fails stops the flow with its name; a rerun skips what finished and goes on
@@ -19,6 +23,7 @@ from there.
 
 # No `from __future__ import annotations` here: a scheduled run validates the flow's
 # parameters from its type hints, and those must be real classes, not strings.
+import math
 import shutil
 import time
 from collections.abc import Callable
@@ -45,17 +50,29 @@ from pipelines.interrupts import RunInterrupted, where_stopped
 from pipelines.preferences import PreferencesConfig, preferences_flow
 from pipelines.run_lock import folder_lock
 from pipelines.stage_cache import StageCache, StageRecord, stage_key
-from pipelines.tracking import lineage_tags, stage_runs, tracked_run
+from pipelines.tracking import (
+    describe,
+    lineage_tags,
+    log_dataset,
+    log_metrics_batch,
+    stage_runs,
+    tracked_run,
+)
 from pipelines.train import TrainConfig, train_flow
 from pipelines.workspace import workspace_dir
 from reports.mlflow_names import (
     CACHED_FROM_TAG,
     CACHED_TAG,
+    DESCRIPTION_TAG,
     END_TO_END_EXPERIMENT,
     END_TO_END_KIND,
     KIND_TAG,
     STAGE_TAG,
     STAGES,
+    TRAINING_STAGES,
+    WIN_RATE_PREFIX,
+    eval_summary_metric,
+    final_val_loss,
 )
 from tasks.encode.token_shards import read_meta
 from tasks.fingerprint import fingerprint_path
@@ -79,6 +96,7 @@ SECTION_DEFAULTS: dict[str, dict[str, Any]] = {
         "device": "cpu",
         "register_as": None,
     },
+    # No register_as: the fine-tuned model is registered as gpt2lab-<run name>.
     "finetune": {
         "context": 128,
         "max_steps": 100,
@@ -86,7 +104,6 @@ SECTION_DEFAULTS: dict[str, dict[str, Any]] = {
         "eval_interval": 50,
         "checkpoint_interval": 50,
         "device": "cpu",
-        "register_as": None,
     },
     "evaluate": {"tasks": ["wikitext2-perplexity", "lambada", "wmt14-en-fr"], "limit": 8},
     "preferences": {"judge": "simulated", "n": 12, "max_new_tokens": 32, "annotators": 0},
@@ -173,9 +190,16 @@ def _train_config(
 ) -> TrainConfig:
     section = config.pretrain if stage == "pretrain" else config.finetune
     values = {"name": f"{config.name}-{stage}", **section, "tokens": tokens, "out": out}
+    if stage == "finetune":
+        values.setdefault("register_as", registered_name(config))
     if init_from is not None:
         values["init_from"] = init_from
     return TrainConfig(**values)
+
+
+def registered_name(config: EndToEndConfig) -> str:
+    """The registered model an end-to-end run's fine-tuned model goes to by default."""
+    return f"gpt2lab-{config.name}"
 
 
 def _evaluate_config(
@@ -186,9 +210,17 @@ def _evaluate_config(
     return EvaluateConfig(**{"out": out, "corpus": corpus, **config.evaluate, "model": model})
 
 
-def _preferences_config(config: EndToEndConfig, models: list[str]) -> PreferencesConfig:
+def _preferences_config(
+    config: EndToEndConfig, models: list[str], tokens: list[Path] | None = None
+) -> PreferencesConfig:
     labels = {"labels": ["pretrained", "finetuned"]} if len(models) == 2 else {}
-    return PreferencesConfig(**{**labels, **config.preferences, "models": models})
+    # The simulated judge scores with bigram models of both models' training data, mixed
+    # evenly: a reference that is neither compared model (scored by one of them, that one
+    # would win every vote) and favours neither side's data.
+    judge = {}
+    if tokens and "reference_model" not in config.preferences:
+        judge = {"reference_tokens": tokens}
+    return PreferencesConfig(**{**labels, **judge, **config.preferences, "models": models})
 
 
 # ---------------------------------------------------------------------------------------
@@ -223,12 +255,15 @@ class _Stages:
         record = self.cache.get(stage, key)
         if record is not None:
             logger.info("%s: unchanged since run %s, skipped", self._where(stage), record.run_id)
-            tags = {STAGE_TAG: stage, CACHED_TAG: "true", CACHED_FROM_TAG: record.run_id}
+            tags = {
+                STAGE_TAG: stage,
+                CACHED_TAG: "true",
+                CACHED_FROM_TAG: record.run_id,
+                DESCRIPTION_TAG: f"**{stage}**: unchanged since run `{record.run_id}`, "
+                "whose results this run reuses.",
+            }
             with tracked_run(
-                END_TO_END_EXPERIMENT,
-                f"{stage} (cached)",
-                parent_run_id=self.parent_run_id,
-                tags=tags,
+                END_TO_END_EXPERIMENT, stage, parent_run_id=self.parent_run_id, tags=tags
             ):
                 pass
             self.status[stage] = "cached"
@@ -292,7 +327,7 @@ def _end_to_end(config: EndToEndConfig) -> EndToEndResult:
             stages, "finetune", style, pretrained, {"data": fingerprint_path(style)}
         )
         _evaluate_stage(stages, tuned, corpus)
-        _preferences_stage(stages, pretrained, tuned)
+        _preferences_stage(stages, pretrained, tuned, Path(tokens["tokens"]))
         lineage = {
             "corpus": corpus["fingerprint"],
             "tokenizer": tokens["tokenizer"],
@@ -302,6 +337,15 @@ def _end_to_end(config: EndToEndConfig) -> EndToEndResult:
         client = _client()
         for tag, value in lineage_tags(lineage).items():
             client.set_tag(parent.info.run_id, tag, value)
+        # The chain's data on the parent too, so its page and Dataset column show it.
+        run_id = parent.info.run_id
+        corpus_dir = Path(corpus["dataset"]).parent
+        log_dataset(run_id, "corpus", corpus_dir, corpus["fingerprint"], "output")
+        log_dataset(run_id, "tokens", tokens["tokens"], tokens["fingerprint"], "output")
+        log_dataset(run_id, style.name, style, fingerprint_path(style), "training")
+        summary = summary_metrics(stages.outputs)
+        log_metrics_batch(parent, summary)
+        describe(parent.info.run_id, run_description(config, stages.outputs, summary))
     explain = _explain_page(config, tuned["checkpoint"], parent.info.run_id)
     report = _report(parent.info.run_id, config.run_dir() / "report", explain)
     return EndToEndResult(
@@ -310,6 +354,37 @@ def _end_to_end(config: EndToEndConfig) -> EndToEndResult:
         stages=stages.status,
         outputs=stages.outputs,
         report=report,
+    )
+
+
+def summary_metrics(outputs: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """What a reviewer compares across end-to-end runs, under the names the stage runs
+    use: final validation losses, each eval task's headline (first) score, win rates."""
+    found: dict[str, float] = {}
+    for stage in TRAINING_STAGES:
+        loss = outputs.get(stage, {}).get("val_loss")
+        if loss is not None:
+            found[final_val_loss(stage)] = loss
+    for record in outputs.get("evaluate", {}).get("scores", []):
+        for metric, value in list(record["scores"].items())[:1]:
+            found[eval_summary_metric(record["task"], metric)] = value
+    for name, value in outputs.get("preferences", {}).get("summary", {}).items():
+        if name.startswith(WIN_RATE_PREFIX):
+            found[name] = value
+    return {name: float(v) for name, v in found.items() if math.isfinite(float(v))}
+
+
+def run_description(
+    config: EndToEndConfig, outputs: dict[str, dict[str, Any]], summary: dict[str, float]
+) -> str:
+    """The parent run's description: the chain, the registered model, the key figures."""
+    figures = "\n".join(f"- `{name}`: {value:.4g}" for name, value in summary.items())
+    registered = outputs.get("finetune", {}).get("registered_as")
+    model = f"The fine-tuned model: `models:/{registered}@best`.\n\n" if registered else ""
+    return (
+        f"**End-to-end run `{config.name}`**: links → corpus → BPE and token shards → "
+        f"pretrain → fine-tune → evaluate → preferences; one child run per stage.\n\n"
+        f"{model}Key figures:\n\n{figures}"
     )
 
 
@@ -394,7 +469,9 @@ def _corpus_stage(stages: _Stages) -> dict[str, Any]:
 
 def _encode_stage(stages: _Stages, corpus: dict[str, Any]) -> dict[str, Any]:
     out = stages.config.run_dir() / "tokens"
-    settings = _encode_config(stages.config, Path(corpus["dataset"]), out)
+    # The corpus folder (corpus.json beside dataset/), not the dataset alone: encode then
+    # records the corpus run's own fingerprint, so both runs name the same MLflow dataset.
+    settings = _encode_config(stages.config, Path(corpus["dataset"]).parent, out)
 
     def work():
         result = encode_on_its_runner(settings)  # [encode] may name a Dask cluster
@@ -429,6 +506,9 @@ def _train_stage(
             "fingerprint": fingerprint_path(checkpoint),
             "val_loss": result.val_loss,
             "steps": result.steps,
+            "registered_as": result.registered_as,
+            # The token shards it trained on (a text file is encoded into the run folder).
+            "tokens": str(data if data.is_dir() else settings.run_dir() / "data" / "tokens"),
         }
         return result.mlflow_run_id, outputs, [result.checkpoint]
 
@@ -450,8 +530,13 @@ def _evaluate_stage(
     return stages.run("evaluate", settings, inputs, work, out)
 
 
-def _preferences_stage(stages: _Stages, first: dict[str, Any], second: dict[str, Any]):
-    settings = _preferences_config(stages.config, [first["checkpoint"], second["checkpoint"]])
+def _preferences_stage(
+    stages: _Stages, first: dict[str, Any], second: dict[str, Any], tokens: Path
+):
+    models = [first["checkpoint"], second["checkpoint"]]
+    # Each model's training data: the corpus shards, and the style set's (if recorded).
+    data = [tokens] + [Path(t) for t in [second.get("tokens")] if t and Path(t) != tokens]
+    settings = _preferences_config(stages.config, models, data)
 
     def work():
         result = preferences_flow(settings)

@@ -31,9 +31,16 @@ from pipelines.contamination import (
     log_contamination,
 )
 from pipelines.failure_hooks import notify_failure
+from pipelines.mlflow_model import find_logged_model
 from pipelines.model_refs import Device, resolve_device, resolve_model
 from pipelines.retries import retry_if_transient
-from pipelines.tracking import log_metrics_batch, tracked_run
+from pipelines.tracking import (
+    describe,
+    log_dataset,
+    log_metrics_batch,
+    log_model_input,
+    tracked_run,
+)
 from pipelines.workspace import workspace_dir
 from reports.mlflow_names import (
     EVAL_CI_HIGH_SUFFIX,
@@ -46,7 +53,10 @@ from reports.mlflow_names import (
     EVAL_SECONDS,
     EVAL_TASK_FILE,
     EVALUATE_KIND,
+    FINGERPRINT_TAG,
     KIND_TAG,
+    MODEL_PARAM,
+    eval_summary_metric,
 )
 from tasks.evals.beside_paper import beside_paper, paper_sizes
 from tasks.evals.contamination import Contamination
@@ -56,7 +66,7 @@ from tasks.evals.paired import paired_differences
 from tasks.evals.registry import get_tasks
 from tasks.evals.runner import TaskResult, evaluate_task
 from tasks.evals.uncertainty import PairedDifference
-from tasks.fingerprint import model_fingerprint
+from tasks.fingerprint import fingerprint_config, fingerprint_path, model_fingerprint
 
 
 class EvaluateConfig(BaseModel):
@@ -169,6 +179,7 @@ def evaluate_flow(config: EvaluateConfig) -> EvaluateResult:
         lineage["baseline"] = baseline_fingerprint
     kind = {KIND_TAG: EVALUATE_KIND}
     with tracked_run("evaluate", lineage=lineage, params=params, tags=kind) as parent:
+        model_id = scored_model(config.model, fingerprint, parent.info.run_id)
         for name in config.tasks:
             result = run_eval_task(name, config, model_folder, fingerprint, device)
             logger.info(
@@ -189,7 +200,19 @@ def evaluate_flow(config: EvaluateConfig) -> EvaluateResult:
             if name in contamination:
                 add_overlap(result.examples, contamination[name])
             record = task_record(result, parameters, paired, contamination.get(name))
-            log_task_run(result, record, parent.info.run_id, fingerprint, contamination.get(name))
+            data = task_dataset(name, config)
+            # The parent lists every task's rows too: its Dataset column shows the whole set.
+            log_dataset(parent.info.run_id, name, data[0], data[1], "evaluation")
+            log_task_run(
+                result,
+                record,
+                parent.info.run_id,
+                fingerprint,
+                contamination.get(name),
+                model=config.model,
+                model_id=model_id,
+                data=data,
+            )
             results.append(result)
             records.append(record)
         out = config.out or workspace_dir() / "evals" / f"{_stamp()}.json"
@@ -209,7 +232,44 @@ def evaluate_flow(config: EvaluateConfig) -> EvaluateResult:
         table = results_markdown(records, config.model, config.baseline)
         mlflow.log_text(table, "results.md")
         create_markdown_artifact(table, key="evaluation", description="results vs GPT-2 paper")
+        # The parent carries every task's scores, so evaluations line up in the compare view.
+        summary = {
+            eval_summary_metric(r["task"], metric): value
+            for r in records
+            for metric, value in r["scores"].items()
+        }
+        log_metrics_batch(parent, {k: v for k, v in summary.items() if math.isfinite(v)})
+        describe(parent.info.run_id, f"**Evaluate** `{config.model}`.\n\n{table}")
     return EvaluateResult(results=records, results_file=out, mlflow_run_id=parent.info.run_id)
+
+
+def scored_model(model: str, fingerprint: str, run_id: str) -> str:
+    """The MLflow logged model the scores belong to: the one a train run logged for this
+    checkpoint (same fingerprint), else an external model made now for `model` (a hub id,
+    a folder nobody logged), so that every evaluation shows on a model's page."""
+    found = find_logged_model(fingerprint)
+    if found is not None:
+        return found
+    external = mlflow.create_external_model(
+        name=Path(model).name or model, source_run_id=run_id, tags={FINGERPRINT_TAG: fingerprint}
+    )
+    return external.model_id
+
+
+def task_dataset(name: str, config: EvaluateConfig) -> tuple[str, str]:
+    """(where a task's rows come from, the fingerprint of the rows scored)."""
+    (eval_task,) = get_tasks([name])
+    data = eval_task.data
+    if config.source == "hub" and data.hub_id:
+        where = f"https://huggingface.co/datasets/{data.hub_id}"
+    else:
+        where = str(data.local)
+    rows = task_rows(eval_task, config.source, config.limit)
+    try:
+        digest = fingerprint_config({"task": name, "rows": rows})
+    except TypeError:  # a value JSON cannot hold: the file itself identifies the rows
+        digest = fingerprint_path(data.local)
+    return where, digest
 
 
 def task_record(
@@ -248,11 +308,20 @@ def log_task_run(
     parent_id: str,
     fingerprint: str,
     contamination: Contamination | None = None,
+    *,
+    model: str = "",
+    model_id: str | None = None,
+    data: tuple[str, str] | None = None,
 ) -> None:
     """A nested MLflow run for one task: metrics (each score, its interval and n),
     settings, notes, every example, the task's record (task.json) and, given one, its
-    contamination by a corpus."""
-    params = {"task": result.task, "version": result.version, **result.settings}
+    contamination by a corpus.
+
+    `model` (the reference evaluated) is a param of the run; `model_id` (its MLflow logged
+    model) and `data` (where the task's rows come from, their fingerprint) become the
+    run's inputs, and the scores are linked to both: the model's page lists them."""
+    params = {MODEL_PARAM: model, "task": result.task, "version": result.version}
+    params |= result.settings
     with tracked_run(
         "evaluate",
         run_name=result.task,
@@ -261,8 +330,14 @@ def log_task_run(
         params=params,
         tags=result.notes,
     ) as run:
+        dataset = None
+        if data is not None:
+            dataset = log_dataset(run.info.run_id, result.task, data[0], data[1], "evaluation")
+        if model_id is not None:
+            log_model_input(run.info.run_id, model_id)
+        scores = {k: v for k, v in result.scores.items() if math.isfinite(v)}
+        log_metrics_batch(run, scores, model_id=model_id, dataset=dataset)
         metrics: dict[str, float] = {
-            **result.scores,
             EVAL_ROWS: result.rows,
             EVAL_GENERATED: result.generated,
             EVAL_FROM_CACHE: result.from_cache,

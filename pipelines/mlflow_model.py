@@ -1,5 +1,9 @@
 """A trained checkpoint as an MLflow model: logged with its run, registered under a name.
 
+MLflow 3 keeps each logged model as an object of its own (a "LoggedModel", id `m-...`):
+its page lists the run that made it, its tags (fingerprint, tokenizer, lineage) and every
+metric linked to it, so evaluations logged later by other runs show up there too.
+
 MLflow's model registry versions models and points aliases at versions (`latest`,
 `best`), which is how the evaluate and preference flows, and people, ask for "the best
 model of this recipe" without copying paths around. The model is an MLflow "pyfunc"
@@ -12,37 +16,64 @@ loading a pickle runs whatever it holds, and a model registry is shared.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import mlflow
 from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from pipelines.tracking import package_version
+from pipelines.workspace import mlflow_tracking_uri
+from reports.mlflow_names import FINGERPRINT_TAG
 
 MODEL_NAME = "model"  # the logged model's name inside its run
 
 
 def log_checkpoint_model(
-    checkpoint: Path, registered_name: str | None, aliases: list[str]
-) -> ModelVersion | None:
-    """Log `checkpoint` as the active run's model; register it as a new version of
-    `registered_name` and point `aliases` at that version. Returns the version."""
+    checkpoint: Path, *, tags: Mapping[str, str] | None = None, step: int = 0
+) -> str:
+    """Log `checkpoint` as an MLflow logged model of the active run, tagged with `tags`
+    (fingerprint, tokenizer, lineage); returns its model id."""
     info = mlflow.pyfunc.log_model(
         name=MODEL_NAME,
         python_model=str(Path(__file__).with_name("mlflow_text_generator.py")),
         artifacts={"checkpoint": str(checkpoint)},
         # Stated, not inferred: inference inspects the environment and takes seconds.
         pip_requirements=[_requirement()],
-        registered_model_name=registered_name,
+        tags=dict(tags or {}),
+        step=step,
     )
-    if registered_name is None:
-        return None
-    client = MlflowClient()
-    version = client.get_model_version(registered_name, str(info.registered_model_version))
+    return info.model_id
+
+
+def register_logged_model(model_id: str, name: str, aliases: list[str]) -> ModelVersion:
+    """Register logged model `model_id` as a new version of `name`; point `aliases` at it."""
+    version = mlflow.register_model(f"models:/{model_id}", name)
+    client = MlflowClient(mlflow_tracking_uri())
     for alias in aliases:
-        client.set_registered_model_alias(registered_name, alias, version.version)
-    return version
+        client.set_registered_model_alias(name, alias, version.version)
+    return client.get_model_version(name, version.version)
+
+
+def find_logged_model(fingerprint: str) -> str | None:
+    """The id of the newest logged model whose checkpoint has `fingerprint`, if any: how an
+    evaluation of a checkpoint folder finds the model its metrics belong to."""
+    client = MlflowClient(mlflow_tracking_uri())
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    if not experiments:
+        return None
+    try:
+        found = client.search_logged_models(
+            experiment_ids=experiments,
+            filter_string=f"tags.`{FINGERPRINT_TAG}` = '{fingerprint}'",
+            order_by=[{"field_name": "creation_time", "ascending": False}],
+            max_results=1,
+        )
+    except MlflowException:  # a store without logged models (an old server): no link
+        return None
+    return found[0].model_id if found else None
 
 
 def _requirement() -> str:

@@ -41,10 +41,11 @@ from pipelines.failure_hooks import notify_failure
 from pipelines.model_refs import is_registered, resolve_model
 from pipelines.preference_records import annotator_table, summary_metrics, win_rate_table
 from pipelines.retries import retry_if_transient
-from pipelines.tracking import log_metrics_batch, tracked_run
+from pipelines.tracking import describe, log_metrics_batch, tracked_run
 from pipelines.workspace import workspace_dir
-from reports.mlflow_names import JUDGE_TAG, WIN_RATES_TABLE
+from reports.mlflow_names import JUDGE_REFERENCE_TAG, JUDGE_TAG, WIN_RATES_TABLE
 from reports.preference_charts import win_rate_chart
+from tasks.encode.token_shards import TOKENIZER_DIR, read_meta
 from tasks.fingerprint import fingerprint_path, model_fingerprint
 from tasks.preferences.batches import (
     BatchSpec,
@@ -55,7 +56,7 @@ from tasks.preferences.batches import (
 )
 from tasks.preferences.continuations import ContinuationSettings, sample_continuations
 from tasks.preferences.export import export_results
-from tasks.preferences.judge import Surprise, judge_batch
+from tasks.preferences.judge import BigramSurprise, Surprise, judge_batch
 from tasks.preferences.prompts import DEMO_PROMPTS, read_prompts
 from tasks.preferences.store import Batch, PreferenceError, invite, open_database
 from tasks.preferences.summary import Judge, model_labels, short_labels, summarise
@@ -88,6 +89,12 @@ class PreferencesConfig(BaseModel):
     judge: Judge = Field("people", description="people (the web page) or simulated (demos)")
     reference_model: str | None = Field(
         None, description="simulated judge's model (default: first)"
+    )
+    reference_tokens: list[Path] = Field(
+        [],
+        description="simulated judge: score with token bigram models of these token shards "
+        "(e.g. each model's training data), mixed with equal weights: a reference that is "
+        "neither compared model",
     )
     annotators: int = Field(3, ge=0, description="invite links to make for a new batch")
     target_votes: int | None = Field(None, ge=1, description="default: every comparison once")
@@ -268,8 +275,13 @@ def simulate_votes(config: PreferencesConfig, batch_name: str) -> int:
     """The simulated judge votes on every item it has not voted on yet."""
     from model import load_model, load_tokenizer
 
-    reference = config.reference_model or config.models[0]
-    surprise = Surprise(load_model(reference), load_tokenizer(config.tokenizer or reference))
+    surprise: Surprise | BigramSurprise
+    if config.reference_tokens:
+        tokenizer = load_tokenizer(config.reference_tokens[0] / TOKENIZER_DIR)
+        surprise = BigramSurprise.from_shards(config.reference_tokens, tokenizer)
+    else:
+        reference = config.reference_model or config.models[0]
+        surprise = Surprise(load_model(reference), load_tokenizer(config.tokenizer or reference))
     engine = open_database(config.database_url())
     with Session(engine) as session, session.begin():
         batch = session.scalar(select(Batch).where(Batch.name == batch_name))
@@ -322,7 +334,7 @@ def wait_for_votes(database_url: str, batch_name: str, poll_seconds: float) -> s
 
 @task(name="report-batch")
 def report_batch(
-    database_url: str, batch_name: str, judge: Judge, ended_by: str
+    database_url: str, batch_name: str, judge: Judge, ended_by: str, judge_reference: str = ""
 ) -> PreferencesResult:
     """Analyse one judge's votes, log them to MLflow and export the pairs and votes."""
     engine = open_database(database_url)
@@ -365,7 +377,10 @@ def report_batch(
         run_name=f"{batch_name} ({judge})",
         lineage=lineage,
         params=params,
-        tags={JUDGE_TAG: judge},
+        tags={
+            JUDGE_TAG: judge,
+            **({JUDGE_REFERENCE_TAG: judge_reference} if judge_reference else {}),
+        },
     ) as run:
         log_metrics_batch(run, summary_metrics(summary))
         mlflow.log_table(win_rate_table(summary), WIN_RATES_TABLE)
@@ -375,6 +390,7 @@ def report_batch(
             mlflow.log_artifact(str(chart))
         mlflow.log_artifacts(str(folder / "pairs"), "pairs")
         mlflow.log_artifact(str(folder / "votes.jsonl"))
+        describe(run.info.run_id, f"**Preferences** of batch `{batch_name}`.\n\n{markdown}")
     create_markdown_artifact(markdown, key="preferences", description=f"{batch_name} ({judge})")
     return PreferencesResult(
         batch=batch_name,
@@ -416,7 +432,21 @@ def preferences_flow(config: PreferencesConfig) -> PreferencesResult:
         url, started = start_page(config.database_url(), config.host, config.port)
         logger.info("comparison page %s at %s", "started" if started else "reused", url)
         ended_by = wait_for_votes(config.database_url(), ready.name, config.poll_seconds)
-    return report_batch(config.database_url(), ready.name, config.judge, ended_by)
+    reference = judge_reference(config) if config.judge == "simulated" else ""
+    return report_batch(config.database_url(), ready.name, config.judge, ended_by, reference)
+
+
+def judge_reference(config: PreferencesConfig) -> str:
+    """What the simulated judge scores with, in words, for the run and the report."""
+    if config.reference_tokens:
+        sources = ", ".join(
+            f"`{folder}` ({read_meta(folder).fingerprint[:12]})"
+            for folder in config.reference_tokens
+        )
+        return (
+            f"token bigram models of {sources}, mixed with equal weights (neither compared model)"
+        )
+    return f"the model `{config.reference_model or config.models[0]}`"
 
 
 @flow(name="preferences-report")

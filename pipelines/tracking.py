@@ -13,7 +13,13 @@ Each run gets these tags (see docs/workspace.md):
 - `gpt2lab.git_commit`: the commit of the gpt2lab source, `-dirty` if `gpt2lab/` had local
   edits or untracked files;
 - `gpt2lab.version`: the installed package version;
-- `prefect.flow_run_id`, `prefect.flow_name`: the Prefect flow run that made it, if any.
+- `prefect.flow_run_id`, `prefect.flow_name`, `prefect.flow_run_name`,
+  `prefect.flow_run_url`: the Prefect flow run that made it, if any; that flow run gets a
+  link artifact pointing back at the MLflow run.
+
+Runs are named after what made them (the flow kind, or the end-to-end stage), never left to
+MLflow's random names, and `describe` gives a run its markdown description. Experiments open
+in MLflow's model-training view (runs and charts), not its GenAI view (traces).
 """
 
 from __future__ import annotations
@@ -35,10 +41,24 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-from mlflow.entities import Metric, Param, Run, RunStatus
+from mlflow.data.dataset_source import DatasetSource
+from mlflow.data.http_dataset_source import HTTPDatasetSource
+from mlflow.data.meta_dataset import MetaDataset
+from mlflow.data.sources import LocalArtifactDatasetSource
+from mlflow.entities import Dataset as DatasetEntity
+from mlflow.entities import (
+    DatasetInput,
+    InputTag,
+    LoggedModelInput,
+    Metric,
+    Param,
+    Run,
+    RunStatus,
+)
 from mlflow.entities.lifecycle_stage import LifecycleStage
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 from pydantic import BaseModel
 
 from model.errors import Gpt2labError
@@ -51,9 +71,14 @@ from pipelines.workspace import (
     uses_workspace_store,
 )
 from reports.mlflow_names import (
+    DESCRIPTION_TAG,
+    EXPERIMENT_KIND_TAG,
     FLOW_NAME_TAG,
     FLOW_RUN_ID_TAG,
+    FLOW_RUN_NAME_TAG,
+    FLOW_RUN_URL_TAG,
     GIT_COMMIT_TAG,
+    MODEL_TRAINING_KIND,
     STAGE_TAG,
     VERSION_TAG,
     lineage_tag,
@@ -90,7 +115,8 @@ def tracked_run(
         experiment: one experiment per flow kind ("corpus", "train", "evaluate", ...); created
             on first use, with its artifacts under `<workspace>/mlartifacts/<experiment>/` when
             tracking into the workspace's SQLite store.
-        run_name: shown in the MLflow UI; MLflow makes one up when None.
+        run_name: shown in the MLflow UI; default: the experiment's name (the flow kind).
+            Inside an end-to-end stage, the flow's own run is named after the stage.
         lineage: input name -> fingerprint (see tasks.fingerprint), each stored as the tag
             `gpt2lab.lineage.<name>`.
         params: a mapping or a pydantic config model, logged in one batch; nested values are
@@ -106,10 +132,13 @@ def tracked_run(
     """
     mlflow.set_tracking_uri(mlflow_tracking_uri())
     stage = _STAGE.get()
+    flow_level = parent_run_id is None and not nested  # the flow's own run, not a child
+    run_name = run_name or experiment  # a name a person can read, not "puzzled-snail-84"
     if stage is not None:  # inside an end-to-end run: see `stage_runs`
         experiment = stage.experiment
-        if parent_run_id is None and not nested:  # the stage's own top-level run
+        if flow_level:  # the stage's own top-level run
             parent_run_id = stage.parent_run_id
+            run_name = stage.name
             tags = {STAGE_TAG: stage.name, **dict(tags or {})}
     experiment_id = ensure_experiment(experiment)
     run_tags = {**lineage_tags(lineage or {}), **context_tags(), **dict(tags or {})}
@@ -130,6 +159,8 @@ def tracked_run(
             _client().log_batch(
                 run.info.run_id, params=[Param(key, value) for key, value in flat.items()]
             )
+        if flow_level:
+            link_flow_run(run)
         interrupts.open_runs.append(run.info.run_id)  # to mark KILLED if stopped hard
         try:
             yield run
@@ -174,12 +205,19 @@ def stage_runs(experiment: str, parent_run_id: str, name: str) -> Iterator[None]
 
 
 def ensure_experiment(name: str) -> str:
-    """The id of experiment `name`, creating it (or restoring it from the trash) if needed."""
+    """The id of experiment `name`, creating it (or restoring it from the trash) if needed.
+
+    It is tagged to open in MLflow's model-training view: without the tag, MLflow 3 guesses
+    from what the experiment holds and may open its GenAI view, which lists traces (none)."""
     client = _client()
     found = client.get_experiment_by_name(name)
     if found is None:
         try:
-            return client.create_experiment(name, artifact_location=_artifact_location(name))
+            return client.create_experiment(
+                name,
+                artifact_location=_artifact_location(name),
+                tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING_KIND},
+            )
         except MlflowException:
             # Another process created it between our look-up and create: use theirs.
             found = client.get_experiment_by_name(name)
@@ -190,6 +228,8 @@ def ensure_experiment(name: str) -> str:
         # rather than failing every scheduled run because someone tidied up the UI.
         logger.warning("MLflow experiment %r was deleted; restoring it", name)
         client.restore_experiment(found.experiment_id)
+    if EXPERIMENT_KIND_TAG not in found.tags:  # made before gpt2lab set the tag
+        client.set_experiment_tag(found.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND)
     return found.experiment_id
 
 
@@ -217,7 +257,8 @@ def context_tags() -> dict[str, str]:
 
 
 def prefect_tags() -> dict[str, str]:
-    """`prefect.flow_run_id` and `prefect.flow_name` inside a Prefect flow run, else `{}`."""
+    """The Prefect flow run's id, flow name, run name and UI link inside a Prefect flow run,
+    else `{}`."""
     # Inside a flow run Prefect is already imported; checking first keeps plain scripts and
     # tests from paying Prefect's import time just to learn there is no flow run.
     if "prefect" not in sys.modules:
@@ -237,7 +278,87 @@ def prefect_tags() -> dict[str, str]:
         flow_name = None
     if flow_name:
         found[FLOW_NAME_TAG] = str(flow_name)
+    with contextlib.suppress(Exception):  # as above: no tag rather than a failed run
+        if flow_run.name:
+            found[FLOW_RUN_NAME_TAG] = str(flow_run.name)
+        url = str(flow_run.ui_url or "")
+        if url.startswith(("http://", "https://")):  # "None/flow-runs/..." without a UI
+            found[FLOW_RUN_URL_TAG] = url
     return found
+
+
+# Where `gpt2lab ui` serves MLflow when tracking goes to the workspace's SQLite file.
+DEFAULT_MLFLOW_UI = "http://127.0.0.1:5000"
+
+
+# MLflow 3's UI opens in its GenAI view (traces) unless the address asks for the
+# model-training one; the experiment tag alone does not switch it while the UI's own
+# GenAI / Model training switch is shown.
+MODEL_TRAINING_VIEW = "workflowType=machine_learning"
+
+
+def mlflow_run_url(experiment_id: str, run_id: str) -> str:
+    """The run's page in the MLflow UI, in its model-training view: on the tracking server
+    itself, or where `gpt2lab ui` serves a workspace's SQLite store."""
+    uri = mlflow_tracking_uri()
+    base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else DEFAULT_MLFLOW_UI
+    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}?{MODEL_TRAINING_VIEW}"
+
+
+def link_flow_run(run: mlflow.ActiveRun) -> None:
+    """Give the Prefect flow run this code runs in a link artifact to MLflow run `run`, so
+    each UI leads to the other. Nothing outside a flow run; a failure is only logged."""
+    if "prefect" not in sys.modules:
+        return
+    from prefect.runtime import flow_run
+
+    if not flow_run.id:
+        return
+    try:
+        from prefect.artifacts import create_link_artifact
+
+        create_link_artifact(
+            mlflow_run_url(run.info.experiment_id, run.info.run_id),
+            link_text=f"MLflow run {run.info.run_name}",
+            description=f"MLflow run {run.info.run_id} (open `gpt2lab ui` first)",
+        )
+    except Exception:  # a missing link must never fail the run
+        logger.debug("could not link the Prefect flow run to MLflow", exc_info=True)
+
+
+def describe(run_id: str, markdown: str) -> None:
+    """Set run `run_id`'s description: the markdown MLflow shows at the top of its page."""
+    _client().set_tag(run_id, DESCRIPTION_TAG, markdown)
+
+
+def log_model_input(run_id: str, model_id: str) -> None:
+    """Record that run `run_id` used MLflow logged model `model_id` (an evaluation: the
+    model it scored), so the run page links to the model."""
+    _client().log_inputs(run_id, models=[LoggedModelInput(model_id)])
+
+
+def log_dataset(
+    run_id: str, name: str, source: str | os.PathLike[str], fingerprint: str, context: str
+) -> DatasetEntity:
+    """Record that run `run_id` read (`context` "training", "validation", "evaluation", ...)
+    or wrote ("output") the data at `source` (a local path, or an http(s) URL), known by
+    `fingerprint`.
+
+    MLflow lists it in the run's Dataset column and its lineage; a metric logged with the
+    returned dataset is linked to it. Only the name, digest and source are recorded: the
+    data itself stays where it is. Returns the MLflow dataset entity."""
+    # MLflow stores a digest of at most 36 characters; 32 hex characters (128 bits) of our
+    # SHA-256 fingerprints still tell any two datasets apart.
+    digest = fingerprint.removeprefix("hub:")[:32]
+    where = str(source)
+    if where.startswith(("http://", "https://")):
+        found: DatasetSource = HTTPDatasetSource(where)
+    else:
+        found = LocalArtifactDatasetSource(Path(where).resolve().as_uri())
+    entity = MetaDataset(source=found, name=name, digest=digest)._to_mlflow_entity()
+    tags = [InputTag(key=MLFLOW_DATASET_CONTEXT, value=context)]
+    _client().log_inputs(run_id, datasets=[DatasetInput(dataset=entity, tags=tags)])
+    return entity
 
 
 @functools.cache
@@ -311,6 +432,8 @@ def log_metrics_batch(
     metrics: MetricPoints,
     *,
     step: int = 0,
+    model_id: str | None = None,
+    dataset: DatasetEntity | None = None,
 ) -> None:
     """Log many metric points in one `log_batch` call.
 
@@ -321,6 +444,8 @@ def log_metrics_batch(
         run: a run id, a run object, or None for the run active in this thread.
         metrics: either `{"name": value}` (all at `step`) or `(name, value, step)` triples.
         step: the step for the mapping form.
+        model_id: the MLflow logged model the points measure: they show on its page.
+        dataset: the dataset (from `log_dataset`) they were measured on.
     """
     run_id = _run_id(run)
     now_ms = int(time.time() * 1000)
@@ -328,8 +453,11 @@ def log_metrics_batch(
         points = [(key, value, step) for key, value in metrics.items()]
     else:
         points = list(metrics)
+    linked = {"model_id": model_id}
+    if dataset is not None:
+        linked |= {"dataset_name": dataset.name, "dataset_digest": dataset.digest}
     batch = [
-        Metric(key=key, value=float(value), timestamp=now_ms, step=int(at_step))
+        Metric(key=key, value=float(value), timestamp=now_ms, step=int(at_step), **linked)
         for key, value, at_step in points
     ]
     if batch:
@@ -413,7 +541,7 @@ class MetricBuffer:
     a point twice is harmless: MLflow stores a (name, value, step, timestamp) point once.
 
         buffer = MetricBuffer(run_id)
-        buffer.add([("train/loss", 3.2, 10)])
+        buffer.add([("loss/train", 3.2, 10)])
         buffer.flush()        # False while the server is away; the points stay here
         buffer.close(600)     # at the end: wait up to 10 min, else TrackingUnavailable
     """

@@ -5,14 +5,21 @@
 
 Everything goes to one MLflow run: the config as params, per-step loss, learning rate,
 gradient norm and throughput, the validation loss, samples from fixed prompts at each
-evaluation, the loss curve, and the final model, registered as the newest version
+evaluation, the loss curve, the data it read (an MLflow dataset input), and the final
+checkpoint as an MLflow logged model, registered as the newest version
 (`models:/<name>/latest`) and aliased `best` when it beats the versions before it.
+
+A registered model name stands for one validation set: `best` compares validation losses,
+which only means something on the same data. The first version fixes the name's
+validation data (its fingerprint, tag `gpt2lab.val_data`); a model validated on other
+data is registered as `<name>-data-<first 8 characters of its fingerprint>` instead.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import subprocess
 import sys
 import tempfile
@@ -28,19 +35,31 @@ from pydantic import BaseModel, Field
 from model import GPT, SamplingConfig, generate, load_tokenizer
 from pipelines.failure_hooks import notify_failure
 from pipelines.interrupts import RunInterrupted
-from pipelines.mlflow_model import log_checkpoint_model
+from pipelines.mlflow_model import log_checkpoint_model, register_logged_model
 from pipelines.model_refs import is_registered, resolve_model
 from pipelines.run_lock import folder_lock
-from pipelines.tracking import MetricBuffer, TrackingUnavailable, failing_fast, tracked_run
-from pipelines.workspace import checkpoints_dir
+from pipelines.tracking import (
+    MetricBuffer,
+    TrackingUnavailable,
+    describe,
+    failing_fast,
+    log_dataset,
+    tracked_run,
+)
+from pipelines.workspace import checkpoints_dir, mlflow_tracking_uri
 from reports.mlflow_names import (
+    BEST_ALIAS,
+    FINGERPRINT_TAG,
     SAMPLES_FOLDER,
     TRAIN_GRAD_NORM,
     TRAIN_LEARNING_RATE,
     TRAIN_LOSS,
     TRAIN_MFU,
     TRAIN_TOKENS_PER_S,
+    VAL_DATA_TAG,
     VAL_LOSS,
+    VAL_LOSS_TAG,
+    lineage_tag,
 )
 from reports.train_charts import loss_curve
 from tasks.encode.token_shards import TOKENIZER_DIR, read_meta
@@ -102,6 +121,8 @@ class TrainFlowResult(BaseModel):
     checkpoint: Path | None
     model_version: int | None
     mlflow_run_id: str
+    model_id: str | None = None  # the final checkpoint's MLflow logged model
+    registered_as: str | None = None  # the registered model name it went to, if any
 
 
 RESULT_FILE = "distributed-result.json"  # written by train_worker's rank 0
@@ -241,6 +262,8 @@ def _train(config: TrainConfig) -> TrainFlowResult:
         "train", run_name=config.name, lineage=lineage, params=params, system_metrics=True
     ) as run:
         run_id = run.info.run_id
+        # The token shards it trains on; their held-out split gives the validation loss.
+        log_dataset(run_id, config.tokens.name, config.tokens, meta.fingerprint, "training")
         if (latest := latest_checkpoint(config.run_dir() / CHECKPOINTS_DIR)) is not None:
             get_run_logger().info("resuming %s from %s", config.run_dir(), latest.name)
         if config.devices > 1:
@@ -263,9 +286,26 @@ def _train(config: TrainConfig) -> TrainFlowResult:
         log_loss_curve(run_id, meta.vocab_size)
         if result.stopped:  # Ctrl-C or SIGTERM: saved at a safe point; the run ends KILLED
             raise RunInterrupted(f"stopped at step {result.steps}")
-        version = None
-        if result.last_checkpoint is not None and config.register_as:
-            version = register(result, config.register_as)
+        version, model_id, registered = None, None, None
+        if result.last_checkpoint is not None:
+            tags = {
+                FINGERPRINT_TAG: fingerprint_path(result.last_checkpoint),
+                VAL_DATA_TAG: meta.fingerprint,
+                **{lineage_tag(name): fp for name, fp in lineage.items()},
+            }
+            if result.val_loss is not None:
+                tags[VAL_LOSS_TAG] = str(result.val_loss)
+            model_id = log_checkpoint_model(result.last_checkpoint, tags=tags, step=result.steps)
+            if config.register_as:
+                registered = name_for_data(config.register_as, meta.fingerprint)
+                if registered != config.register_as:
+                    get_run_logger().warning(
+                        "registered model %r was validated on other data: registering as %r",
+                        config.register_as,
+                        registered,
+                    )
+                version = register(result, registered, meta.fingerprint, model_id)
+        describe(run_id, train_description(config, result, registered, version))
     return TrainFlowResult(
         run_dir=config.run_dir(),
         steps=result.steps,
@@ -274,7 +314,26 @@ def _train(config: TrainConfig) -> TrainFlowResult:
         checkpoint=result.last_checkpoint,
         model_version=version,
         mlflow_run_id=run_id,
+        model_id=model_id,
+        registered_as=registered,
     )
+
+
+def train_description(
+    config: TrainConfig, result: TrainResult, registered: str | None, version: int | None
+) -> str:
+    """The run page's summary: what was trained on what, and how far it got."""
+    what = f"fine-tuned from `{config.init_from}`" if config.init_from else "trained from scratch"
+    context = config.context or "the model's"
+    lines = [
+        f"**Train**: a `{config.model}` GPT-2 {what} on `{config.tokens.name}`, "
+        f"{result.steps} steps (context {context}).",
+    ]
+    if result.val_loss is not None:
+        lines.append(f"Validation loss {result.val_loss:.3f} (best {result.best_val_loss:.3f}).")
+    if registered and version:
+        lines.append(f"Registered as `models:/{registered}/{version}`.")
+    return "\n\n".join(lines)
 
 
 def torchrun_command(
@@ -371,26 +430,50 @@ def log_loss_curve(run_id: str, vocab_size: int) -> None:
         client.log_artifact(run_id, str(chart), "charts")
 
 
-def register(result: TrainResult, name: str) -> int:
-    """Log the final checkpoint as a new model version of `name` and alias it `best` when
-    its validation loss beats the version that holds `best` now.
+def name_for_data(name: str, val_data: str) -> str:
+    """`name` when it is new or its validation data is `val_data`; else the name for that
+    data, `<name>-data-<val_data[:8]>` (see the module: `best` compares like with like)."""
+    try:
+        held = MlflowClient(mlflow_tracking_uri()).get_registered_model(name).tags.get(VAL_DATA_TAG)
+    except mlflow.exceptions.MlflowException:  # no such registered model yet
+        return name
+    return name if held in (None, val_data) else f"{name}-data-{val_data[:8]}"
+
+
+def register(
+    result: TrainResult, name: str, val_data: str = "", model_id: str | None = None
+) -> int:
+    """Register the final checkpoint (logged model `model_id`, logged now when None) as a
+    new version of `name`; alias it `best` when its validation loss beats the version
+    holding `best` on the same validation data (`val_data`, a fingerprint); a holder
+    measured on other data keeps `best` (the flow registers such a model under another
+    name: see `name_for_data`).
 
     MLflow reserves the alias `latest`: `models:/<name>/latest` always means the newest
     version, which is this one, so it needs no alias of ours."""
-    client = MlflowClient()
+    client = MlflowClient(mlflow_tracking_uri())
     aliases = []
     if result.val_loss is not None:
         try:
-            holder = client.get_model_version_by_alias(name, "best")
-            holder_loss = float(holder.tags.get("val_loss", "inf"))
+            holder = client.get_model_version_by_alias(name, BEST_ALIAS)
+            # A loss on other validation data says nothing about this one: `best` stays.
+            # (A holder registered before versions carried their data is compared as is.)
+            same_data = holder.tags.get(VAL_DATA_TAG, "") in ("", val_data)
+            holder_loss = float(holder.tags.get(VAL_LOSS_TAG, "inf")) if same_data else -math.inf
         except mlflow.exceptions.MlflowException:  # no model, or no version aliased best
-            holder_loss = float("inf")
+            holder_loss = math.inf
         if result.val_loss < holder_loss:
-            aliases.append("best")
-    version = log_checkpoint_model(result.last_checkpoint, name, aliases)
-    assert version is not None
+            aliases.append(BEST_ALIAS)
+    if model_id is None:
+        assert result.last_checkpoint is not None
+        model_id = log_checkpoint_model(result.last_checkpoint)
+    version = register_logged_model(model_id, name, aliases)
+    if val_data:
+        client.set_model_version_tag(name, version.version, VAL_DATA_TAG, val_data)
+        if VAL_DATA_TAG not in client.get_registered_model(name).tags:
+            client.set_registered_model_tag(name, VAL_DATA_TAG, val_data)
     if result.val_loss is not None:
-        client.set_model_version_tag(name, version.version, "val_loss", str(result.val_loss))
+        client.set_model_version_tag(name, version.version, VAL_LOSS_TAG, str(result.val_loss))
     return int(version.version)
 
 

@@ -25,12 +25,25 @@ CACHED_FROM_TAG = "gpt2lab.cached_from"  # the run whose result a cached stage r
 LINEAGE_TAG_PREFIX = "gpt2lab.lineage."  # + input name -> that input's fingerprint
 GIT_COMMIT_TAG = "gpt2lab.git_commit"
 VERSION_TAG = "gpt2lab.version"
+FINGERPRINT_TAG = "gpt2lab.fingerprint"  # a logged model's checkpoint fingerprint
+VAL_DATA_TAG = "gpt2lab.val_data"  # fingerprint of the data a validation loss was measured on
+VAL_LOSS_TAG = "val_loss"  # a registered version's validation loss (what `best` compares)
+MODEL_PARAM = "model"  # every evaluation run: the model it scored (path, hub id, models:/)
+BEST_ALIAS = "best"
 JUDGE_TAG = "gpt2lab.judge"  # who voted: "people" or "simulated"
+JUDGE_REFERENCE_TAG = "gpt2lab.judge_reference"  # what the simulated judge scores with
 BATCH_TAG = "gpt2lab.batch"  # the comparison batch a preference-tuning run learned from
 FOLLOWUP_BATCH_TAG = "gpt2lab.followup_batch"  # the batch that compares tuned vs start
 FLOW_RUN_ID_TAG = "prefect.flow_run_id"
 FLOW_NAME_TAG = "prefect.flow_name"
+FLOW_RUN_NAME_TAG = "prefect.flow_run_name"  # e.g. "brave-otter": as Prefect's UI lists it
+FLOW_RUN_URL_TAG = "prefect.flow_run_url"  # the flow run's page in Prefect's UI
 PARENT_RUN_TAG = "mlflow.parentRunId"  # MLflow's own: how a child run names its parent
+DESCRIPTION_TAG = "mlflow.note.content"  # MLflow's own: the run page's markdown description
+# MLflow's own experiment tag choosing the UI's view: model training (runs, charts), not the
+# GenAI view (traces), which shows "No data available" for runs like ours.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+MODEL_TRAINING_KIND = "custom_model_development"
 
 
 def lineage_tag(name: str) -> str:
@@ -45,14 +58,21 @@ TRAINING_STAGES = ("pretrain", "finetune")
 
 # -- Metrics ------------------------------------------------------------------------------
 
-# Training, per optimizer step (and per evaluation, for the validation loss).
-TRAIN_LOSS = "train/loss"
+# Training, per optimizer step (and per evaluation, for the validation loss). Both losses
+# share the prefix `loss/`: MLflow's UI groups charts by prefix, so they chart together.
+TRAIN_LOSS = "loss/train"
 TRAIN_LEARNING_RATE = "train/lr"
 TRAIN_GRAD_NORM = "train/grad_norm"
 TRAIN_TOKENS_PER_S = "train/tokens_per_s"
 TRAIN_MFU = "train/mfu"  # model FLOPs utilisation, where the device's peak is known
-VAL_LOSS = "val/loss"
+VAL_LOSS = "loss/val"
 LOSS_HISTORIES = (TRAIN_LOSS, VAL_LOSS)  # the curves a report draws
+
+
+def final_val_loss(stage: str) -> str:
+    """The end-to-end run's summary of a training stage: `<VAL_LOSS>/<stage>`."""
+    return f"{VAL_LOSS}/{stage}"
+
 
 # Encoding: per split ("train", "val"), then for the whole corpus.
 TOKENS_PREFIX = "tokens/"
@@ -94,6 +114,16 @@ EVAL_BOOKKEEPING = (EVAL_GENERATED, EVAL_FROM_CACHE, EVAL_SECONDS, EVAL_ROWS)
 # MLflow UI draws each score and its interval in one chart group.
 EVAL_CI_LOW_SUFFIX = "/ci95_low"
 EVAL_CI_HIGH_SUFFIX = "/ci95_high"
+# An evaluate parent run (and the end-to-end run) carries each task's scores as
+# `eval/<task>/<metric>`, so runs line up in MLflow's compare view.
+EVAL_SUMMARY_PREFIX = "eval/"
+
+
+def eval_summary_metric(task: str, metric: str) -> str:
+    """`("lambada", "accuracy")` -> `eval/lambada/accuracy`."""
+    return f"{EVAL_SUMMARY_PREFIX}{task}/{metric}"
+
+
 # A paired comparison against a baseline model on the same rows: `vs_baseline/<metric>/...`.
 EVAL_PAIRED_PREFIX = "vs_baseline/"
 # Overlap of a task's rows with a training corpus (8-grams, the paper's section 4).

@@ -42,6 +42,7 @@ from reports.mlflow_names import (
     EVALUATE_KIND,
     FUNNEL_PREFIX,
     GIT_COMMIT_TAG,
+    JUDGE_REFERENCE_TAG,
     JUDGE_TAG,
     KIND_TAG,
     LINEAGE_TAG_PREFIX,
@@ -266,6 +267,10 @@ class RunReport:
     def judge(self) -> str:
         run = self.stage("preferences")
         return run.tags.get(JUDGE_TAG) or run.params.get("judge", "")
+
+    def judge_reference(self) -> str:
+        """What the simulated judge scored with ("" when not recorded)."""
+        return self.stage("preferences").tags.get(JUDGE_REFERENCE_TAG, "")
 
 
 def collect(parent_run_id: str, client: MlflowClient | None = None) -> RunReport:

@@ -385,6 +385,11 @@ def preferences_section(report: RunReport) -> Section:
             "Simulated votes: a scripted judge, not people. These win rates "
             "only show that the pipeline works; they say nothing about quality."
         )
+        if reference := report.judge_reference():
+            section.notes.append(
+                f"The simulated judge's reference: {reference}. Of two continuations it "
+                "prefers the one its reference finds less surprising (lower loss per token)."
+            )
     section.notes.append(
         f"Judge: {judge}. Votes: {num(run.metrics.get('votes'))}. Win rate = "
         "(wins + ties/2) / (wins + losses + ties), with its 95% Wilson "

@@ -76,9 +76,9 @@ def when(condition: Callable[[], bool], then: Callable[[], None]) -> threading.T
 
 
 def logged_steps(backend: Path) -> int:
-    """The highest step of train/loss the server has stored, read from its database."""
+    """The highest step of loss/train the server has stored, read from its database."""
     with sqlite3.connect(backend) as db:
-        (step,) = db.execute("SELECT MAX(step) FROM metrics WHERE key = 'train/loss'").fetchone()
+        (step,) = db.execute("SELECT MAX(step) FROM metrics WHERE key = 'loss/train'").fetchone()
     return step or 0
 
 
@@ -120,12 +120,12 @@ def test_training_goes_on_while_the_tracking_server_is_away_and_loses_no_metric(
 
     assert result.steps == 400 and {"from", "to"} <= outage.keys()
     client = MlflowClient(mlflow_server.address)
-    history = client.get_metric_history(result.mlflow_run_id, "train/loss")
+    history = client.get_metric_history(result.mlflow_run_id, "loss/train")
     assert sorted(m.step for m in history) == list(range(1, 401))  # none lost, none twice
     # Training went on while the server was away: steps were measured in that time.
     during = [m for m in history if outage["from"] * 1000 < m.timestamp < outage["to"] * 1000]
     assert during, "no step was measured while the tracking server was away"
-    assert len(client.get_metric_history(result.mlflow_run_id, "val/loss")) == 4
+    assert len(client.get_metric_history(result.mlflow_run_id, "loss/val")) == 4
     samples = {a.path for a in client.list_artifacts(result.mlflow_run_id, "samples")}
     assert samples == {f"samples/step-{s:06d}.txt" for s in (100, 200, 300, 400)}
     assert client.get_run(result.mlflow_run_id).info.status == "FINISHED"
@@ -154,7 +154,7 @@ def test_a_tracking_server_that_never_comes_back_ends_in_one_line_and_keeps_the_
     message = str(raised.value)
     assert "\n" not in message and gone in message and "resume" in message
     kept = (tmp_path / "run" / UNLOGGED_FILE).read_text().splitlines()
-    losses = {(p["step"], p["value"]) for p in map(json.loads, kept) if p["key"] == "train/loss"}
+    losses = {(p["step"], p["value"]) for p in map(json.loads, kept) if p["key"] == "loss/train"}
     assert losses == {(1, 2.9), (2, 2.8), (3, 2.7)}
 
 
@@ -164,6 +164,6 @@ def test_a_refused_batch_is_reported_at_once_not_retried(workspace):
     from pipelines.tracking import MetricBuffer
 
     buffer = MetricBuffer("no-such-run")
-    buffer.add({"train/loss": 3.0}, step=1)
+    buffer.add({"loss/train": 3.0}, step=1)
     with pytest.raises(MlflowException):
         buffer.flush()

@@ -84,7 +84,7 @@ def test_an_end_to_end_run_tracks_into_an_mlflow_server_on_postgresql(
     )
     assert {run.data.tags["gpt2lab.stage"] for run in children} == set(STAGES)
     pretrain = next(r for r in children if r.data.tags["gpt2lab.stage"] == "pretrain")
-    assert client.get_metric_history(pretrain.info.run_id, "train/loss")
+    assert client.get_metric_history(pretrain.info.run_id, "loss/train")
     # Artifacts went through the server (proxied), not into the workspace.
     assert parent.info.artifact_uri.startswith("mlflow-artifacts:")
     reports = {a.path for a in client.list_artifacts(result.mlflow_run_id, "report")}

@@ -27,7 +27,7 @@ def test_tour_learns_fits_samples_and_tracks(workspace, prefect_harness):
     assert len(run.data.tags["gpt2lab.lineage.tokenizer"]) == 64
     assert len(run.data.tags["gpt2lab.lineage.checkpoint"]) == 64
     assert run.data.tags["prefect.flow_name"] == "tour"
-    history = MlflowClient(mlflow_tracking_uri()).get_metric_history(run.info.run_id, "train/loss")
+    history = MlflowClient(mlflow_tracking_uri()).get_metric_history(run.info.run_id, "loss/train")
     assert len(history) == 40
 
 

@@ -133,6 +133,9 @@ def test_a_flows_runs_join_the_end_to_end_run_of_its_stage(workspace: Path) -> N
     assert stage_run.data.tags["gpt2lab.stage"] == "evaluate"
     assert task_run.data.tags["mlflow.parentRunId"] == stage_id
     assert "gpt2lab.stage" not in task_run.data.tags
+    # The stage's run is named after the stage (whatever the flow called it); its own
+    # children keep their names.
+    assert stage_run.info.run_name == "evaluate" and task_run.info.run_name == "one task"
     outside = client.get_run(alone_id)  # after the block: back to the flow's own experiment
     assert outside.info.experiment_id == client.get_experiment_by_name("evaluate").experiment_id
     assert "mlflow.parentRunId" not in outside.data.tags
@@ -246,3 +249,41 @@ def test_git_commit_gives_up_on_a_hanging_git(
     monkeypatch.setenv("PATH", str(fake_bin))
     monkeypatch.setattr(tracking, "_GIT_TIMEOUT_S", 0.2)
     assert uncached_git_commit(checkout, ("pkg",)) == "unknown"
+
+
+def test_runs_are_named_described_and_experiments_open_in_the_training_view(
+    workspace: Path,
+) -> None:
+    with tracked_run("corpus") as run:
+        tracking.describe(run.info.run_id, "**Corpus**: 3 documents")
+    stored = _client().get_run(run.info.run_id)
+    assert stored.info.run_name == "corpus"  # not one of MLflow's random names
+    assert stored.data.tags["mlflow.note.content"] == "**Corpus**: 3 documents"
+    experiment = _client().get_experiment(stored.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+
+
+def test_an_experiment_made_without_the_view_tag_gets_it(workspace: Path) -> None:
+    mlflow.set_tracking_uri(mlflow_tracking_uri())
+    made = _client().create_experiment("older")
+    assert ensure_experiment("older") == made
+    assert (
+        _client().get_experiment(made).tags["mlflow.experimentKind"] == "custom_model_development"
+    )
+
+
+def test_datasets_and_metrics_linked_to_them_and_to_a_model(
+    workspace: Path, tmp_path: Path
+) -> None:
+    data = tmp_path / "rows.jsonl"
+    data.write_text('{"text": "a"}\n')
+    with tracked_run("evaluate", "task") as run:
+        dataset = tracking.log_dataset(run.info.run_id, "rows", data, "d" * 64, "evaluation")
+        model = mlflow.create_external_model(name="m", source_run_id=run.info.run_id)
+        log_metrics_batch(run, {"bleu": 12.5}, model_id=model.model_id, dataset=dataset)
+    (found,) = _client().get_run(run.info.run_id).inputs.dataset_inputs
+    assert (found.dataset.name, found.dataset.digest) == ("rows", "d" * 32)
+    assert data.resolve().as_uri() in found.dataset.source
+    assert {t.key: t.value for t in found.tags}["mlflow.data.context"] == "evaluation"
+    (linked,) = _client().get_logged_model(model.model_id).metrics
+    assert (linked.key, linked.value, linked.dataset_name) == ("bleu", 12.5, "rows")

@@ -55,7 +55,7 @@ def test_the_flow_trains_on_two_processes_and_rank_0_logs(
     result = run_train(config)
     assert result.steps == 6 and result.model_version == 1
     client = MlflowClient(tracking_uri=mlflow_tracking_uri())
-    history = client.get_metric_history(result.mlflow_run_id, "train/loss")
+    history = client.get_metric_history(result.mlflow_run_id, "loss/train")
     assert [m.step for m in history] == [1, 2, 3, 4, 5, 6]  # once each: only rank 0 logs
     charts = {a.path for a in client.list_artifacts(result.mlflow_run_id, "charts")}
     assert charts == {"charts/loss.png"}

@@ -88,9 +88,9 @@ def test_pretrain_then_finetune_towards_a_style(workspace, prefect_harness, toke
     run = client.get_run(pre.mlflow_run_id)
     assert run.data.params["learning_rate"] == "0.01"
     assert run.data.tags["gpt2lab.lineage.tokens"]
-    history = client.get_metric_history(pre.mlflow_run_id, "train/loss")
+    history = client.get_metric_history(pre.mlflow_run_id, "loss/train")
     assert [m.step for m in history] == list(range(1, 151))
-    assert len(client.get_metric_history(pre.mlflow_run_id, "val/loss")) == 3
+    assert len(client.get_metric_history(pre.mlflow_run_id, "loss/val")) == 3
     artifacts = {
         a.path
         for folder in ("", "charts", "samples")

@@ -110,8 +110,8 @@ def _pretrain(parent: str, stage: str, val_losses: list[float], name: str = "tin
     lineage = {"tokens": TOKENS_FP, "tokenizer": TOKENIZER_FP, "init": name}
     params = {"name": name, "max_steps": 50}
     with _stage(parent, stage, "train", run_name=name, lineage=lineage, params=params):
-        train = [("train/loss", 5.0 - step * 0.03, step) for step in range(1, 51)]
-        val = [("val/loss", loss, 25 * (i + 1)) for i, loss in enumerate(val_losses)]
+        train = [("loss/train", 5.0 - step * 0.03, step) for step in range(1, 51)]
+        val = [("loss/val", loss, 25 * (i + 1)) for i, loss in enumerate(val_losses)]
         log_metrics_batch(None, [*train, *val, ("train/tokens_per_s", 812.0, 50)])
         mlflow.log_text("### early\nearly words", "samples/step-000025.txt")
         mlflow.log_text(f"### The meaning of\nThe meaning of {HOSTILE}", "samples/step-000050.txt")
