@@ -39,10 +39,19 @@ class SamplingConfig:
     top_k: int | None = None
     top_p: float | None = None
     seed: int | None = None
+    # The end-of-text token cannot be chosen before this many new tokens (as transformers'
+    # `min_new_tokens`): a small model often ends a continuation at once, leaving "." or
+    # nothing for a reader to judge.
+    min_new_tokens: int = 0
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if not 0 <= self.min_new_tokens <= self.max_new_tokens:
+            raise ValueError(
+                f"min_new_tokens must be between 0 and max_new_tokens "
+                f"({self.max_new_tokens}), got {self.min_new_tokens}"
+            )
         if self.temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {self.temperature}")
         if self.top_k is not None and self.top_k < 1:
@@ -206,10 +215,14 @@ def _sampling_loop(
             step_input, attention_mask=mask if padded else None, kv_caches=caches
         )
         logits = model.lm_head(hidden[:, -1, :]).float()  # only the last position matters
+        choosable = logits
+        if eot_token is not None and step < sampling.min_new_tokens:
+            choosable = logits.clone()
+            choosable[:, eot_token] = float("-inf")  # too early to stop
         if sampling.greedy:
-            next_ids = logits.argmax(dim=-1)
+            next_ids = choosable.argmax(dim=-1)
         else:
-            next_ids = draw(next_token_distribution(logits, sampling))
+            next_ids = draw(next_token_distribution(choosable, sampling))
 
         model_probs = F.softmax(logits, dim=-1)
         chosen_probs = model_probs.gather(1, next_ids.unsqueeze(1)).squeeze(1).tolist()

@@ -106,7 +106,14 @@ SECTION_DEFAULTS: dict[str, dict[str, Any]] = {
         "device": "cpu",
     },
     "evaluate": {"tasks": ["wikitext2-perplexity", "lambada", "wmt14-en-fr"], "limit": 8},
-    "preferences": {"judge": "simulated", "n": 12, "max_new_tokens": 32, "annotators": 0},
+    "preferences": {
+        "judge": "simulated",
+        "n": 12,
+        "max_new_tokens": 32,
+        # A tiny model often ends at once; a reader needs a few words to judge.
+        "min_new_tokens": 8,
+        "annotators": 0,
+    },
 }
 
 

@@ -81,6 +81,9 @@ class PreferencesConfig(BaseModel):
     tokenizer: str | None = Field(None, description="tokenizer (default: each model's own)")
     seed: int = 0
     max_new_tokens: int = Field(48, ge=1)
+    min_new_tokens: int = Field(
+        0, ge=0, description="no end-of-text before this many tokens: no empty continuations"
+    )
     temperature: float = Field(1.0, ge=0)
     top_k: int | None = Field(40, ge=1)
     top_p: float | None = Field(None, gt=0, le=1)
@@ -112,6 +115,11 @@ class PreferencesConfig(BaseModel):
             len(self.labels) != len(self.models) or len(set(self.labels)) != len(self.labels)
         ):
             raise ValueError(f"labels: one distinct label per model, got {self.labels}")
+        if self.min_new_tokens > self.max_new_tokens:
+            raise ValueError(
+                f"min_new_tokens ({self.min_new_tokens}) is more than max_new_tokens "
+                f"({self.max_new_tokens})"
+            )
         return self
 
     def database_url(self) -> str:
@@ -123,6 +131,7 @@ class PreferencesConfig(BaseModel):
             top_p=self.top_p,
             temperature=self.temperature,
             top_k=self.top_k,
+            min_new_tokens=self.min_new_tokens,
         )
 
     def batch_name(self) -> str:
@@ -145,6 +154,8 @@ class PreferencesConfig(BaseModel):
                 "labels",
             },
         )
+        if self.min_new_tokens:  # only when set: batches made before it keep their names
+            shaping["min_new_tokens"] = self.min_new_tokens
         shaping["prompts"] = fingerprint_path(self.prompts)
         shaping["checkpoints"] = [model_fingerprint(m) for m in self.models]
         digest = hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()

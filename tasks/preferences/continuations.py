@@ -21,6 +21,7 @@ class ContinuationSettings:
     top_k: int | None = 40
     top_p: float | None = None
     batch_size: int = 8
+    min_new_tokens: int = 0  # no end-of-text before this many tokens (see SamplingConfig)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -55,6 +56,7 @@ def sample_continuations(
             top_k=settings.top_k,
             top_p=settings.top_p,
             seed=seed + start,
+            min_new_tokens=settings.min_new_tokens,
         )
         ids = [tokenizer.encode(prompt)[-room:] for prompt in chunk]
         completions = generate(model, ids, sampling, eot_token=tokenizer.eot_token)

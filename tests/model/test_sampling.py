@@ -98,6 +98,28 @@ def test_stops_at_end_of_text_without_emitting_it(model):
     assert completion.tokens == expected[:first] and completion.finish_reason == "eot"
 
 
+def test_min_new_tokens_holds_end_of_text_back_as_transformers_does(model, hf_model):
+    prompt = PROMPTS[0]
+    eot = generate(model, [prompt], GREEDY)[0].tokens[0]  # greedy would stop at once
+    assert generate(model, [prompt], GREEDY, eot_token=eot)[0].tokens == []
+    held = SamplingConfig(max_new_tokens=24, temperature=0, min_new_tokens=5)
+    completion = generate(model, [prompt], held, eot_token=eot)[0]
+    assert len(completion.tokens) >= 5 and eot not in completion.tokens
+    theirs = hf_model.generate(
+        torch.tensor([prompt]),
+        attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
+        max_new_tokens=24,
+        min_new_tokens=5,
+        do_sample=False,
+        pad_token_id=50256,
+        eos_token_id=eot,
+    )[0, len(prompt) :].tolist()
+    stopped = [eot] if completion.finish_reason == "eot" else []
+    assert theirs[: len(completion.tokens) + len(stopped)] == completion.tokens + stopped
+    with pytest.raises(ValueError, match="min_new_tokens"):
+        SamplingConfig(max_new_tokens=4, min_new_tokens=5)
+
+
 def test_stops_at_a_stop_string(model):
     expected = generate(model, [PROMPTS[0]], GREEDY)[0].tokens
     decode = lambda ids: "".join(f"<{i}>" for i in ids)  # noqa: E731

@@ -265,6 +265,19 @@ def test_the_store_reads_the_way_mlflow_3_is_meant_to_be_read(small_runs):
     assert small_runs.resumed.outputs["encode"]["tokens"] in judge
     assert small_runs.resumed.outputs["finetune"]["tokens"] in judge
 
+    # Continuations a person can judge: none ended before its 8th token (min_new_tokens),
+    # and a token is at least one byte.
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from tasks.preferences.store import Sample, open_database
+
+    engine = open_database(f"sqlite:///{small_runs.workspace / 'preferences.db'}")
+    with Session(engine) as session:
+        texts = session.scalars(select(Sample.text)).all()
+    engine.dispose()
+    assert texts and min(len(text.encode()) for text in texts) >= 8
+
 
 @pytest.fixture
 def browser():
