@@ -19,7 +19,9 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
+from pipelines.run_lock import exclusive
 from pipelines.services import answers, free_port, spawn, wait_until_up
 from pipelines.workspace import workspace_dir
 
@@ -40,20 +42,36 @@ def prefect_api() -> Iterator[str]:
     log = workspace_dir() / "logs" / "prefect-api.log"
     command = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1"]
     command += ["--port", str(port), "--no-ui", "--no-services"]
-    process = spawn(command, log, os.environ, detached=True, dies_with_parent=True)
-    _current.append(process)
+    process: subprocess.Popen | None = None
     try:
-        wait_until_up(
-            "Prefect's local API", lambda: answers(f"{url}/health"), process, log, START_TIMEOUT_S
-        )
+        # Two commands started at once in a new workspace would both create the tables of
+        # Prefect's database, and one server would die of it: servers start one at a time.
+        with exclusive(_start_lock()):
+            process = spawn(command, log, os.environ, detached=True, dies_with_parent=True)
+            _current.append(process)
+            wait_until_up(
+                "Prefect's local API",
+                lambda: answers(f"{url}/health"),
+                process,
+                log,
+                START_TIMEOUT_S,
+            )
         with temporary_settings({PREFECT_API_URL: url}):
             try:
                 yield url
             finally:
                 _send_pending_logs()
     finally:
-        _stop(process)
-        _current.remove(process)
+        if process is not None:
+            _stop(process)
+            _current.remove(process)
+
+
+def _start_lock() -> Path:
+    """Beside Prefect's database (in PREFECT_HOME, the workspace's `prefect/` folder)."""
+    from prefect.settings import PREFECT_HOME
+
+    return Path(PREFECT_HOME.value()) / "server-start.lock"
 
 
 _current: list[subprocess.Popen] = []  # the server this process started, while it runs

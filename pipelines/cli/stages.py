@@ -132,7 +132,11 @@ def encode(
         settings = load_config(EncodeConfig, config, overrides)
         if settings.dask_address:
             _print_dask_dashboard(settings.dask_address)
-        with running_flows():
+        from pipelines.run_lock import folder_lock
+
+        # The folder first: a second encode into it refuses at once, before starting
+        # anything (run_encode takes the same lock again, which is allowed).
+        with folder_lock(settings.out), running_flows():
             result = run_encode(settings)
     except ValueError as err:
         raise fail(err) from None
