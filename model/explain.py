@@ -60,28 +60,14 @@ class WordMerges:
 
 
 def bpe_merges(bpe: ReferenceBPE, word: str) -> WordMerges:
-    """Replay `ReferenceBPE.bpe` on one word (one piece of GPT-2's split pattern), keeping
+    """`ReferenceBPE.bpe` on one word (one piece of GPT-2's split pattern), keeping
     every intermediate state: the merge ranks the reference BPE holds say which pair joins
     first, and the list of states is the story of how the word became its tokens."""
     chars = "".join(bpe.byte_to_char[b] for b in word.encode("utf-8"))
-    pieces = list(chars)
-    steps: list[MergeStep] = []
-    while len(pieces) > 1:
-        pairs = zip(pieces, pieces[1:], strict=False)
-        best = min(pairs, key=lambda pair: bpe.merge_rank.get(pair, math.inf))
-        if best not in bpe.merge_rank:
-            break
-        merged: list[str] = []
-        i = 0
-        while i < len(pieces):
-            if i + 1 < len(pieces) and (pieces[i], pieces[i + 1]) == best:
-                merged.append(pieces[i] + pieces[i + 1])
-                i += 2
-            else:
-                merged.append(pieces[i])
-                i += 1
-        pieces = merged
-        steps.append(MergeStep(bpe.merge_rank[best], best[0], best[1], tuple(pieces)))
+    steps = [
+        MergeStep(bpe.merge_rank[pair], pair[0], pair[1], tuple(pieces))
+        for pair, pieces in bpe.merge_steps(chars)
+    ]
     return WordMerges(word, tuple(chars), tuple(steps))
 
 

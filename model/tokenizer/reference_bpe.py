@@ -20,7 +20,7 @@ Encoding a text happens in three steps:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import regex
@@ -66,14 +66,23 @@ class ReferenceBPE:
         """Split one word (in stand-in characters) into tokens by applying the merges."""
         if word in self.cache:
             return self.cache[word]
+        steps = list(self.merge_steps(word))
+        # The pieces after the last merge; the single characters when none applies.
+        pieces = steps[-1][1] if steps else list(word)
+        self.cache[word] = pieces
+        return pieces
 
+    def merge_steps(self, word: str) -> Iterator[tuple[tuple[str, str], list[str]]]:
+        """Each merge applied to one word (in stand-in characters), in order: the pair
+        joined and the pieces after joining it. `bpe` keeps only the last pieces; a
+        teaching view shows every step."""
         pieces = list(word)  # start from single characters, i.e. single bytes
         while len(pieces) > 1:
             # Of all neighbouring pairs, pick the one the merges file ranks best.
             pairs = zip(pieces, pieces[1:], strict=False)
             best = min(pairs, key=lambda pair: self.merge_rank.get(pair, math.inf))
             if best not in self.merge_rank:
-                break  # no neighbouring pair can be merged: done
+                return  # no neighbouring pair can be merged: done
 
             # Join every occurrence of that pair, scanning left to right
             # (so "a a a" with the merge "a a" gives "aa a").
@@ -87,9 +96,7 @@ class ReferenceBPE:
                     merged.append(pieces[i])
                     i += 1
             pieces = merged
-
-        self.cache[word] = pieces
-        return pieces
+            yield best, pieces
 
     def decode(self, ids: Sequence[int]) -> str:
         """Token ids -> text: the steps above backwards (no merging needed)."""
