@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from pipelines.cli.common import app, fail, make_console
+from pipelines.cli.common import ModelOption, app, fail, make_console
 
 if TYPE_CHECKING:  # torch is imported only when the command runs (see pipelines/cli)
     from model import GPT, SamplingConfig, Tokenizer
@@ -42,15 +42,7 @@ def read_persona(path: Path | None) -> list[str]:
 
 @app.command()
 def chat(
-    model: Annotated[
-        str,
-        typer.Option(
-            "--model",
-            "-m",
-            help="Checkpoint folder (ours or Hugging Face), hub id, or models:/NAME@ALIAS or "
-            "models:/NAME/VERSION (a registered model).",
-        ),
-    ],
+    model: ModelOption,
     persona: Annotated[
         Path | None,
         typer.Option(help="Text file: who the model is, one persona sentence per line."),

@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -20,6 +21,18 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+# The model a teaching command runs (generate, explain, chat): one option, one help text.
+ModelOption = Annotated[
+    str,
+    typer.Option(
+        "--model",
+        "-m",
+        help="Checkpoint folder (ours or Hugging Face), hub id, or models:/NAME@ALIAS or "
+        "models:/NAME/VERSION (a registered model).",
+    ),
+]
 
 
 def make_console(stderr: bool = False) -> Console:

@@ -14,7 +14,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from pipelines.cli.common import app, fail, make_console
+from pipelines.cli.common import ModelOption, app, fail, make_console
 
 
 def _prob(p: float) -> str:
@@ -66,15 +66,7 @@ def tokenize(
 
 @app.command()
 def generate(
-    model: Annotated[
-        str,
-        typer.Option(
-            "--model",
-            "-m",
-            help="Checkpoint folder (ours or Hugging Face), hub id, or models:/NAME@ALIAS or "
-            "models:/NAME/VERSION (a registered model).",
-        ),
-    ],
+    model: ModelOption,
     prompt: Annotated[str, typer.Option("--prompt", "-p", help="Text to continue.")],
     tokenizer: Annotated[
         str | None,
@@ -169,15 +161,9 @@ def _print_with_probabilities(events, tok, prompt: str) -> None:
     console.print(table)
 
 
-_MODEL_HELP = (
-    "Checkpoint folder (ours or Hugging Face), hub id, or models:/NAME@ALIAS or "
-    "models:/NAME/VERSION (a registered model)."
-)
-
-
 @app.command()
 def explain(
-    model: Annotated[str, typer.Option("--model", "-m", help=_MODEL_HELP)],
+    model: ModelOption,
     prompt: Annotated[str, typer.Option("--prompt", "-p", help="Text to look at.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="HTML file to write.")] = Path(
         "explain.html"
