@@ -17,7 +17,7 @@ import dataclasses
 import tempfile
 from itertools import islice
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import mlflow
 from prefect import flow, get_run_logger, task, unmapped
@@ -76,6 +76,37 @@ export_task = task(export, name="export")
 
 class CorpusConfig(FunnelSettings):
     """Settings of the corpus flow (the CLI's options and `--config` TOML tables)."""
+
+    # The settings that change which documents are kept: the run's MLflow params, so
+    # corpus runs compare by them. The other 50 (timeouts, n-gram tables, ...) are in
+    # the run's config.json.
+    COMPARED: ClassVar[tuple[str, ...]] = (
+        "shards",
+        "runner",
+        "link_rules.min_score",
+        "link_rules.require_score",
+        "link_rules.drop_wikipedia",
+        "link_rules.drop_self_posts",
+        "link_rules.drop_over_18",
+        "fetch.respect_robots",
+        "fetch.max_bytes",
+        "extract.fast",
+        "extract.favor_precision",
+        "extract.include_tables",
+        "extract.include_comments",
+        "filters.languages",
+        "filters.min_language_score",
+        "filters.min_words",
+        "filters.max_words",
+        "filters.min_tokens",
+        "filters.min_stop_words",
+        "filters.min_alpha_words_fraction",
+        "dedup.exact",
+        "dedup.near",
+        "dedup.threshold",
+        "dedup.num_perm",
+        "dedup.shingle_size",
+    )
 
     links: list[Path] = Field(min_length=1, description="link dumps / URL lists to read")
     out: Path = Field(description="output folder: dataset, manifest, the run's state")
@@ -233,7 +264,8 @@ def log_corpus_run(
     lineage = {"corpus": exported.fingerprint}
     lineage.update({f"links.{p.name}": fingerprint_path(p) for p in config.links})
     params = config.model_dump(mode="json", exclude={"links", "out"})
-    with tracked_run("corpus", lineage=lineage, params=params, tags=tags) as run:
+    compared = CorpusConfig.COMPARED
+    with tracked_run("corpus", lineage=lineage, params=params, compared=compared, tags=tags) as run:
         # What it read (the link lists) and what it wrote (the dataset), for MLflow's
         # Dataset column and lineage.
         for links in config.links:

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import mlflow
+from mlflow.entities import Metric
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
@@ -46,6 +47,52 @@ def log_checkpoint_model(
         step=step,
     )
     return info.model_id
+
+
+CHECKPOINT_MODEL_TYPE = "checkpoint"  # a run's intermediate checkpoints (see below)
+CHECKPOINT_PATH_TAG = "gpt2lab.checkpoint"  # the folder an intermediate checkpoint is in
+CHECKPOINT_STEP_TAG = "gpt2lab.step"
+
+
+def log_checkpoint_reference(
+    run_id: str, checkpoint: Path, step: int, tags: Mapping[str, str]
+) -> str:
+    """Record an intermediate checkpoint of run `run_id` as an MLflow logged model that
+    points at its folder; returns its model id.
+
+    It is an "external" model: MLflow keeps its tags (fingerprint, step, folder, lineage)
+    and the metrics linked to it, not its weights. A run writes a checkpoint every few
+    hundred steps and keeps only the last few (`keep_last`); copying each into MLflow's
+    artifact store would keep every one of them forever. The final checkpoint is logged
+    with its weights (`log_checkpoint_model`), so it can be registered and loaded.
+    """
+    client = MlflowClient(mlflow_tracking_uri())
+    experiment_id = client.get_run(run_id).info.experiment_id
+    model = mlflow.create_external_model(
+        name=f"step-{step:06d}",
+        source_run_id=run_id,
+        tags={**tags, CHECKPOINT_STEP_TAG: str(step), CHECKPOINT_PATH_TAG: str(checkpoint)},
+        model_type=CHECKPOINT_MODEL_TYPE,
+        experiment_id=experiment_id,
+    )
+    return model.model_id
+
+
+def link_metric(run_id: str, key: str, step: int, model_id: str) -> bool:
+    """Show run `run_id`'s point of metric `key` at `step` on logged model `model_id`'s
+    page (e.g. the validation loss a checkpoint was saved with); False if there is none.
+
+    The point is logged again with the model's id and its own timestamp: MLflow keeps one
+    copy of a (key, value, step, time) point in the run, and adds it to the model's metrics.
+    """
+    client = MlflowClient(mlflow_tracking_uri())
+    points = [m for m in client.get_metric_history(run_id, key) if m.step == step]
+    if not points:
+        return False
+    point = points[-1]
+    linked = Metric(point.key, point.value, point.timestamp, point.step, model_id=model_id)
+    client.log_batch(run_id, metrics=[linked])
+    return True
 
 
 def register_logged_model(model_id: str, name: str, aliases: list[str]) -> ModelVersion:

@@ -27,13 +27,14 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib.metadata
+import json
 import logging
 import os
 import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -108,6 +109,7 @@ def tracked_run(
     parent_run_id: str | None = None,
     tags: Mapping[str, str] | None = None,
     system_metrics: bool = False,
+    compared: Collection[str] | None = None,
 ) -> Iterator[mlflow.ActiveRun]:
     """Open an MLflow run in `experiment`, tagged with its lineage; end it when the block ends.
 
@@ -119,8 +121,12 @@ def tracked_run(
             Inside an end-to-end stage, the flow's own run is named after the stage.
         lineage: input name -> fingerprint (see tasks.fingerprint), each stored as the tag
             `gpt2lab.lineage.<name>`.
-        params: a mapping or a pydantic config model, logged in one batch; nested values are
-            flattened to dotted keys (`{"optim": {"lr": 3e-4}}` -> `optim.lr`).
+        params: the run's settings, a mapping or a pydantic config model. All of them are
+            logged as the artifact `config.json` (the whole configuration, to read or to
+            run again); as MLflow params, nested values flattened to dotted keys
+            (`{"optim": {"lr": 3e-4}}` -> `optim.lr`), go only those named in `compared`.
+        compared: the dotted keys of the settings a person compares runs by: the params,
+            the columns of MLflow's runs table. None: every setting (for runs with few).
         nested: make this run a child of the run already active in this thread.
         parent_run_id: make this run a child of that run, even one started in another thread
             or process (MLflow's active run is per thread; Prefect tasks run in worker threads).
@@ -152,13 +158,7 @@ def tracked_run(
         log_system_metrics=system_metrics,
     ) as run:
         if params:
-            if isinstance(params, BaseModel):  # a flow config: paths, enums -> plain JSON
-                params = params.model_dump(mode="json")
-            flat = flatten_params(params)
-            # One log_batch call (MLflow splits it into chunks of 100 params itself).
-            _client().log_batch(
-                run.info.run_id, params=[Param(key, value) for key, value in flat.items()]
-            )
+            log_settings(run.info.run_id, params, compared)
         if flow_level:
             link_flow_run(run)
         interrupts.open_runs.append(run.info.run_id)  # to mark KILLED if stopped hard
@@ -413,6 +413,33 @@ def package_version() -> str:
         return importlib.metadata.version("gpt2lab")
     except importlib.metadata.PackageNotFoundError:
         return "unknown"
+
+
+CONFIG_ARTIFACT = "config.json"  # a run's whole configuration (see `log_settings`)
+
+
+def log_settings(
+    run_id: str, settings: Mapping[str, Any] | BaseModel, compared: Collection[str] | None
+) -> None:
+    """Log a run's settings: all of them as `config.json`, the `compared` ones as params.
+
+    A flow config has dozens of settings (the corpus flow's filters alone have 25), most of
+    them never changed. As params they would all become columns of MLflow's runs table,
+    where a reviewer looks for the few that differ. So the params are the settings people
+    compare (model size, steps, learning rate, dedup threshold, ...), and the file keeps
+    everything, exactly as the flow received it.
+    """
+    if isinstance(settings, BaseModel):  # a flow config: paths, enums -> plain JSON
+        settings = settings.model_dump(mode="json")
+    _client().log_text(run_id, json.dumps(settings, indent=2, default=str), CONFIG_ARTIFACT)
+    flat = flatten_params(settings)
+    if compared is not None:
+        missing = sorted(set(compared) - set(flat))
+        if missing:  # a renamed setting: say so here, not as a column that quietly vanished
+            raise KeyError(f"compared settings not in the config: {', '.join(missing)}")
+        flat = {key: value for key, value in flat.items() if key in compared}
+    # One log_batch call (MLflow splits it into chunks of 100 params itself).
+    _client().log_batch(run_id, params=[Param(key, value) for key, value in flat.items()])
 
 
 def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:

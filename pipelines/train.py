@@ -25,7 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import mlflow
 from mlflow.tracking import MlflowClient
@@ -35,7 +35,12 @@ from pydantic import BaseModel, Field
 from model import GPT, SamplingConfig, generate, load_tokenizer
 from pipelines.failure_hooks import notify_failure
 from pipelines.interrupts import RunInterrupted
-from pipelines.mlflow_model import log_checkpoint_model, register_logged_model
+from pipelines.mlflow_model import (
+    link_metric,
+    log_checkpoint_model,
+    log_checkpoint_reference,
+    register_logged_model,
+)
 from pipelines.model_refs import is_registered, resolve_model
 from pipelines.run_lock import folder_lock
 from pipelines.tracking import (
@@ -64,7 +69,7 @@ from reports.mlflow_names import (
 from reports.train_charts import loss_curve
 from tasks.encode.token_shards import TOKENIZER_DIR, read_meta
 from tasks.fingerprint import fingerprint_path
-from tasks.train.checkpoints import TrainingError, latest_checkpoint
+from tasks.train.checkpoints import BEST, TrainingError, latest_checkpoint
 from tasks.train.loop import CHECKPOINTS_DIR, Callbacks, StepMetrics, TrainResult, train
 from tasks.train.settings import TrainSettings
 from tasks.train.text_data import DataFormat, tokenizer_for, tokens_from_text_file
@@ -72,6 +77,34 @@ from tasks.train.text_data import DataFormat, tokenizer_for, tokens_from_text_fi
 
 class TrainConfig(TrainSettings):
     """The train flow's settings: the loop's, plus where the run lives and what to log."""
+
+    # The settings that change what is learnt, and how fast: the run's MLflow params, so
+    # training runs compare by them. The rest (logging, folders, sample prompts) are in
+    # the run's config.json.
+    COMPARED: ClassVar[tuple[str, ...]] = (
+        "model",
+        "init_from",
+        "dropout",
+        "context",
+        "micro_batch",
+        "batch_tokens",
+        "max_steps",
+        "learning_rate",
+        "min_learning_rate",
+        "warmup_steps",
+        "weight_decay",
+        "beta1",
+        "beta2",
+        "grad_clip",
+        "eval_interval",
+        "eval_batches",
+        "seed",
+        "device",
+        "devices",
+        "precision",
+        "compile",
+        "format",
+    )
 
     name: str = Field("gpt2lab", description="run name; also the run folder's name")
     out: Path | None = Field(None, description="run folder (default: workspace/checkpoints/<name>)")
@@ -140,24 +173,61 @@ def prepare_data(config: TrainConfig) -> Path:
     )
 
 
+def training_lineage(config: TrainConfig, tokens: Path) -> dict[str, str]:
+    """The fingerprints of what a training run starts from: its token shards, their
+    tokenizer, and the checkpoint it starts from (if any)."""
+    meta = read_meta(tokens)
+    lineage = {"tokens": meta.fingerprint, "tokenizer": meta.tokenizer["fingerprint"]}
+    if config.init_from is not None:
+        init = Path(config.init_from)
+        lineage["init"] = fingerprint_path(init) if init.exists() else config.init_from
+    return lineage
+
+
+def checkpoint_tags(checkpoint: Path, lineage: dict[str, str]) -> dict[str, str]:
+    """A checkpoint's logged-model tags: its fingerprint (how an evaluation of the folder
+    finds the model), the data its validation loss was measured on (what `best` compares
+    by), and its lineage."""
+    return {
+        FINGERPRINT_TAG: fingerprint_path(checkpoint),
+        VAL_DATA_TAG: lineage["tokens"],  # the validation split is part of the shards
+        **{lineage_tag(name): fp for name, fp in lineage.items()},
+    }
+
+
 class MlflowProgress:
     """The loop's callbacks, writing to one MLflow run in batches.
 
     The tracking server may be away for a while (restarted, network down): training goes
-    on, metrics and samples wait in memory and are sent when it answers again (see
-    `MetricBuffer`). `close` waits `tracking_patience_s` for it at the end."""
+    on, metrics, samples and checkpoints wait in memory and are sent when it answers again
+    (see `MetricBuffer`). `close` waits `tracking_patience_s` for it at the end.
+
+    Each step checkpoint the loop writes becomes an MLflow logged model of the run, with
+    the validation loss of its step linked to it, so the run's Models column and each
+    model's page show how the checkpoints compare. The final one is logged at the end,
+    with its weights, by the flow."""
 
     def __init__(
-        self, run_id: str, config: TrainConfig, tokens: Path, logger: Any | None = None
+        self,
+        run_id: str,
+        config: TrainConfig,
+        tokens: Path,
+        logger: Any | None = None,
+        lineage: dict[str, str] | None = None,
     ) -> None:
         self.run_id, self.config = run_id, config
         self.tokenizer = load_tokenizer(tokens / TOKENIZER_DIR)
+        self.lineage = lineage if lineage is not None else training_lineage(config, tokens)
         self.metrics = MetricBuffer(run_id)
         self.texts: list[tuple[str, str]] = []  # (text, artifact file) not yet logged
+        # (step, folder, tags) of checkpoints not yet logged as models
+        self.checkpoints: list[tuple[int, Path, dict[str, str]]] = []
         self.logger = logger or get_run_logger()
 
     def callbacks(self) -> Callbacks:
-        return Callbacks(on_step=self.on_step, on_eval=self.on_eval)
+        return Callbacks(
+            on_step=self.on_step, on_eval=self.on_eval, on_checkpoint=self.on_checkpoint
+        )
 
     def on_step(self, step: int, metrics: StepMetrics) -> None:
         self.metrics.add([(name, value, step) for name, value in step_metrics(metrics).items()])
@@ -172,6 +242,15 @@ class MlflowProgress:
         self.texts.append((self.samples(model), f"{SAMPLES_FOLDER}/step-{step:06d}.txt"))
         self.flush()
         self.logger.info("step %d: validation loss %.3f", step, val_loss)
+
+    def on_checkpoint(self, step: int, folder: Path) -> None:
+        """Note a step checkpoint, to log as a model at the next flush. Its fingerprint is
+        taken now: the folder may be pruned (`keep_last`) before the server answers."""
+        if folder.name == BEST or step == self.config.max_steps:
+            # `best` is a copy of a step's weights, overwritten as the loss falls; the
+            # last step's checkpoint is logged with its weights when the run ends.
+            return
+        self.checkpoints.append((step, folder, checkpoint_tags(folder, self.lineage)))
 
     def samples(self, model: GPT) -> str:
         """The fixed prompts continued with a fixed seed: the same question at every
@@ -198,6 +277,15 @@ class MlflowProgress:
             except Exception:  # noqa: BLE001 - the server went away again: keep it for later
                 return False
             self.texts.pop(0)
+        while self.checkpoints:
+            step, folder, tags = self.checkpoints[0]
+            try:
+                with failing_fast():
+                    model_id = log_checkpoint_reference(self.run_id, folder, step, tags)
+                    link_metric(self.run_id, VAL_LOSS, step, model_id)
+            except Exception:  # noqa: BLE001 - the server went away again: keep it for later
+                return False
+            self.checkpoints.pop(0)
         return True
 
     def close(self) -> None:
@@ -246,20 +334,24 @@ def train_flow(config: TrainConfig) -> TrainFlowResult:
 
 def _train(config: TrainConfig) -> TrainFlowResult:
     params: TrainConfig | dict[str, Any] = config
+    compared = TrainConfig.COMPARED
     if config.init_from is not None and is_registered(config.init_from):
         # A registered model (models:/NAME@ALIAS): train from its downloaded folder, and
         # record both the reference and the folder it named at this moment.
         folder = resolve_model(config.init_from)
         params = config.model_dump(mode="json") | {"init_from_folder": folder}
+        compared = (*compared, "init_from_folder")
         config = config.model_copy(update={"init_from": folder})
     tokens = prepare_data(config)
     meta = read_meta(tokens)
-    lineage = {"tokens": meta.fingerprint, "tokenizer": meta.tokenizer["fingerprint"]}
-    if config.init_from is not None:
-        init = Path(config.init_from)
-        lineage["init"] = fingerprint_path(init) if init.exists() else config.init_from
+    lineage = training_lineage(config, tokens)
     with tracked_run(
-        "train", run_name=config.name, lineage=lineage, params=params, system_metrics=True
+        "train",
+        run_name=config.name,
+        lineage=lineage,
+        params=params,
+        compared=compared,
+        system_metrics=True,
     ) as run:
         run_id = run.info.run_id
         # The token shards it trains on; their held-out split gives the validation loss.
@@ -269,7 +361,7 @@ def _train(config: TrainConfig) -> TrainFlowResult:
         if config.devices > 1:
             result = train_on_processes(config, tokens, run_id)
         else:
-            progress = MlflowProgress(run_id, config, tokens)
+            progress = MlflowProgress(run_id, config, tokens, lineage=lineage)
             # Called directly, not submitted: the loop runs in this (main) thread, where
             # it can catch SIGTERM and Ctrl-C to save a checkpoint before stopping.
             result = task(train, name="train-loop")(
@@ -288,13 +380,11 @@ def _train(config: TrainConfig) -> TrainFlowResult:
             raise RunInterrupted(f"stopped at step {result.steps}")
         version, model_id, registered = None, None, None
         if result.last_checkpoint is not None:
-            tags = {
-                FINGERPRINT_TAG: fingerprint_path(result.last_checkpoint),
-                VAL_DATA_TAG: meta.fingerprint,
-                **{lineage_tag(name): fp for name, fp in lineage.items()},
-            }
+            tags = checkpoint_tags(result.last_checkpoint, lineage)
             if result.val_loss is not None:
                 tags[VAL_LOSS_TAG] = str(result.val_loss)
+            # Logged at its step, the model gets the run's metrics of that step linked to it
+            # (MLflow does it), the validation loss among them.
             model_id = log_checkpoint_model(result.last_checkpoint, tags=tags, step=result.steps)
             if config.register_as:
                 registered = name_for_data(config.register_as, meta.fingerprint)

@@ -441,7 +441,8 @@ def _stage_section(run: StageRun, title: str, anchor: str) -> Section:
 
 
 def _settings(params: dict[str, str]) -> Table | None:
-    """All of a run's params: long (a flow's whole config), so HTML folds them away."""
+    """A run's params: the settings its runs are compared by (the whole config is the
+    run's config.json artifact); HTML folds them away."""
     if not params:
         return None
     rows = [[key, value] for key, value in sorted(params.items())]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import threading
 from pathlib import Path
@@ -179,6 +180,25 @@ def test_pydantic_config_as_params(workspace: Path) -> None:
     with tracked_run("train", params=TrainConfig()) as run:
         run_id = run.info.run_id
     assert _client().get_run(run_id).data.params == {"out_dir": "/ckpt", "optim.lr": "0.001"}
+
+
+def test_compared_settings_are_the_params_and_config_json_has_all(
+    workspace: Path, tmp_path: Path
+) -> None:
+    settings = {"model": "tiny", "optim": {"lr": 3e-4, "eps": 1e-8}, "log_every": 10}
+    with tracked_run("train", params=settings, compared=("model", "optim.lr")) as run:
+        run_id = run.info.run_id
+    assert _client().get_run(run_id).data.params == {"model": "tiny", "optim.lr": "0.0003"}
+    logged = _client().download_artifacts(run_id, tracking.CONFIG_ARTIFACT, str(tmp_path))
+    assert json.loads(Path(logged).read_text()) == settings
+
+    # A compared setting the config lacks (renamed since) is said, not silently dropped.
+    renamed = ("model", "optim.betas")
+    with (
+        pytest.raises(KeyError, match="optim.betas"),
+        tracked_run("t", params=settings, compared=renamed),
+    ):
+        pass
 
 
 def test_flatten_params() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import random
 from pathlib import Path
@@ -14,6 +15,7 @@ from model import GPT, SamplingConfig, generate, load_model, load_tokenizer
 from pipelines.cli import app
 from pipelines.train import TrainConfig, run_train
 from tasks.encode.loader import sequential_windows
+from tasks.fingerprint import fingerprint_path
 
 runner = CliRunner()
 MARKERS = ("ahoy", "matey", "arr")
@@ -87,6 +89,12 @@ def test_pretrain_then_finetune_towards_a_style(workspace, prefect_harness, toke
     client = MlflowClient(tracking_uri=mlflow_tracking_uri())
     run = client.get_run(pre.mlflow_run_id)
     assert run.data.params["learning_rate"] == "0.01"
+    # The params are the settings runs are compared by; config.json has every setting.
+    assert set(run.data.params) == set(TrainConfig.COMPARED)
+    logged_config = json.loads(
+        Path(client.download_artifacts(pre.mlflow_run_id, "config.json", str(tmp_path))).read_text()
+    )
+    assert TrainConfig.model_validate(logged_config) == pretrain
     assert run.data.tags["gpt2lab.lineage.tokens"]
     history = client.get_metric_history(pre.mlflow_run_id, "loss/train")
     assert [m.step for m in history] == list(range(1, 151))
@@ -97,6 +105,23 @@ def test_pretrain_then_finetune_towards_a_style(workspace, prefect_harness, toke
         for a in client.list_artifacts(pre.mlflow_run_id, folder or None)
     }
     assert {"charts/loss.png", "samples/step-000150.txt"} <= artifacts
+    # Every checkpoint is a logged model of the run, with the validation loss of its step:
+    # the two intermediate ones point at their folders, the final one holds its weights.
+    models = client.search_logged_models(experiment_ids=[run.info.experiment_id])
+    models = {m.name: m for m in models if m.source_run_id == pre.mlflow_run_id}
+    assert set(models) == {"step-000050", "step-000100", "model"}
+    val_losses = {m.step: m.value for m in client.get_metric_history(pre.mlflow_run_id, "loss/val")}
+    for name, step in (("step-000050", 50), ("step-000100", 100), ("model", 150)):
+        linked = {m.key: (m.step, m.value) for m in models[name].metrics}
+        assert linked["loss/val"] == (step, val_losses[step])
+        assert (
+            models[name].tags["gpt2lab.lineage.tokens"] == run.data.tags["gpt2lab.lineage.tokens"]
+        )
+    step_50 = models["step-000050"]
+    assert step_50.model_type == "checkpoint"
+    assert step_50.tags["gpt2lab.checkpoint"].endswith("checkpoints/step-000050")
+    assert step_50.tags["gpt2lab.fingerprint"] != models["model"].tags["gpt2lab.fingerprint"]
+    assert models["model"].tags["gpt2lab.fingerprint"] == fingerprint_path(pre.checkpoint)
     version = client.get_model_version_by_alias("tiny-test", "best")
     assert int(version.version) == pre.model_version == 1
     assert version.run_id == pre.mlflow_run_id and version.tags["val_loss"]
