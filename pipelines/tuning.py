@@ -54,6 +54,7 @@ from reports.mlflow_names import (
     FOLLOWUP_BATCH_TAG,
     JUDGE_TAG,
     PREFERENCE_TUNING_EXPERIMENT,
+    VAL_LOSS,
     WIN_RATE_PREFIX,
     lineage_tag,
     pair_name,
@@ -66,7 +67,7 @@ from tasks.tuning.comparisons import (
     split_by_prompt,
 )
 from tasks.tuning.dpo_training import DPOSettings
-from tasks.tuning.loop import LoopSettings, OnMetrics, clear_progress
+from tasks.tuning.loop import LoopSettings, OnMetrics, clear_progress, measured_from
 from tasks.tuning.reward_training import RewardSettings
 
 
@@ -316,7 +317,7 @@ def _trained(
             points.extend((key, value, step) for key, value in metrics.items())
             if "epoch" in metrics:
                 update_progress_artifact(bar, 100.0 * metrics["epoch"] / settings.epochs)
-            if "held_out/accuracy" in metrics:
+            if VAL_LOSS in metrics:  # a held-out measurement: worth a line in the log
                 logger.info("%s step %d: %s", what, step, _short(metrics))
             if len(points) >= 500:
                 log_metrics_batch(run, points)
@@ -341,11 +342,8 @@ def _trained(
 
 
 def _short(metrics: dict[str, float]) -> str:
-    return ", ".join(
-        f"{k.removeprefix('held_out/')} {v:.3f}"
-        for k, v in metrics.items()
-        if k.startswith("held_out/")
-    )
+    """The held-out measurement in a report (`loss/val`, `val/...`): "loss 0.612, ..."."""
+    return ", ".join(f"{k} {v:.3f}" for k, v in measured_from(metrics).items())
 
 
 @task(name="score-samples")

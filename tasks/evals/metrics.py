@@ -1,5 +1,13 @@
 """Scores as the GPT-2 paper reports them: sacrebleu's BLEU, rouge-score's ROUGE (with the
-paper's R-AVG), and the paper's two summarisation baselines (Random-3, Lede-3)."""
+paper's R-AVG), and the paper's two summarisation baselines (Random-3, Lede-3).
+
+One scale per kind of score, in every task, so runs and tasks line up in MLflow's charts:
+- text-overlap scores (BLEU, ROUGE, word F1) are on 0-100, as the GPT-2 paper (Table 4,
+  section 3.7) and ConvAI2 print them; rouge-score's 0-1 F1 is multiplied by 100 here;
+- shares of counted outcomes (accuracy, Hits@1, win rate) are fractions, 0-1;
+- perplexity, bits and losses are in their natural units.
+Intervals and paired differences are computed from the scores, so they share the scale.
+"""
 
 from __future__ import annotations
 
@@ -130,9 +138,13 @@ def sentence_bleu(output: str, reference: str) -> float:
     return BLEU(effective_order=True).sentence_score(output, [reference]).score
 
 
+# rouge-score gives F1 as a fraction; the paper (and so gpt2lab) prints ROUGE on 0-100.
+ROUGE_SCALE = 100.0
+
+
 def rouge1(output: str, reference: str) -> float:
-    """One example's ROUGE-1 F1 (stemmed), for the per-example table."""
-    return _rouge_pair(output, reference)[0]
+    """One example's ROUGE-1 F1 (stemmed, 0-100), for the per-example table."""
+    return _rouge_pair(output, reference)[0] * ROUGE_SCALE
 
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
@@ -150,15 +162,16 @@ def _rouge_pair(output: str, reference: str) -> tuple[float, ...]:
 
 def corpus_rouge(outputs: Sequence[str], references: Sequence[str]) -> dict[str, float]:
     """Mean F1 of ROUGE-1, -2, -L and -Lsum over the examples, with Porter stemming, as
-    rouge-score computes them, and `r_avg`, the GPT-2 paper's R-AVG: the mean of ROUGE-1,
-    ROUGE-2 and ROUGE-L, where the paper's ROUGE-L (ROUGE-1.5.5's) is summary-level, i.e.
-    rouge-score's rougeLsum, not its sentence-level rougeL."""
+    rouge-score computes them but x100 (0-100, as the paper prints them), and `r_avg`, the
+    GPT-2 paper's R-AVG: the mean of ROUGE-1, ROUGE-2 and ROUGE-L, where the paper's ROUGE-L
+    (ROUGE-1.5.5's) is summary-level, i.e. rouge-score's rougeLsum, not its sentence-level
+    rougeL."""
     totals = dict.fromkeys(ROUGE_TYPES, 0.0)
     for output, reference in zip(outputs, references, strict=True):
         for name, value in zip(ROUGE_TYPES, _rouge_pair(output, reference), strict=True):
             totals[name] += value
     count = max(1, len(outputs))
-    found = {name: total / count for name, total in totals.items()}
+    found = {name: total / count * ROUGE_SCALE for name, total in totals.items()}
     found["r_avg"] = (found["rouge1"] + found["rouge2"] + found["rougeLsum"]) / 3
     return found
 

@@ -88,14 +88,14 @@ def table_3(column: str, note: str = "") -> PaperFigure:
     return PaperFigure(TABLE_3[column], f"Table 3, {column}", note)
 
 
-# Table 4: ROUGE F1 on CNN/Daily Mail (the paper prints x100; here fractions, as
-# rouge-score gives them). R-L is ROUGE-1.5.5's summary-level ROUGE-L, which rouge-score
-# calls rougeLsum. R-AVG is the mean of R-1, R-2 and R-L.
+# Table 4: ROUGE F1 on CNN/Daily Mail, as the paper prints it (0-100: gpt2lab's ROUGE is on
+# the same scale, see tasks/evals/metrics.py). R-L is ROUGE-1.5.5's summary-level ROUGE-L,
+# which rouge-score calls rougeLsum. R-AVG is the mean of R-1, R-2 and R-L.
 TABLE_4: dict[str, dict[str, float]] = {
-    "GPT-2 TL;DR": {"R-1": 0.2934, "R-2": 0.0827, "R-L": 0.2658, "R-AVG": 0.2140},
-    "Random-3": {"R-1": 0.2878, "R-2": 0.0863, "R-L": 0.2552, "R-AVG": 0.2098},
-    "Lede-3": {"R-1": 0.4038, "R-2": 0.1766, "R-L": 0.3662, "R-AVG": 0.3155},
-    "GPT-2 no hint": {"R-1": 0.2158, "R-2": 0.0403, "R-L": 0.1947, "R-AVG": 0.1503},
+    "GPT-2 TL;DR": {"R-1": 29.34, "R-2": 8.27, "R-L": 26.58, "R-AVG": 21.40},
+    "Random-3": {"R-1": 28.78, "R-2": 8.63, "R-L": 25.52, "R-AVG": 20.98},
+    "Lede-3": {"R-1": 40.38, "R-2": 17.66, "R-L": 36.62, "R-AVG": 31.55},
+    "GPT-2 no hint": {"R-1": 21.58, "R-2": 4.03, "R-L": 19.47, "R-AVG": 15.03},
 }
 LARGEST = SIZES[-1].name
 

@@ -83,6 +83,7 @@ def train_dpo(
         )
         ref = reference_train[indices]
         out = dpo_loss(chosen, rejected, ref[:, 0], ref[:, 1], settings.beta)
+        # `train/<name>`, beside the loop's `loss/train` (names: see tasks/tuning/loop.py).
         return out.loss, {
             "train/margin": out.margins.mean().item(),
             "train/accuracy": (out.margins > 0).float().mean().item(),

@@ -6,6 +6,11 @@
             backward; clip the gradient norm; AdamW step at the warmed-up learning rate
             every `eval_every` steps: measure on the held-out prompts
 
+Metric names follow pretraining's scheme (`reports/mlflow_names.py`; `tasks/` may not import
+`reports/`, so the strings are repeated below): the training loss is `loss/train` and the
+held-out loss `loss/val`, so MLflow's UI charts them together; other per-step measures are
+`train/<name>`, other held-out ones `val/<name>`; `epoch` is the progress so far.
+
 Every `checkpoint_every` steps the loop saves what it needs to go on (the weights,
 AdamW's moments, the step, the shuffling generator, the metrics so far) into a progress
 folder. Started again with the same folder, it continues from there and ends with the
@@ -33,6 +38,31 @@ Metrics = dict[str, float]
 OnMetrics = Callable[[int, Metrics], None]
 STATE_FILE = "loop_state.pt"
 WEIGHTS_FILE = "weights.safetensors"
+
+# The names the loop reports under, as reports/mlflow_names.py's TRAIN_LOSS and VAL_LOSS:
+# both losses share the prefix `loss/`, which is how MLflow's UI puts them in one chart.
+# Other per-step measures are named `train/...` by the method's `loss_of` (`train/accuracy`).
+TRAIN_LOSS = "loss/train"
+VAL_LOSS = "loss/val"
+VAL_PREFIX = "val/"  # other held-out measures: `val/accuracy`, `val/kl`, ...
+EPOCH = "epoch"
+
+
+def val_metrics(measured: Metrics) -> Metrics:
+    """A held-out measurement under the names it is reported with:
+    `{"loss": 0.6, "accuracy": 0.7}` -> `{"loss/val": 0.6, "val/accuracy": 0.7}`."""
+    return {VAL_LOSS if name == "loss" else VAL_PREFIX + name: v for name, v in measured.items()}
+
+
+def measured_from(reported: Metrics) -> Metrics:
+    """The held-out measurement within a report, by its plain names (`val_metrics` undone)."""
+    found = {"loss": reported[VAL_LOSS]} if VAL_LOSS in reported else {}
+    found |= {
+        name.removeprefix(VAL_PREFIX): v
+        for name, v in reported.items()
+        if name.startswith(VAL_PREFIX)
+    }
+    return found
 
 
 class LoopSettings(BaseModel):
@@ -85,8 +115,10 @@ def optimise(
     """Train `model`'s parameters that require gradients.
 
     minibatches(rng): one epoch's minibatches (lists of training indices), shuffled by rng.
-    loss_of(indices): the loss to minimise on a minibatch, and metrics to report with it.
-    measure(): metrics on the held-out data, reported as `held_out/...`.
+    loss_of(indices): the loss to minimise on a minibatch (reported as `loss/train`), and
+        other metrics to report with it (named `train/...`).
+    measure(): metrics on the held-out data by plain names (`loss`, `accuracy`, ...),
+        reported as `loss/val` and `val/...`.
     progress: the folder to save progress in and resume from (None: no saving).
     """
     parameters = [p for p in model.parameters() if p.requires_grad]
@@ -124,10 +156,10 @@ def optimise(
             optimizer.step()
             state.step += 1
             state.done_in_epoch += 1
-            metrics = {"train/loss": loss.item(), **metrics, "epoch": state.step / steps_per_epoch}
+            metrics = {TRAIN_LOSS: loss.item(), **metrics, EPOCH: state.step / steps_per_epoch}
             if state.step % settings.eval_every == 0:
                 held_out = measure()
-                metrics |= {f"held_out/{k}": v for k, v in held_out.items()}
+                metrics |= val_metrics(held_out)
             report(metrics)
             if progress is not None and state.step % settings.checkpoint_every == 0:
                 _save(progress, settings, model, optimizer, state)
@@ -135,13 +167,9 @@ def optimise(
         state.epoch_shuffle = shuffle.getstate()
     if state.step % settings.eval_every or state.step == 0:  # the end: measured once more
         held_out = measure()
-        report({f"held_out/{k}": v for k, v in held_out.items()})
+        report(val_metrics(held_out))
     elif not held_out:  # resumed right after the last measurement: read it back
-        held_out = {
-            k.removeprefix("held_out/"): v
-            for k, v in state.history[-1][1].items()
-            if k.startswith("held_out/")
-        }
+        held_out = measured_from(state.history[-1][1])
     return LoopResult(steps=state.step, held_out=held_out, history=state.history)
 
 

@@ -62,6 +62,7 @@ def train_reward_model(
     def loss_of(indices: list[int]) -> tuple[torch.Tensor, Metrics]:
         rewards, best = _rewards(model, tokenizer, [train[i] for i in indices], max_tokens, device)
         right, total = pairwise_accuracy(rewards.detach(), best)
+        # `train/<name>`, beside the loop's `loss/train` (names: see tasks/tuning/loop.py).
         return choice_loss(rewards, best), {"train/accuracy": right / total}
 
     result = optimise(

@@ -49,7 +49,7 @@ def test_evaluate_logs_parent_and_task_runs_and_caches_outputs(
         "1542M",
         False,
     )
-    assert r_avg["value"] == pytest.approx(0.2140) and "only for 1542M" in r_avg["note"]
+    assert r_avg["value"] == pytest.approx(21.40) and "only for 1542M" in r_avg["note"]
 
     client = MlflowClient(tracking_uri=mlflow_tracking_uri())
     children = client.search_runs(

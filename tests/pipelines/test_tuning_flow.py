@@ -121,10 +121,20 @@ def test_tuning_on_human_votes_opens_a_judged_batch_with_lineage(batch, prefect_
     )
     by_name = {child.info.run_name: child for child in children}
     assert set(by_name) == {"reward-model", "dpo"}
-    losses = client.get_metric_history(by_name["dpo"].info.run_id, "train/loss")
+    # Each model's run: training and held-out losses as `loss/train` and `loss/val` in the
+    # same run (as pretraining logs them), so MLflow's UI draws them in one chart.
+    for child in by_name.values():
+        names = set(child.data.metrics)
+        assert {"loss/train", "loss/val", "train/accuracy", "val/accuracy", "epoch"} <= names
+        assert not any(name.startswith(("held_out/", "train/loss")) for name in names)
+    dpo_run = by_name["dpo"].info.run_id
+    losses = client.get_metric_history(dpo_run, "loss/train")
     assert len(losses) == result.policy.steps >= 3
-    assert client.get_metric_history(by_name["dpo"].info.run_id, "held_out/kl")
-    epochs = client.get_metric_history(by_name["dpo"].info.run_id, "epoch")
+    val_losses = client.get_metric_history(dpo_run, "loss/val")
+    assert val_losses[-1].step == result.policy.steps  # measured again at the end
+    assert val_losses[-1].value == pytest.approx(result.policy.held_out["loss"])
+    assert client.get_metric_history(dpo_run, "val/kl")
+    epochs = client.get_metric_history(dpo_run, "epoch")
     assert epochs[0].value == 1 / len(losses) and epochs[-1].value == 1.0  # progress
 
     # The new batch: tuned vs start on the batch's prompts, judged (here, by the script).

@@ -22,7 +22,9 @@ turns, ending with "You:"), the layout `--format persona-chat` fine-tunes on. Me
 - `f1`: ConvAI2's word F1 of the model's own greedy reply (up to 32 tokens, its first
   line) against the written one: both lower-cased, punctuation and the articles a/an/the
   removed, split on whitespace; F1 of the multiset overlap of words (ParlAI's
-  `normalize_answer` and `F1Metric`), averaged over rows.
+  `normalize_answer` and `F1Metric`), averaged over rows, on 0-100 as ConvAI2 prints it
+  (gpt2lab's one scale for text overlap, see tasks/evals/metrics.py; Hits@1, a share of
+  rows, is a fraction 0-1).
 ConvAI2's own Hits@1 ranks with a model trained to (a multiple-choice head); here the
 language model's likelihood ranks, which any GPT-2 can do without such a head.
 """
@@ -49,8 +51,14 @@ def normalized_words(text: str) -> list[str]:
     return _ARTICLES.sub(" ", text).split()
 
 
+# Text overlap is reported on 0-100 (ConvAI2 prints F1 as a percentage, as the GPT-2 paper
+# prints BLEU and ROUGE); `word_f1` itself stays ParlAI's 0-1 F1, so it reads as theirs.
+F1_SCALE = 100.0
+
+
 def word_f1(prediction: str, reference: str) -> float:
-    """F1 of the words the two texts share (counted with repeats), after normalisation."""
+    """F1 (0-1, as ParlAI computes it) of the words the two texts share (counted with
+    repeats), after normalisation."""
     predicted, wanted = normalized_words(prediction), normalized_words(reference)
     common = sum((Counter(predicted) & Counter(wanted)).values())
     if common == 0:
@@ -86,7 +94,7 @@ def score(
     return {
         "hits_at_1": sum(map(is_hit, measured)) / len(measured),
         "perplexity": math.exp(gold_nll / gold_tokens) if gold_tokens else math.nan,
-        "f1": sum(f1) / len(f1),
+        "f1": F1_SCALE * sum(f1) / len(f1),
     }
 
 

@@ -39,12 +39,12 @@ ARTICLE = (
 )
 
 
-def test_an_oracle_scores_bleu_100_and_rouge_1():
+def test_an_oracle_scores_bleu_100_and_rouge_100():
     score, signature = corpus_bleu(REFERENCES, REFERENCES)
     assert score == pytest.approx(100.0)
     assert signature.startswith("nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:")
     assert all(
-        value == pytest.approx(1.0) for value in corpus_rouge(REFERENCES, REFERENCES).values()
+        value == pytest.approx(100.0) for value in corpus_rouge(REFERENCES, REFERENCES).values()
     )
 
 
@@ -63,13 +63,23 @@ def test_bleu_equals_the_sacrebleu_command_line(tmp_path: Path):
     assert ours == pytest.approx(float(printed), abs=1e-5)
 
 
-def test_rouge_equals_rouge_score_called_directly():
+def test_rouge_equals_rouge_score_called_directly_on_the_papers_0_to_100_scale():
     scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
     direct = [scorer.score(ref, out) for ref, out in zip(REFERENCES, OUTPUTS, strict=True)]
     ours = corpus_rouge(OUTPUTS, REFERENCES)
     for name in ("rouge1", "rouge2", "rougeL"):
         mean = sum(s[name].fmeasure for s in direct) / len(direct)
-        assert ours[name] == pytest.approx(mean)
+        assert ours[name] == pytest.approx(100 * mean)
+
+
+def test_rouge_is_on_0_to_100_as_the_paper_prints_it():
+    """A worked case: 2 of the output's 3 words in the 4-word reference give rouge-score a
+    ROUGE-1 F1 of 2 * (2/3 * 1/2) / (2/3 + 1/2) = 4/7; gpt2lab reports 400/7 = 57.14."""
+    output, reference = "the cat sat", "a cat sat down"
+    fraction = rouge_scorer.RougeScorer(["rouge1"]).score(reference, output)["rouge1"].fmeasure
+    assert fraction == pytest.approx(4 / 7)
+    assert corpus_rouge([output], [reference])["rouge1"] == pytest.approx(400 / 7)
+    assert rouge1(output, reference) == pytest.approx(400 / 7)
 
 
 def test_empty_outputs_score_zero_instead_of_failing():
@@ -124,14 +134,14 @@ def test_r_avg_is_the_papers_mean_of_rouge_1_2_and_summary_level_l():
     two = ("The cat sat. The dog ran.", "The dog ran. A cat sat down.")
     direct = scorer.score("The dog ran.\nA cat sat down.", "The cat sat.\nThe dog ran.")
     assert corpus_rouge([two[0]], [two[1]])["rougeLsum"] == pytest.approx(
-        direct["rougeLsum"].fmeasure
+        100 * direct["rougeLsum"].fmeasure
     )
 
 
 def test_per_example_scores_for_the_examples_table():
     assert sentence_bleu(REFERENCES[0], REFERENCES[0]) == pytest.approx(100.0)
     assert 0 < sentence_bleu(OUTPUTS[0], REFERENCES[0]) < 100
-    assert rouge1(REFERENCES[1], REFERENCES[1]) == pytest.approx(1.0)
+    assert rouge1(REFERENCES[1], REFERENCES[1]) == pytest.approx(100.0)
     assert rouge1("", REFERENCES[1]) == 0.0
 
 
@@ -190,7 +200,7 @@ def test_rouge_lsum_is_rouge_score_s_with_one_sentence_per_line_and_r_avg_its_me
     direct = scorer.score(reference, "\n".join(sentences(output)))
     ours = corpus_rouge([output], [reference])
     for name in ("rouge1", "rouge2", "rougeLsum"):
-        assert ours[name] == pytest.approx(direct[name].fmeasure)
+        assert ours[name] == pytest.approx(100 * direct[name].fmeasure)
     # Summary-level LCS differs from the LCS over the whole text (rougeL).
     assert ours["rougeLsum"] != pytest.approx(ours["rougeL"])
     mean = (ours["rouge1"] + ours["rouge2"] + ours["rougeLsum"]) / 3

@@ -82,7 +82,7 @@ def test_table_4_r_avg_is_the_mean_of_its_three_rouge_columns():
     """A check on the transcription: the paper's R-AVG, recomputed, rounds to itself."""
     for row, columns in TABLE_4.items():
         mean = (columns["R-1"] + columns["R-2"] + columns["R-L"]) / 3
-        assert mean == pytest.approx(columns["R-AVG"], abs=0.00006), row
+        assert mean == pytest.approx(columns["R-AVG"], abs=0.006), row
 
 
 def _scores(task) -> dict[str, float]:
@@ -120,12 +120,12 @@ def test_each_task_carries_the_figures_that_measure_the_same_thing():
     assert "stop" in lambada["accuracy"].note  # says how the paper judged differently
     tldr = tasks["cnn-dailymail-tldr"].paper
     # Table 4's R-L is summary-level: rougeLsum carries it, rougeL (plain LCS) does not.
-    assert "rougeL" not in tldr and tldr["rougeLsum"].by_size == {"1542M": 0.2658}
-    assert tldr["r_avg"].by_size == {"1542M": 0.214}
-    assert tldr["lede3/r_avg"].by_size == {"1542M": 0.3155}
-    assert tldr["random3/rouge2"].by_size == {"1542M": 0.0863}
+    assert "rougeL" not in tldr and tldr["rougeLsum"].by_size == {"1542M": 26.58}
+    assert tldr["r_avg"].by_size == {"1542M": 21.40}
+    assert tldr["lede3/r_avg"].by_size == {"1542M": 31.55}
+    assert tldr["random3/rouge2"].by_size == {"1542M": 8.63}
     assert "baseline" in tldr["lede3/rouge1"].note
-    assert tasks["cnn-dailymail-no-hint"].paper["rouge1"].by_size == {"1542M": 0.2158}
+    assert tasks["cnn-dailymail-no-hint"].paper["rouge1"].by_size == {"1542M": 21.58}
     assert tasks["wmt14-fr-en"].paper["bleu"].by_size == {"1542M": 11.5}
     assert tasks["wmt14-en-fr"].paper["bleu"].by_size == {"1542M": 5.0}
 

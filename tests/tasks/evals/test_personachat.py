@@ -46,7 +46,8 @@ def test_hits_at_1_needs_the_gold_reply_strictly_likeliest():
     )
     assert scored["hits_at_1"] == 0.5
     assert scored["perplexity"] == pytest.approx(math.exp(2.0 / 4))  # the gold reply's tokens
-    assert scored["f1"] == pytest.approx(0.5)  # 1.0 and 0.0
+    # Word F1 1.0 and 0.0, reported on 0-100 as ConvAI2 prints it (not 0.5).
+    assert scored["f1"] == pytest.approx(50.0)
 
 
 def test_the_shipped_sample_is_in_the_hubs_layout_and_apart_from_the_training_split():

@@ -31,7 +31,7 @@ def test_reward_model_learns_the_marker_from_best_of_4_comparisons(ship_log, spl
     )
     assert result.held_out["pairs"] == 3 * len(split.held_out)  # chosen vs each of 3 others
     assert result.held_out["accuracy"] >= 0.9, result.held_out
-    assert any("held_out/accuracy" in m for _, m in seen[:-1])  # measured along the way
+    assert any("val/accuracy" in m for _, m in seen[:-1])  # measured along the way
     assert seen[-1][0] == result.steps
 
 
@@ -63,7 +63,7 @@ def test_dpo_raises_the_markers_frequency_with_bounded_kl(ship_log, split):
     assert held_out["loss"] < 0.6931  # below log 2: better than the reference's coin flip
     # KL to the start model, nats per 32-token sample: about 5, i.e. ~0.17 per token.
     assert 0 < held_out["kl"] < 10, held_out
-    first_kl = next(m["held_out/kl"] for _, m in result.history if "held_out/kl" in m)
+    first_kl = next(m["val/kl"] for _, m in result.history if "val/kl" in m)
     assert first_kl < held_out["kl"]  # the policy moved away as it learned
 
     # The starting model is untouched: DPO tuned a copy, against a frozen copy.

@@ -19,7 +19,7 @@ class Stop(Exception):
 
 def stop_at(step: int):
     def on_metrics(at: int, metrics: dict) -> None:
-        if at == step and "train/loss" in metrics:
+        if at == step and "loss/train" in metrics:
             raise Stop
 
     return on_metrics
