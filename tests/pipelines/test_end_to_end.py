@@ -212,6 +212,9 @@ def test_the_store_reads_the_way_mlflow_3_is_meant_to_be_read(small_runs):
     for stage, run in worked.items():
         assert run.info.run_name == stage and run.data.tags["mlflow.note.content"], stage
         assert run.data.tags["prefect.flow_run_name"] and run.data.tags["prefect.flow_run_url"]
+        # Params a person compares (a few dozen at most); the whole config in config.json.
+        assert 0 < len(run.data.params) <= 30, (stage, len(run.data.params))
+        assert "config.json" in {a.path for a in client.list_artifacts(run.info.run_id)}, stage
 
     def datasets(run) -> dict[str, str]:
         return {
@@ -236,15 +239,24 @@ def test_the_store_reads_the_way_mlflow_3_is_meant_to_be_read(small_runs):
     finetuned = small_runs.resumed.outputs["finetune"]
     assert task.data.params["model"] == finetuned["checkpoint"]
 
-    # One logged model per trained checkpoint, tagged with its fingerprint and lineage.
+    # One logged model per checkpoint, tagged with its fingerprint and lineage, the
+    # validation loss of its step linked to it: the step checkpoint (every 4 steps of 8 in
+    # pretraining, 2 of 4 in fine-tuning) points at its folder, the final one ("model")
+    # holds the weights.
     models = {}
-    for stage in TRAINING_STAGES:
-        (model,) = client.search_logged_models(
+    for stage, middle in zip(TRAINING_STAGES, ("step-000004", "step-000002"), strict=True):
+        logged = client.search_logged_models(
             [experiment.experiment_id],
             filter_string=f"source_run_id = '{worked[stage].info.run_id}'",
         )
+        by_name = {m.name: m for m in logged}
+        assert set(by_name) == {middle, "model"}, stage
+        for model in logged:
+            assert model.tags["gpt2lab.fingerprint"] and model.tags["gpt2lab.lineage.tokenizer"]
+            assert "loss/val" in {m.key for m in model.metrics}
+        model = by_name["model"]
         assert model.tags["gpt2lab.fingerprint"] == small_runs.resumed.outputs[stage]["fingerprint"]
-        assert model.tags["gpt2lab.lineage.tokenizer"]
+        assert by_name[middle].tags["gpt2lab.checkpoint"].endswith(f"checkpoints/{middle}")
         models[stage] = model
     # The evaluation's scores are linked to the fine-tuned model and to the task's rows.
     linked = {m.key: m for m in client.get_logged_model(models["finetune"].model_id).metrics}
