@@ -14,6 +14,9 @@ from prefect.task_runners import TaskRunner
 
 DASK_SCHEDULER_TAG = "gpt2lab.dask.scheduler"
 DASK_DASHBOARD_TAG = "gpt2lab.dask.dashboard"
+# How long to wait for the scheduler at `dask_address`: Dask retries a refused connection
+# meanwhile, so a scheduler that is still starting is found.
+SCHEDULER_TIMEOUT_S = 30.0
 
 
 def dask_dashboard(address: str) -> str | None:
@@ -24,7 +27,7 @@ def dask_dashboard(address: str) -> str | None:
     from distributed.utils import format_dashboard_link
 
     try:
-        with Client(address, timeout=30) as client:
+        with Client(address, timeout=SCHEDULER_TIMEOUT_S) as client:
             info = client.scheduler_info(n_workers=0)
     except OSError as error:
         raise ValueError(f"dask_address {address}: no Dask scheduler answered ({error})") from None

@@ -1,6 +1,8 @@
 """`gpt2lab ui`: the MLflow UI on the workspace's store and a Prefect server, both on
 127.0.0.1, for reviewing runs and scheduling flows.
 
+The MLflow addresses it prints ask for the UI's model-training view (`mlflow_pages`).
+
 Each server runs in a session (process group) of its own, and is stopped as a group: both
 start helpers of their own (MLflow its uvicorn server, Prefect its services), and stopping
 only the process we started could leave those running. Each also gets SIGTERM from Linux
@@ -16,6 +18,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 from pipelines.services import answers, spawn, wait_until_up
 from pipelines.workspace import mlartifacts_dir, mlflow_tracking_uri, workspace_dir
@@ -49,6 +52,66 @@ def start_ui(
         stop_ui(services)
         raise
     return services
+
+
+# MLflow 3.17's UI shows either its GenAI view (traces, prompts) or its model-training view
+# (runs, the model registry). It decides per page: the address's `workflowType` parameter
+# when it has one, else the choice last made with the "GenAI | Model training" switch at
+# the top left (kept in the browser's localStorage), else GenAI. Neither the server nor the
+# experiments' `mlflow.experimentKind` tag chooses it, and the UI's own links (the
+# experiments list, the menu, the model list) drop the parameter.
+SWITCH_HINT = (
+    'Elsewhere MLflow opens in its GenAI view: click "Model training" at its top left once, '
+    "and your browser keeps that choice."
+)
+MODELS_LISTED = 5  # registered models `gpt2lab ui` links, the most recently changed first
+
+
+def mlflow_pages(base_url: str) -> list[tuple[str, str]]:
+    """The MLflow UI pages `gpt2lab ui` points at, as (what, address), each in the model-
+    training view: the experiments, the end-to-end experiment's runs (once there is one),
+    and the pages of the latest registered models. (The registered-models list page drops
+    the view's parameter, so each model's own page is linked instead.)"""
+    from pipelines.tracking import MODEL_TRAINING_VIEW  # here: `gpt2lab schedule` needs no MLflow
+
+    base = base_url.rstrip("/")
+    pages = [("experiments", f"{base}/#/experiments?{MODEL_TRAINING_VIEW}")]
+    experiment, models = _look_up_store()
+    if experiment is not None:
+        pages.append(
+            ("end-to-end runs", f"{base}/#/experiments/{experiment}/runs?{MODEL_TRAINING_VIEW}")
+        )
+    pages += [(f"registered model {name}", mlflow_model_url(base, name)) for name in models]
+    return pages
+
+
+def mlflow_model_url(base_url: str, name: str) -> str:
+    """Registered model `name`'s page in the MLflow UI at `base_url`, in the model-training
+    view (its versions, aliases, and the runs that made them)."""
+    from pipelines.tracking import MODEL_TRAINING_VIEW
+
+    return f"{base_url.rstrip('/')}/#/models/{quote(name, safe='')}?{MODEL_TRAINING_VIEW}"
+
+
+def _look_up_store() -> tuple[str | None, list[str]]:
+    """The end-to-end experiment's id (None before the first run) and the latest registered
+    models' names, from the tracking store. Nothing when the store does not answer: fewer
+    links are better than no UI."""
+    from mlflow.tracking import MlflowClient
+
+    from pipelines.tracking import failing_fast
+    from reports.mlflow_names import END_TO_END_EXPERIMENT
+
+    client = MlflowClient(mlflow_tracking_uri())
+    try:
+        with failing_fast(5.0):  # a tracking server that is away: one quick try
+            experiment = client.get_experiment_by_name(END_TO_END_EXPERIMENT)
+            models = client.search_registered_models(
+                max_results=MODELS_LISTED, order_by=["last_updated_timestamp DESC"]
+            )
+    except Exception:  # noqa: BLE001 - see the docstring
+        return None, []
+    return (experiment.experiment_id if experiment else None), [m.name for m in models]
 
 
 def start_prefect_server(

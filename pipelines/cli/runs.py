@@ -201,7 +201,7 @@ def ui(
     Ctrl-C or SIGTERM stops both."""
     import time
 
-    from pipelines.ui import start_ui, stop_ui
+    from pipelines.ui import SWITCH_HINT, mlflow_pages, start_ui, stop_ui
 
     console = make_console()
     _stop_on_sigterm()  # `kill`, systemd, a container stop: stop the servers as Ctrl-C does
@@ -214,7 +214,14 @@ def ui(
     try:
         for service in services:
             note = "" if service.process else "  (already running)"
-            console.print(f"{service.name}: {service.url}{note}")
+            if service.name.startswith("MLflow"):  # its pages, in the model-training view
+                (_, experiments), *others = mlflow_pages(service.url)
+                console.print(f"{service.name}: {experiments}{note}", soft_wrap=True)
+                for what, url in others:
+                    console.print(f"  {what}: {url}", soft_wrap=True)
+                console.print(f"  {SWITCH_HINT}")
+            else:
+                console.print(f"{service.name}: {service.url}{note}")
         prefect_api = f"{services[-1].url}/api"
         console.print(f"Flows use this Prefect server with PREFECT_API_URL={prefect_api}.")
         console.print("Ctrl-C (or SIGTERM) stops what was started here.")

@@ -345,10 +345,12 @@ def test_the_mlflow_ui_shows_the_stages_their_data_and_the_registered_model(
     small_runs, mlflow_ui, browser, tmp_path
 ):
     """A person opening MLflow's own UI finds the end-to-end run's stages and data by name,
-    and the registered fine-tuned model with its `best` alias. Screenshots of the pages
-    go to $GPT2LAB_UI_SCREENSHOTS when set (for the docs), else beside the test's files."""
+    and the registered fine-tuned model with its `best` alias; the pages `gpt2lab ui` links
+    open in MLflow's model-training view. Screenshots of the pages go to
+    $GPT2LAB_UI_SCREENSHOTS when set (for the docs), else beside the test's files."""
     from playwright.sync_api import expect
 
+    from pipelines.ui import mlflow_pages
     from pipelines.workspace import mlflow_tracking_uri
 
     shots = Path(os.environ.get("GPT2LAB_UI_SCREENSHOTS") or tmp_path)
@@ -373,15 +375,30 @@ def test_the_mlflow_ui_shows_the_stages_their_data_and_the_registered_model(
         expect(page.get_by_text(dataset, exact=False).first).to_be_visible(timeout=UI_WAIT_MS)
     page.screenshot(path=str(shots / "end-to-end-run.png"), full_page=True)
 
-    # The experiment in the model-training view (the view the links gpt2lab writes ask
-    # for): the runs table, with the Dataset column filled, not the GenAI traces view.
-    page.goto(f"{experiment}/runs{view}")
+    # The pages `gpt2lab ui` prints, in the model-training view: its menu has the model
+    # registry (the GenAI view's has prompts and traces instead).
+    pages = dict(mlflow_pages(mlflow_ui))
+    training_view_menu = page.get_by_role("link", name="Model registry", exact=True)
+
+    def open_printed(link: str) -> None:
+        """A full page load, as a link opened from the terminal: no view left over."""
+        page.goto("about:blank")
+        page.goto(link)
+
+    open_printed(pages["experiments"])
+    expect(page.get_by_text("end-to-end", exact=True).first).to_be_visible(timeout=UI_WAIT_MS)
+    expect(training_view_menu.first).to_be_visible(timeout=UI_WAIT_MS)
+
+    # The experiment's runs table, with the Dataset column filled, not the GenAI traces view.
+    open_printed(pages["end-to-end runs"])
     expect(page.get_by_text("small", exact=True).first).to_be_visible(timeout=UI_WAIT_MS)
+    expect(training_view_menu.first).to_be_visible(timeout=UI_WAIT_MS)
     expect(page.get_by_text("Dataset", exact=True).first).to_be_visible(timeout=UI_WAIT_MS)
     expect(page.get_by_text("corpus (", exact=False).first).to_be_visible(timeout=UI_WAIT_MS)
     page.screenshot(path=str(shots / "end-to-end-experiment.png"), full_page=True)
 
-    page.goto(f"{mlflow_ui}/#/models/gpt2lab-small")
+    open_printed(pages["registered model gpt2lab-small"])
     expect(page.get_by_text(re.compile(r"@\s*best")).first).to_be_visible(timeout=UI_WAIT_MS)
     expect(page.get_by_text("Version 1").first).to_be_visible(timeout=UI_WAIT_MS)
+    expect(training_view_menu.first).to_be_visible(timeout=UI_WAIT_MS)
     page.screenshot(path=str(shots / "registered-model.png"), full_page=True)

@@ -25,3 +25,26 @@ def test_the_mlflow_ui_and_prefect_server_start_on_loopback_and_stop(workspace):
         stop_ui(services)
     assert not answers(f"http://127.0.0.1:{mlflow_port}/health")
     assert not answers(f"http://127.0.0.1:{prefect_port}/api/health")
+
+
+def test_the_mlflow_pages_it_prints_ask_for_the_model_training_view(workspace):
+    from mlflow.tracking import MlflowClient
+
+    from pipelines.ui import mlflow_pages
+    from pipelines.workspace import mlflow_tracking_uri
+
+    base = "http://127.0.0.1:5000/"
+    view = "?workflowType=machine_learning"  # MLflow 3.17's UI: GenAI unless asked
+    assert mlflow_pages(base) == [("experiments", f"http://127.0.0.1:5000/#/experiments{view}")]
+
+    client = MlflowClient(mlflow_tracking_uri())
+    experiment = client.create_experiment("end-to-end")
+    for name in ("gpt2lab-small", "gpt2lab night run"):
+        client.create_registered_model(name)
+    pages = dict(mlflow_pages(base))
+    assert pages["end-to-end runs"] == f"{base}#/experiments/{experiment}/runs{view}"
+    assert pages["registered model gpt2lab-small"] == f"{base}#/models/gpt2lab-small{view}"
+    assert pages["registered model gpt2lab night run"] == (
+        f"{base}#/models/gpt2lab%20night%20run{view}"
+    )
+    assert len(pages) == 4
