@@ -32,9 +32,8 @@ from typing import Any
 
 WEBHOOK_ENV = "GPT2LAB_FAILURE_WEBHOOK"
 # The MLflow UI that links point at; default: the tracking server itself when it is one,
-# else the UI that `gpt2lab ui` starts on the workspace's store.
+# else the UI that `gpt2lab ui` starts on the workspace's store (`tracking.mlflow_run_url`).
 MLFLOW_URL_ENV = "GPT2LAB_MLFLOW_URL"
-DEFAULT_MLFLOW_UI = "http://127.0.0.1:5000"
 POST_TIMEOUT_S = 5.0
 MLFLOW_TIMEOUT_S = 5.0
 
@@ -117,12 +116,11 @@ def mlflow_link(flow_run_id: str) -> str | None:
     with its flow-run id by `tracking.tracked_run`), or None if it made none."""
     from mlflow.tracking import MlflowClient
 
-    from pipelines.tracking import failing_fast
+    from pipelines.tracking import failing_fast, mlflow_run_url
     from pipelines.workspace import mlflow_tracking_uri
     from reports.mlflow_names import FLOW_RUN_ID_TAG, PARENT_RUN_TAG
 
-    tracking = mlflow_tracking_uri()
-    client = MlflowClient(tracking_uri=tracking)
+    client = MlflowClient(tracking_uri=mlflow_tracking_uri())
     with failing_fast(MLFLOW_TIMEOUT_S):  # a tracking server that is away: one quick try
         experiments = [e.experiment_id for e in client.search_experiments()]
         runs = client.search_runs(
@@ -134,8 +132,5 @@ def mlflow_link(flow_run_id: str) -> str | None:
     top = [run for run in runs if PARENT_RUN_TAG not in run.data.tags]
     if not top:
         return None
-    base = os.environ.get(MLFLOW_URL_ENV) or (
-        tracking if tracking.startswith(("http://", "https://")) else DEFAULT_MLFLOW_UI
-    )
     run = top[0].info
-    return f"{base.rstrip('/')}/#/experiments/{run.experiment_id}/runs/{run.run_id}"
+    return mlflow_run_url(run.experiment_id, run.run_id, os.environ.get(MLFLOW_URL_ENV))

@@ -297,12 +297,14 @@ DEFAULT_MLFLOW_UI = "http://127.0.0.1:5000"
 MODEL_TRAINING_VIEW = "workflowType=machine_learning"
 
 
-def mlflow_run_url(experiment_id: str, run_id: str) -> str:
-    """The run's page in the MLflow UI, in its model-training view: on the tracking server
-    itself, or where `gpt2lab ui` serves a workspace's SQLite store."""
-    uri = mlflow_tracking_uri()
-    base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else DEFAULT_MLFLOW_UI
-    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}?{MODEL_TRAINING_VIEW}"
+def mlflow_run_url(experiment_id: str, run_id: str, base: str | None = None) -> str:
+    """The run's page in the MLflow UI at `base`, in its model-training view. By default
+    the UI is the tracking server itself, or where `gpt2lab ui` serves a workspace's
+    SQLite store."""
+    if base is None:
+        uri = mlflow_tracking_uri()
+        base = uri if uri.startswith(("http://", "https://")) else DEFAULT_MLFLOW_UI
+    return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}?{MODEL_TRAINING_VIEW}"
 
 
 def link_flow_run(run: mlflow.ActiveRun) -> None:

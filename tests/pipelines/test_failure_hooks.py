@@ -97,6 +97,7 @@ def test_a_failed_run_posts_its_name_stage_error_and_mlflow_link(workspace, rece
     assert notice["error"] == "stage evaluate failed: unknown eval task 'no-such-task'"
     experiment = run.info.experiment_id
     link = f"http://127.0.0.1:5000/#/experiments/{experiment}/runs/{run.info.run_id}"
+    link += "?workflowType=machine_learning"  # MLflow's model-training view
     assert notice["mlflow_run"] == link
     assert "witty-fox" in notice["text"] and "evaluate" in notice["text"]
 

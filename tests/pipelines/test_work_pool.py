@@ -195,7 +195,7 @@ def test_deployments_on_a_work_pool_run_and_a_failure_reaches_the_webhook(worksp
         prefix = f"http://127.0.0.1:{mlflow_port}/#/experiments/"
         assert notice["mlflow_run"].startswith(prefix)
         mlflow_run = MlflowClient(mlflow_tracking_uri()).get_run(
-            notice["mlflow_run"].rsplit("/", 1)[-1]
+            notice["mlflow_run"].split("?")[0].rsplit("/", 1)[-1]
         )
         assert mlflow_run.data.tags["prefect.flow_run_id"] == failing_id
         assert mlflow_run.info.status == "FAILED"
