@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import mlflow
-from mlflow.entities import Metric
+from mlflow.entities import LoggedModelOutput, Metric
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
@@ -75,6 +75,9 @@ def log_checkpoint_reference(
         model_type=CHECKPOINT_MODEL_TYPE,
         experiment_id=experiment_id,
     )
+    # An output of the run at its step, as `log_checkpoint_model` makes the final one: the
+    # run's page lists its checkpoints together.
+    client.log_outputs(run_id, [LoggedModelOutput(model.model_id, step)])
     return model.model_id
 
 

@@ -251,6 +251,8 @@ def test_the_store_reads_the_way_mlflow_3_is_meant_to_be_read(small_runs):
         )
         by_name = {m.name: m for m in logged}
         assert set(by_name) == {middle, "model"}, stage
+        outputs = client.get_run(worked[stage].info.run_id).outputs.model_outputs
+        assert {o.model_id for o in outputs} == {m.model_id for m in logged}, stage
         for model in logged:
             assert model.tags["gpt2lab.fingerprint"] and model.tags["gpt2lab.lineage.tokenizer"]
             assert "loss/val" in {m.key for m in model.metrics}
@@ -374,6 +376,19 @@ def test_the_mlflow_ui_shows_the_stages_their_data_and_the_registered_model(
     for dataset in ("tokens (", "style-set.txt ("):
         expect(page.get_by_text(dataset, exact=False).first).to_be_visible(timeout=UI_WAIT_MS)
     page.screenshot(path=str(shots / "end-to-end-run.png"), full_page=True)
+
+    # The pretraining stage's run lists its checkpoints as logged models: the step one and
+    # the final one.
+    (step_model,) = [
+        m for m in client.search_logged_models([run.info.experiment_id]) if m.name == "step-000004"
+    ]
+    page.goto(f"{experiment}/runs/{step_model.source_run_id}{view}")
+    expect(page.get_by_text("Logged models (2)").first).to_be_visible(timeout=UI_WAIT_MS)
+    for name in ("step-000004", "model"):
+        expect(page.get_by_role("link", name=name, exact=True).first).to_be_visible(
+            timeout=UI_WAIT_MS
+        )
+    page.screenshot(path=str(shots / "pretrain-run.png"), full_page=True)
 
     # The pages `gpt2lab ui` prints, in the model-training view: its menu has the model
     # registry (the GenAI view's has prompts and traces instead).
