@@ -12,12 +12,16 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
 import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
 
 _SESSION_HOME = Path(tempfile.mkdtemp(prefix="gpt2lab-tests-"))
 
@@ -119,6 +123,51 @@ def postgres_url() -> Iterator[str]:
     with server.begin() as connection:
         connection.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
     server.dispose()
+
+
+# -- A real browser -----------------------------------------------------------------------
+
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's; never `playwright install` (it downloads)
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",  # no outside look-ups
+]
+
+
+def no_browser(reason: str) -> NoReturn:
+    """Skip here, fail on CI: a CI machine is supposed to have the browser."""
+    message = f"no usable Chromium for the browser test: {reason}"
+    if _on_ci():
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture
+def browser() -> Iterator[Browser]:
+    """Debian's Chromium, driven by Playwright. It resolves no name but 127.0.0.1
+    (`--host-resolver-rules`) and makes no background requests, so nothing leaves the
+    machine even if a page asked it to. Without a usable Chromium the test skips, saying
+    why; on CI (`CI` set) it fails instead, so a broken browser set-up cannot pass
+    unnoticed."""
+    try:
+        from playwright.sync_api import Error, sync_playwright
+    except ImportError as error:
+        no_browser(f"playwright is not installed ({error})")
+    if not CHROMIUM.exists():
+        no_browser(f"{CHROMIUM} is missing (apt-get install chromium)")
+    with sync_playwright() as playwright:
+        try:
+            chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        except Error as error:
+            no_browser(f"{CHROMIUM} did not start: {' '.join(error.message.split())[:500]}")
+        yield chromium
+        chromium.close()
 
 
 def pytest_sessionfinish(session, exitstatus) -> None:

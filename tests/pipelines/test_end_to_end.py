@@ -294,27 +294,6 @@ def test_the_store_reads_the_way_mlflow_3_is_meant_to_be_read(small_runs):
 
 
 @pytest.fixture
-def browser():
-    """Debian's Chromium through Playwright, as the comparison page's browser test drives it
-    (skips without one, fails on CI)."""
-    from tests.tasks.preferences.test_page_in_browser import CHROMIUM, CHROMIUM_ARGS, no_browser
-
-    try:
-        from playwright.sync_api import Error, sync_playwright
-    except ImportError as error:
-        no_browser(f"playwright is not installed ({error})")
-    if not CHROMIUM.exists():
-        no_browser(f"{CHROMIUM} is missing (apt-get install chromium)")
-    with sync_playwright() as playwright:
-        try:
-            chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        except Error as error:
-            no_browser(f"{CHROMIUM} did not start: {' '.join(error.message.split())[:500]}")
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
 def mlflow_ui(small_runs, tmp_path) -> Iterator[str]:
     """The real `mlflow server` on 127.0.0.1 over the small runs' store; its URL."""
     import sys

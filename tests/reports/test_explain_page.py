@@ -1,6 +1,6 @@
 """The `gpt2lab explain` page: self-contained, hostile text shown as text, every view there,
-and clean in a real browser (Chromium through Playwright; see the comparison page's test
-for how the browser is kept off the network)."""
+and clean in a real browser (Chromium through Playwright: the `browser` fixture in
+tests/conftest.py, which keeps it off the network)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from model.gpt import GPT
 from model.sampling import SamplingConfig
 from model.tokenizer import ReferenceBPE, load_tokenizer
 from reports.explain_page import write_explain_page
-from tests.tasks.preferences.test_page_in_browser import browser  # noqa: F401 (a fixture)
 
 HOSTILE = 'Read <script>document.title="pwned"</script> & <b>this</b> tokenization.'
 
@@ -75,7 +74,7 @@ def test_the_page_is_written_whole(page_file, explanation):
     assert [p.name for p in page_file.parent.iterdir()] == ["explain.html"]  # no leftovers
 
 
-def test_the_page_in_a_real_browser(browser, page_file, tmp_path):  # noqa: F811
+def test_the_page_in_a_real_browser(browser, page_file, tmp_path):
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     problems: list[str] = []
     page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)

@@ -2,20 +2,15 @@
 real page in its own process: the invite link, hostile model text shown as text, the
 keyboard shortcuts, a comment typed with digits in it, and the votes in the database.
 
-The browser resolves no name but 127.0.0.1 (`--host-resolver-rules`) and makes no
-background requests, so nothing leaves the machine even if a page asked it to. Without a
-usable Chromium the test skips, saying why; on CI (`CI` set) it fails instead, so a
-broken browser set-up cannot pass unnoticed.
+The browser (the `browser` fixture in tests/conftest.py) resolves no name but 127.0.0.1
+and makes no background requests, so nothing leaves the machine even if a page asked it
+to.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
-from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING
 
-import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -27,43 +22,7 @@ from .conftest import ADMIN_TOKEN, make_comparisons
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Dialog
 
-CHROMIUM = Path("/usr/bin/chromium")  # Debian's; never `playwright install` (it downloads)
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",  # no outside look-ups
-]
 WAIT_MS = 5_000  # for a page to load after a key press; a generous bound, not a timing check
-
-
-def no_browser(reason: str) -> NoReturn:
-    """Skip here, fail on CI: a CI machine is supposed to have the browser."""
-    message = f"no usable Chromium for the browser test: {reason}"
-    if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
-        pytest.fail(message)
-    pytest.skip(message)
-
-
-@pytest.fixture
-def browser() -> Iterator[Browser]:
-    try:
-        from playwright.sync_api import Error, sync_playwright
-    except ImportError as error:
-        no_browser(f"playwright is not installed ({error})")
-    if not CHROMIUM.exists():
-        no_browser(f"{CHROMIUM} is missing (apt-get install chromium)")
-    with sync_playwright() as playwright:
-        try:
-            chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        except Error as error:
-            no_browser(f"{CHROMIUM} did not start: {' '.join(error.message.split())[:500]}")
-        yield chromium
-        chromium.close()
 
 
 def test_an_annotator_votes_with_the_keyboard_in_a_real_browser(browser: Browser, tmp_path):
