@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import os
 import pty
-import re
-import select
 import shutil
-import signal
 import sys
 import time
 from pathlib import Path
@@ -20,6 +17,7 @@ from typer.testing import CliRunner
 from model import GPT, GPTConfig, save_checkpoint, train_bpe
 from pipelines.cli import app
 from tasks.dialogue.data import training_texts
+from tests.terminal import exit_code, kill, plain, read_terminal
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TRAIN_SPLIT = REPO_ROOT / "tasks" / "evals" / "builtin" / "local_data" / "personachat.train.jsonl"
@@ -67,38 +65,6 @@ def test_a_missing_persona_file_is_a_one_line_error(chat_model, tmp_path):
     assert "--persona" in result.output and "no such file" in result.output
 
 
-def _read_until(fd: int, wanted: bytes, timeout: float) -> bytes:
-    """What the terminal shows until `wanted` appears (or `timeout` seconds pass)."""
-    out = b""
-    deadline = time.monotonic() + timeout
-    while wanted not in out and time.monotonic() < deadline:
-        ready, _, _ = select.select([fd], [], [], 0.2)
-        if ready:
-            try:
-                chunk = os.read(fd, 65536)
-            except OSError:  # the child closed the terminal
-                break
-            if not chunk:
-                break
-            out += chunk
-    return out
-
-
-def _plain(shown: bytes) -> str:
-    """Terminal output as text, without colour and cursor codes."""
-    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", shown.decode(errors="replace"))
-
-
-def _exit_code(pid: int, timeout: float) -> int | None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        time.sleep(0.05)
-    return None
-
-
 @pytest.mark.slow
 def test_a_conversation_at_a_terminal_drops_old_turns_and_ctrl_c_leaves_cleanly(
     chat_model, persona_file
@@ -111,15 +77,15 @@ def test_a_conversation_at_a_terminal_drops_old_turns_and_ctrl_c_leaves_cleanly(
         os.execve(sys.executable, command, env)
     code = None
     try:
-        shown = _read_until(fd, b"> ", 120)
+        shown = read_terminal(fd, time.monotonic() + 120, b"> ")
         assert b"Ctrl-D or Ctrl-C leaves" in shown, shown
         for turn in range(8):
             os.write(fd, f"Tell me about your work, turn {turn}?\r".encode())
             # The reply, then the next prompt on a line of its own.
-            shown += _read_until(fd, b"\n> ", 60)
-            if "(dropped" in _plain(shown):
+            shown += read_terminal(fd, time.monotonic() + 60, b"\n> ")
+            if "(dropped" in plain(shown):
                 break
-        text = _plain(shown)
+        text = plain(shown)
         assert "Tell me about your work, turn 0?" in text  # the terminal echoed the typing
         assert text.count("model:") >= 2
         dropped = [line for line in text.splitlines() if line.startswith("(dropped")]
@@ -131,12 +97,11 @@ def test_a_conversation_at_a_terminal_drops_old_turns_and_ctrl_c_leaves_cleanly(
         )
         os.write(fd, b"half a mess")
         os.write(fd, b"\x03")  # Ctrl-C: the terminal sends SIGINT
-        rest = _read_until(fd, b"\x00", 10)  # until the terminal closes
-        code = _exit_code(pid, 10)
+        rest = read_terminal(fd, time.monotonic() + 10, b"\x00")  # until the terminal closes
+        code = exit_code(pid, 10)
     finally:
         if code is None:
-            os.kill(pid, signal.SIGKILL)
-            _exit_code(pid, 10)
+            kill(pid)
         os.close(fd)
     assert code == 130
     assert b"Traceback" not in shown + rest and b"KeyboardInterrupt" not in rest, rest

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import os
 import pty
-import select
-import signal
 import sys
 import time
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
+
+from tests.terminal import exit_code, kill, read_terminal
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONFIG = """
@@ -53,40 +53,6 @@ def _start(workdir: Path, env: dict) -> tuple[int, int]:
     return pid, fd
 
 
-def _read(fd: int, until: float) -> bytes:
-    """What the terminal shows until `until` (monotonic) or until it closes."""
-    out = b""
-    while time.monotonic() < until:
-        ready, _, _ = select.select([fd], [], [], 0.2)
-        if ready:
-            try:
-                chunk = os.read(fd, 65536)
-            except OSError:  # the child closed the terminal
-                break
-            if not chunk:
-                break
-            out += chunk
-    return out
-
-
-def _wait(pid: int, timeout: float) -> int | None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        time.sleep(0.05)
-    return None
-
-
-def _kill(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        return
-    _wait(pid, 10)
-
-
 @pytest.mark.slow
 def test_ctrl_c_during_pretraining_stops_in_seconds_with_one_line_and_resumes(tmp_path):
     (tmp_path / "run.toml").write_text(CONFIG)
@@ -101,16 +67,16 @@ def test_ctrl_c_during_pretraining_stops_in_seconds_with_one_line_and_resumes(tm
         output = b""
         deadline = time.monotonic() + 600
         while not any(checkpoints.glob("step-*/training_state.pt")) and time.monotonic() < deadline:
-            output += _read(fd, time.monotonic() + 1)  # keep the terminal drained
+            output += read_terminal(fd, time.monotonic() + 1)  # keep the terminal drained
         assert any(checkpoints.glob("step-*")), output.decode(errors="replace")[-3000:]
         os.write(fd, b"\x03")  # Ctrl-C
         pressed = time.monotonic()
-        output += _read(fd, pressed + EXIT_WITHIN_S)
-        code = _wait(pid, EXIT_WITHIN_S - (time.monotonic() - pressed))
+        output += read_terminal(fd, pressed + EXIT_WITHIN_S)
+        code = exit_code(pid, EXIT_WITHIN_S - (time.monotonic() - pressed))
         took = time.monotonic() - pressed
     finally:
         if code is None:  # still running (or never reaped): end it
-            _kill(pid)
+            kill(pid)
         os.close(fd)
     text = output.decode(errors="replace")
     assert code == 130, (code, text[-3000:])
@@ -133,9 +99,9 @@ def test_ctrl_c_during_pretraining_stops_in_seconds_with_one_line_and_resumes(tm
         resumed = b""
         deadline = time.monotonic() + 600
         while b"resuming" not in resumed and time.monotonic() < deadline:
-            resumed += _read(fd, time.monotonic() + 1)
+            resumed += read_terminal(fd, time.monotonic() + 1)
     finally:
-        _kill(pid)
+        kill(pid)
         os.close(fd)
     assert f"from step-{step:06d}".encode() in resumed or f"step-{step}".encode() in resumed, (
         resumed.decode(errors="replace")[-3000:]
@@ -162,17 +128,17 @@ def test_ctrl_c_while_the_corpus_is_fetched_ends_the_command_in_seconds(tmp_path
         output = b""
         deadline = time.monotonic() + 300
         while b"shards to do" not in output and time.monotonic() < deadline:
-            output += _read(fd, time.monotonic() + 0.5)
+            output += read_terminal(fd, time.monotonic() + 0.5)
         assert b"shards to do" in output, output.decode(errors="replace")[-3000:]
         time.sleep(1.0)  # fetching and extracting now
         os.write(fd, b"\x03")
         pressed = time.monotonic()
-        output += _read(fd, pressed + GRACE_S + EXIT_WITHIN_S)
-        code = _wait(pid, max(0.1, GRACE_S + EXIT_WITHIN_S - (time.monotonic() - pressed)))
+        output += read_terminal(fd, pressed + GRACE_S + EXIT_WITHIN_S)
+        code = exit_code(pid, max(0.1, GRACE_S + EXIT_WITHIN_S - (time.monotonic() - pressed)))
         took = time.monotonic() - pressed
     finally:
         if code is None:
-            _kill(pid)
+            kill(pid)
         os.close(fd)
     text = output.decode(errors="replace")
     assert code == 130 and took < GRACE_S + EXIT_WITHIN_S, (code, took, text[-3000:])
