@@ -125,6 +125,18 @@ def postgres_url() -> Iterator[str]:
     server.dispose()
 
 
+@pytest.fixture(scope="session")
+def mlflow_template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An MLflow SQLite store with all tables created, to copy into each test's workspace
+    (see tests/workspaces.py)."""
+    from mlflow.tracking import MlflowClient
+
+    db = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    # Any query makes MLflow create and migrate the tables (and the Default experiment).
+    MlflowClient(tracking_uri=f"sqlite:///{db.as_posix()}").search_experiments()
+    return db
+
+
 # -- A real browser -----------------------------------------------------------------------
 
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's; never `playwright install` (it downloads)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import shutil
 import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from mlflow.tracking import MlflowClient
 
 from pipelines.end_to_end import EndToEndConfig, EndToEndResult, end_to_end_flow
 from reports.mlflow_names import STAGES, TRAINING_STAGES
+from tests.workspaces import fresh_workspace
 
 SMALL = {
     "miniweb_articles": 30,
@@ -70,17 +70,7 @@ def small_runs(
 ) -> Iterator[SmallRuns]:
     """One workspace for this module's tests, so the small chain runs once for all of them
     (the `workspace` fixture, made for one test, would run it again for each)."""
-    import mlflow
-
-    root = tmp_path_factory.mktemp("small-e2e")
-    home, cwd = root / "workspace", root / "cwd"
-    home.mkdir()
-    cwd.mkdir()
-    shutil.copyfile(mlflow_template_db, home / "mlflow.db")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("GPT2LAB_HOME", str(home))
-        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
-        patch.chdir(cwd)
+    with fresh_workspace(tmp_path_factory.mktemp("small-e2e"), mlflow_template_db) as home:
         broken = EndToEndConfig(name="small", **{**SMALL, "evaluate": {"tasks": ["no-such-task"]}})
         with pytest.raises(RuntimeError) as failed:
             end_to_end_flow(broken)
@@ -96,10 +86,6 @@ def small_runs(
             root_logger.setLevel(level)
         again = end_to_end_flow(config)
         yield SmallRuns(home, failed.value, resumed, again, lines.lines)
-        assert not list(cwd.iterdir()), (
-            f"files written outside the workspace: {list(cwd.iterdir())}"
-        )
-        mlflow.set_tracking_uri(None)
 
 
 @pytest.mark.slow

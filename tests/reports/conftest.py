@@ -6,22 +6,12 @@ in it reads that store. (tests/pipelines/conftest.py has the per-test version fo
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-
-@pytest.fixture(scope="session")
-def mlflow_template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An MLflow SQLite store with all tables created (a migration takes seconds; a copy
-    takes milliseconds)."""
-    from mlflow.tracking import MlflowClient
-
-    db = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
-    MlflowClient(tracking_uri=f"sqlite:///{db.as_posix()}").search_experiments()
-    return db
+from tests.workspaces import fresh_workspace
 
 
 @pytest.fixture(scope="module")
@@ -29,20 +19,5 @@ def module_workspace(
     tmp_path_factory: pytest.TempPathFactory, mlflow_template_db: Path
 ) -> Iterator[Path]:
     """A fresh `GPT2LAB_HOME` for one test module, its `mlflow.db` already migrated."""
-    import mlflow
-
-    root = tmp_path_factory.mktemp("report-workspace")
-    home, cwd = root / "workspace", root / "cwd"
-    home.mkdir()
-    cwd.mkdir()
-    shutil.copyfile(mlflow_template_db, home / "mlflow.db")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("GPT2LAB_HOME", str(home))
-        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
-        # Anything written relative to the current folder (MLflow's ./mlruns) is a bug.
-        patch.chdir(cwd)
+    with fresh_workspace(tmp_path_factory.mktemp("report-workspace"), mlflow_template_db) as home:
         yield home
-        while mlflow.active_run() is not None:
-            mlflow.end_run()
-        mlflow.set_tracking_uri(None)
-    assert not list(cwd.iterdir()), f"files written outside the workspace: {list(cwd.iterdir())}"
