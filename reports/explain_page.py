@@ -24,11 +24,11 @@ import numpy as np
 
 matplotlib.use("Agg")  # files only: no display needed, safe in worker threads
 import matplotlib.pyplot as plt  # noqa: E402
-from jinja2 import Environment, StrictUndefined  # noqa: E402
 
 from model.atomic_files import write_file_atomically  # noqa: E402
 from model.explain import Explanation  # noqa: E402
 from model.tokenizer.byte_map import token_text_to_bytes, visible  # noqa: E402
+from reports.html_page import page_template  # noqa: E402
 
 # The file name the page gets beside a report, and where `gpt2lab explain --log` puts it:
 # the `explain/` artifact folder of the model's run, or a new run in the `explain` experiment.
@@ -44,22 +44,9 @@ MASK_TOKENS = 12
 HEATMAP_PX, GRID_PX = 96, 880
 COLORMAP = "viridis"
 
-_PAGE = """<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{{ title }}</title>
-<style>
-body { font: 15px/1.5 system-ui, sans-serif; color: #222; max-width: 76rem;
-       margin: 2rem auto; padding: 0 1rem; }
-h1 { font-size: 1.6rem; } h2 { margin-top: 2.2rem; border-bottom: 1px solid #ddd; }
-nav a { margin-right: 1rem; }
+_PAGE = """{% extends "page.html" %}
+{% block style %}
 .caption { color: #444; max-width: 60rem; }
-table { border-collapse: collapse; margin: 0.8rem 0; }
-th, td { border: 1px solid #ddd; padding: 0.2rem 0.5rem; text-align: left;
-         vertical-align: top; }
-th { background: #f4f4f4; }
 .tok { font-family: ui-monospace, monospace; white-space: pre; padding: 0 0.15rem;
        border-radius: 0.2rem; }
 .tokens .tok:nth-child(odd) { background: #fde9a6; }
@@ -81,11 +68,8 @@ img.figure { max-width: 100%; display: block; margin: 0.8rem 0; }
 .drawn { background: #c6ecc6; }
 .rank1 { background: #c6ecc6; } .rank-top { background: #f0f7d8; }
 .rank-low { background: #fadcdc; }
-pre { background: #f7f7f7; padding: 0.8rem; white-space: pre-wrap; overflow-wrap: anywhere; }
-footer { margin-top: 3rem; color: #777; font-size: 0.85rem; }
-</style>
-</head>
-<body>
+{% endblock %}
+{% block body %}
 {% macro bar(c, kind) %}<span class="cand">
 <span class="bar{{ kind }}" style="width: {{ c.width }}px"></span>
 <span class="tok{% if c.drawn %} drawn{% endif %}">{{ c.text }}</span> {{ c.prob }}</span>
@@ -216,15 +200,12 @@ appended to the text, and the loop runs again on the longer text, until the mode
 the end-of-text token, a stop text appears, or the allowed number of tokens is reached.
 The continuation is in bold.</p>
 </section>
-<footer>Made by gpt2lab explain{% if model_name %} for {{ model_name }}{% endif %}. This page has
-no scripts and loads nothing from the network.</footer>
-</body>
-</html>
+{% endblock %}
+{% block footer %}
+Made by gpt2lab explain{% if model_name %} for {{ model_name }}{% endif %}.
+{%- endblock %}
 """
-
-# autoescape=True: every {{ value }} is HTML-escaped, whatever the prompt or model text holds.
-_ENV = Environment(autoescape=True, undefined=StrictUndefined, trim_blocks=True)
-_TEMPLATE = _ENV.from_string(_PAGE)
+_TEMPLATE = page_template(_PAGE)
 
 
 def render_explain_page(ex: Explanation, *, model_name: str = "") -> str:

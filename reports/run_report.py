@@ -22,10 +22,10 @@ import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from jinja2 import Environment, StrictUndefined
 from mlflow.tracking import MlflowClient
 
 from model.atomic_files import write_file_atomically
+from reports.html_page import page_template
 from reports.run_data import RunReport, collect
 from reports.run_sections import (
     MISSING,
@@ -43,33 +43,17 @@ __all__ = ["collect", "compare", "render_html", "render_markdown", "write_report
 
 logger = logging.getLogger(__name__)
 
-_PAGE = """<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{{ title }}</title>
-<style>
-body { font: 15px/1.5 system-ui, sans-serif; color: #222; max-width: 72rem;
-       margin: 2rem auto; padding: 0 1rem; }
-h1 { font-size: 1.6rem; } h2 { margin-top: 2.2rem; border-bottom: 1px solid #ddd; }
-nav a { margin-right: 1rem; }
-table { border-collapse: collapse; margin: 0.8rem 0; }
-th, td { border: 1px solid #ddd; padding: 0.25rem 0.6rem; text-align: left;
-         vertical-align: top; }
-th { background: #f4f4f4; }
+_PAGE = """{% extends "page.html" %}
+{% block style %}
 td { overflow-wrap: break-word; }  /* a long path or URL wraps when it cannot fit */
 caption { text-align: left; font-weight: 600; padding: 0.3rem 0; }
 img { max-width: 100%; display: block; margin: 0.8rem 0; }
-pre { background: #f7f7f7; padding: 0.8rem; white-space: pre-wrap; overflow-wrap: anywhere; }
 .warning { background: #fff4e5; border-left: 4px solid #e8a33d; padding: 0.5rem 0.8rem; }
 .badge { padding: 0.05rem 0.4rem; border-radius: 0.3rem; background: #eee; }
 .badge.finished { background: #dff3e0; } .badge.cached { background: #e3ecfa; }
 .badge.failed, .badge.killed { background: #fadcdc; } .badge.not-run { background: #eee; }
-footer { margin-top: 3rem; color: #777; font-size: 0.85rem; }
-</style>
-</head>
-<body>
+{% endblock %}
+{% block body %}
 <h1>{{ title }}</h1>
 {% if sections | length > 1 %}<nav>{% for s in sections %}
 <a href="#{{ s.anchor }}">{{ s.title }}</a>{% endfor %}
@@ -101,15 +85,10 @@ footer { margin-top: 3rem; color: #777; font-size: 0.85rem; }
 {{ table(s.settings) }}</details>{% endif %}
 </section>
 {% endfor %}
-<footer>Made by gpt2lab from what MLflow recorded. This page has no scripts and loads
-nothing from the network.</footer>
-</body>
-</html>
+{% endblock %}
+{% block footer %}Made by gpt2lab from what MLflow recorded.{% endblock %}
 """
-
-# autoescape=True: every {{ value }} is HTML-escaped, whatever a run name or sample holds.
-_ENV = Environment(autoescape=True, undefined=StrictUndefined, trim_blocks=True)
-_TEMPLATE = _ENV.from_string(_PAGE)
+_TEMPLATE = page_template(_PAGE)
 
 
 Links = Sequence[tuple[str, str]]  # (text, relative path) of pages beside the report
