@@ -55,7 +55,7 @@ CHECKPOINT_STEP_TAG = "gpt2lab.step"
 
 
 def log_checkpoint_reference(
-    run_id: str, checkpoint: Path, step: int, tags: Mapping[str, str]
+    run_id: str, checkpoint: Path, step: int, tags: Mapping[str, str], name: str | None = None
 ) -> str:
     """Record an intermediate checkpoint of run `run_id` as an MLflow logged model that
     points at its folder; returns its model id.
@@ -65,11 +65,12 @@ def log_checkpoint_reference(
     hundred steps and keeps only the last few (`keep_last`); copying each into MLflow's
     artifact store would keep every one of them forever. The final checkpoint is logged
     with its weights (`log_checkpoint_model`), so it can be registered and loaded.
+    Named `name`, default `step-NNNNNN`.
     """
     client = MlflowClient(mlflow_tracking_uri())
     experiment_id = client.get_run(run_id).info.experiment_id
     model = mlflow.create_external_model(
-        name=f"step-{step:06d}",
+        name=name or f"step-{step:06d}",
         source_run_id=run_id,
         tags={**tags, CHECKPOINT_STEP_TAG: str(step), CHECKPOINT_PATH_TAG: str(checkpoint)},
         model_type=CHECKPOINT_MODEL_TYPE,

@@ -41,6 +41,7 @@ from sqlalchemy.orm import Session
 from model.atomic_files import write_file_atomically
 from pipelines.comparison_server import default_database_url
 from pipelines.failure_hooks import notify_failure
+from pipelines.mlflow_model import link_metric, log_checkpoint_model, log_checkpoint_reference
 from pipelines.preferences import (
     PreferencesConfig,
     make_batch,
@@ -51,6 +52,7 @@ from pipelines.tracking import log_metrics_batch, tracked_run
 from pipelines.workspace import mlflow_tracking_uri, workspace_dir
 from reports.mlflow_names import (
     BATCH_TAG,
+    FINGERPRINT_TAG,
     FOLLOWUP_BATCH_TAG,
     JUDGE_TAG,
     PREFERENCE_TUNING_EXPERIMENT,
@@ -120,6 +122,7 @@ class TrainedModel(BaseModel):
     held_out: dict[str, float]
     cached: bool  # True: found from an earlier run, not trained now
     mlflow_run_id: str
+    model_id: str | None = None  # its MLflow logged model
 
 
 class TuningResult(BaseModel):
@@ -226,7 +229,11 @@ def _device(config: TuningConfig):
 
 @task(name="train-reward-model")
 def train_reward_model_task(
-    config: TuningConfig, start_model: str, folder: Path, parent_run_id: str
+    config: TuningConfig,
+    start_model: str,
+    folder: Path,
+    parent_run_id: str,
+    lineage: dict[str, str],
 ) -> TrainedModel:
     from model import load_model, load_tokenizer
     from model.reward import save_reward_model
@@ -248,12 +255,18 @@ def train_reward_model_task(
             progress=progress,
         ),
         lambda result, path: save_reward_model(result.model, path, tokenizer),
+        lineage | {"tokenizer": tokenizer.fingerprint},
+        loadable=False,
     )
 
 
 @task(name="train-dpo")
 def train_dpo_task(
-    config: TuningConfig, start_model: str, folder: Path, parent_run_id: str
+    config: TuningConfig,
+    start_model: str,
+    folder: Path,
+    parent_run_id: str,
+    lineage: dict[str, str],
 ) -> TrainedModel:
     from model import load_model, load_tokenizer, save_checkpoint
     from tasks.tuning.dpo_training import train_dpo
@@ -282,6 +295,8 @@ def train_dpo_task(
         lambda result, path: save_checkpoint(
             result.policy.cpu(), path, metadata, tokenizer=tokenizer
         ),
+        lineage | {"tokenizer": tokenizer.fingerprint},
+        loadable=True,
     )
 
 
@@ -296,11 +311,18 @@ def _trained(
     settings: LoopSettings,
     train: Callable[[OnMetrics, Path], Any],
     save: Callable[[Any, Path], object],
+    lineage: dict[str, str],
+    loadable: bool,
 ) -> TrainedModel:
     """Train one model in its own child run (`train(on_metrics, progress)` returns the
     result) and save it (`save(result, output)`), or reuse the one already saved: models
     are written atomically, so a folder that is there is whole. Training saves progress
-    in `<output>.progress/` as it goes, so a run that was stopped goes on from there."""
+    in `<output>.progress/` as it goes, so a run that was stopped goes on from there.
+
+    The saved model becomes an MLflow logged model of the run, tagged with its fingerprint
+    and `lineage`, its final held-out measurement linked to it: with its weights when it
+    is `loadable` (the tuned policy, a GPT that MLflow's text generator continues prompts
+    with), else as a reference to its folder (the reward model, a scorer)."""
     logger = get_run_logger()
     summary = output.with_suffix(".json")
     if output.is_dir() and summary.is_file():
@@ -330,12 +352,22 @@ def _trained(
         log_metrics_batch(run, points)
         save(result, output)
         clear_progress(progress)
+        tags = {FINGERPRINT_TAG: model_fingerprint(str(output))}
+        tags |= {lineage_tag(name): fp for name, fp in lineage.items()}
+        if loadable:  # logged at its step: MLflow links that step's metrics to it
+            model_id = log_checkpoint_model(output, tags=tags, step=result.steps)
+        else:
+            model_id = log_checkpoint_reference(
+                run.info.run_id, output, result.steps, tags, name=what
+            )
+            link_metric(run.info.run_id, VAL_LOSS, result.steps, model_id)
     trained = TrainedModel(
         path=output,
         steps=result.steps,
         held_out=result.held_out,
         cached=False,
         mlflow_run_id=run.info.run_id,
+        model_id=model_id,
     )
     write_file_atomically(summary, trained.model_dump_json(exclude={"cached"}, indent=2))
     return trained
@@ -416,8 +448,8 @@ def preference_tuning_flow(config: TuningConfig) -> TuningResult:
         PREFERENCE_TUNING_EXPERIMENT, run_name=name, lineage=lineage, params=params, tags=tags
     ) as run:
         run_id = run.info.run_id
-        reward_model = train_reward_model_task(config, start_model, folder, run_id)
-        policy = train_dpo_task(config, start_model, folder, run_id)
+        reward_model = train_reward_model_task(config, start_model, folder, run_id, lineage)
+        policy = train_dpo_task(config, start_model, folder, run_id, lineage)
         sample_rewards = score_samples(config, start_model, folder)
         metrics = {f"reward_model/{k}": v for k, v in reward_model.held_out.items()}
         metrics |= {f"dpo/{k}": v for k, v in policy.held_out.items()}

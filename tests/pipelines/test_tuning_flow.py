@@ -18,6 +18,7 @@ from model.reward import load_reward_model
 from pipelines.cli import app
 from pipelines.preferences import PreferencesConfig, make_batch, simulate_votes
 from pipelines.tuning import TuningConfig, preference_tuning_flow
+from tasks.fingerprint import fingerprint_path
 from tasks.preferences.store import (
     Batch,
     Item,
@@ -136,6 +137,23 @@ def test_tuning_on_human_votes_opens_a_judged_batch_with_lineage(batch, prefect_
     assert client.get_metric_history(dpo_run, "val/kl")
     epochs = client.get_metric_history(dpo_run, "epoch")
     assert epochs[0].value == 1 / len(losses) and epochs[-1].value == 1.0  # progress
+
+    # Each trained model is a logged model of its run, tagged with its fingerprint and
+    # lineage, its final held-out loss linked: the policy with its weights (loadable), the
+    # reward model as a reference to its folder.
+    for trained, child in ((result.policy, "dpo"), (result.reward_model, "reward-model")):
+        model = client.get_logged_model(trained.model_id)
+        assert model.source_run_id == by_name[child].info.run_id
+        assert model.tags["gpt2lab.fingerprint"] == fingerprint_path(trained.path)
+        assert (
+            model.tags["gpt2lab.lineage.checkpoint.start"]
+            == tags["gpt2lab.lineage.checkpoint.start"]
+        )
+        linked = {m.key: m.value for m in model.metrics}
+        assert linked["loss/val"] == pytest.approx(trained.held_out["loss"])
+    policy_model = client.get_logged_model(result.policy.model_id)
+    assert policy_model.name == "model" and policy_model.tags["gpt2lab.lineage.tokenizer"]
+    assert client.get_logged_model(result.reward_model.model_id).model_type == "checkpoint"
 
     # The new batch: tuned vs start on the batch's prompts, judged (here, by the script).
     engine = open_database(batch.database_url())
