@@ -45,6 +45,7 @@ WEIGHTS_FILE = "weights.safetensors"
 TRAIN_LOSS = "loss/train"
 VAL_LOSS = "loss/val"
 VAL_PREFIX = "val/"  # other held-out measures: `val/accuracy`, `val/kl`, ...
+OLD_VAL_PREFIX = "held_out/"  # what progress folders of earlier versions hold
 EPOCH = "epoch"
 
 
@@ -61,6 +62,13 @@ def measured_from(reported: Metrics) -> Metrics:
         name.removeprefix(VAL_PREFIX): v
         for name, v in reported.items()
         if name.startswith(VAL_PREFIX)
+    }
+    # A progress folder saved before the names above reported `held_out/<name>`; one
+    # resumed from it must still find its last measurement.
+    found |= {
+        name.removeprefix(OLD_VAL_PREFIX): v
+        for name, v in reported.items()
+        if name.startswith(OLD_VAL_PREFIX)
     }
     return found
 

@@ -19,3 +19,12 @@ def test_a_held_out_measurement_is_reported_as_loss_val_and_val_names():
     # Read back from a report that also holds the step's training measures.
     step = {"loss/train": 0.7, "train/accuracy": 0.5, "epoch": 1.0, **reported}
     assert measured_from(step) == measured
+
+
+def test_a_measurement_saved_under_the_old_names_is_still_found():
+    # A progress folder written before the names changed, resumed right after its last
+    # measurement, reads that measurement back.
+    assert measured_from({"held_out/loss": 0.6, "held_out/kl": 0.1, "epoch": 2.0}) == {
+        "loss": 0.6,
+        "kl": 0.1,
+    }
