@@ -22,8 +22,9 @@ from .test_evaluate_flow import tiny_model
 runner = CliRunner()
 
 
-def register_checkpoint(checkpoint: Path, name: str, val_loss: float) -> int:
-    """Register `checkpoint` as the train flow does at the end of a run."""
+def register_checkpoint(checkpoint: Path, name: str, val_loss: float, val_data: str = "") -> int:
+    """Register `checkpoint` as the train flow does at the end of a run (its validation
+    loss measured on the data with fingerprint `val_data`)."""
     from pipelines.tracking import tracked_run
     from pipelines.train import register
 
@@ -37,7 +38,7 @@ def register_checkpoint(checkpoint: Path, name: str, val_loss: float) -> int:
         val_loss=val_loss,
     )
     with tracked_run("train", run_name=name):
-        return register(result, name)
+        return register(result, name, val_data)
 
 
 def test_a_reference_resolves_to_a_downloaded_version(workspace, gpt2_vocab_dir, tmp_path):

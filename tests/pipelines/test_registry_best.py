@@ -8,28 +8,13 @@ from __future__ import annotations
 
 from mlflow.tracking import MlflowClient
 
-from pipelines.tracking import tracked_run
-from pipelines.train import name_for_data, register
+from pipelines.train import name_for_data
 from pipelines.workspace import mlflow_tracking_uri
-from tasks.train.loop import TrainResult
 
 from .test_evaluate_flow import tiny_model
+from .test_model_refs import register_checkpoint
 
 DATA_A, DATA_B = "a" * 64, "b" * 64
-
-
-def _register(checkpoint, name: str, val_loss: float, val_data: str) -> int:
-    result = TrainResult(
-        run_dir=checkpoint.parent,
-        steps=1,
-        resumed_from=0,
-        last_checkpoint=checkpoint,
-        best_checkpoint=checkpoint,
-        best_val_loss=val_loss,
-        val_loss=val_loss,
-    )
-    with tracked_run("train", run_name=name):
-        return register(result, name, val_data)
 
 
 def test_best_moves_only_among_versions_validated_on_the_same_data(
@@ -38,12 +23,12 @@ def test_best_moves_only_among_versions_validated_on_the_same_data(
     client = MlflowClient(tracking_uri=mlflow_tracking_uri())
     model = tiny_model(tmp_path / "m", gpt2_vocab_dir, seed=0)
     assert name_for_data("tiny", DATA_A) == "tiny"  # a new name takes any data
-    assert _register(model, "tiny", 2.0, DATA_A) == 1
+    assert register_checkpoint(model, "tiny", 2.0, DATA_A) == 1
     assert client.get_registered_model("tiny").tags["gpt2lab.val_data"] == DATA_A
 
     # Same data, lower loss: `best` moves. Same data, higher loss: it stays.
-    assert _register(model, "tiny", 1.0, DATA_A) == 2
-    assert _register(model, "tiny", 1.5, DATA_A) == 3
+    assert register_checkpoint(model, "tiny", 1.0, DATA_A) == 2
+    assert register_checkpoint(model, "tiny", 1.5, DATA_A) == 3
     assert client.get_model_version_by_alias("tiny", "best").version == 2
     assert name_for_data("tiny", DATA_A) == "tiny"
 
@@ -51,7 +36,7 @@ def test_best_moves_only_among_versions_validated_on_the_same_data(
     # a far lower loss on other data still does not take `best` there.
     other = name_for_data("tiny", DATA_B)
     assert other == "tiny-data-bbbbbbbb"
-    assert _register(model, other, 0.1, DATA_B) == 1
+    assert register_checkpoint(model, other, 0.1, DATA_B) == 1
     assert client.get_model_version_by_alias(other, "best").version == 1
-    assert _register(model, "tiny", 0.1, DATA_B) == 4
+    assert register_checkpoint(model, "tiny", 0.1, DATA_B) == 4
     assert client.get_model_version_by_alias("tiny", "best").version == 2
