@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from pipelines.failure_hooks import WEBHOOK_ENV
+from tests.webhook import Receiver
 from tests.workspaces import fresh_workspace
 
 
@@ -25,6 +27,17 @@ def workspace(tmp_path: Path, mlflow_template_db: Path) -> Iterator[Path]:
     """A fresh `GPT2LAB_HOME` for one test, its `mlflow.db` already migrated."""
     with fresh_workspace(tmp_path, mlflow_template_db) as home:
         yield home
+
+
+@pytest.fixture
+def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[Receiver]:
+    """The failure webhook (`GPT2LAB_FAILURE_WEBHOOK`), on 127.0.0.1: what it received."""
+    for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    webhook = Receiver()
+    monkeypatch.setenv(WEBHOOK_ENV, webhook.url)
+    yield webhook
+    webhook.close()
 
 
 @pytest.fixture(scope="session")

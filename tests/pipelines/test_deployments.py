@@ -7,10 +7,8 @@ runs it in this process against the test harness's Prefect API.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,11 +18,9 @@ from prefect.flows import load_flow_from_entrypoint
 
 from pipelines.corpus import CorpusConfig
 from pipelines.encode import EncodeConfig
-from pipelines.failure_hooks import WEBHOOK_ENV
 from pipelines.run_lock import FolderInUseError
 from pipelines.services import free_port
-from tests.pipelines.test_failure_hooks import Receiver
-from tests.tasks.encode.conftest import save_dataset
+from tests.tasks.encode.conftest import varied_corpus
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -37,17 +33,6 @@ def _deployed(name: str) -> Flow:
 
 
 @pytest.fixture
-def webhook(monkeypatch: pytest.MonkeyPatch) -> Iterator[Receiver]:
-    """The failure webhook, on 127.0.0.1: what it received."""
-    for variable in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
-        monkeypatch.delenv(variable, raising=False)
-    receiver = Receiver()
-    monkeypatch.setenv(WEBHOOK_ENV, receiver.url)
-    yield receiver
-    receiver.close()
-
-
-@pytest.fixture
 def links(tmp_path: Path) -> Path:
     path = tmp_path / "urls.txt"
     path.write_text("http://127.0.0.1:9/page\n")  # never fetched: each run stops first
@@ -56,16 +41,11 @@ def links(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def corpus(tmp_path: Path) -> Path:
-    from benchmarks.varied_text import varied_documents
-
-    folder = tmp_path / "corpus"
-    save_dataset(folder / "dataset", varied_documents(20_000, seed=3, doc_bytes=2_000))
-    (folder / "corpus.json").write_text(json.dumps({"fingerprint": "c" * 64}))
-    return folder
+    return varied_corpus(tmp_path / "corpus", 20_000, seed=3)
 
 
 def test_the_corpus_and_encode_deployments_go_to_the_dask_address_of_their_config(
-    workspace, prefect_harness, webhook, links, corpus, tmp_path, monkeypatch, gpt2_vocab_dir
+    workspace, prefect_harness, receiver, links, corpus, tmp_path, monkeypatch, gpt2_vocab_dir
 ):
     # Nothing listens there: the run stops at once, with the one-line error of the CLI.
     monkeypatch.setattr("pipelines.dask_cluster.SCHEDULER_TIMEOUT_S", 0.5)
@@ -82,8 +62,8 @@ def test_the_corpus_and_encode_deployments_go_to_the_dask_address_of_their_confi
         assert f"dask_address {nowhere}: " in str(failed.value), name
         assert "\n" not in str(failed.value), name
     # The stage's flow failed inside the deployment's: one notice per run, from the latter.
-    assert [n["flow"] for n in webhook.received] == ["corpus-deployment", "encode-deployment"]
-    assert all("no Dask scheduler answered" in n["error"] for n in webhook.received)
+    assert [n["flow"] for n in receiver.received] == ["corpus-deployment", "encode-deployment"]
+    assert all("no Dask scheduler answered" in n["error"] for n in receiver.received)
 
 
 def test_the_encode_deployment_encodes_its_parts_on_the_dask_cluster(

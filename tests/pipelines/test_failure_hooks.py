@@ -4,11 +4,8 @@ the fetching tasks retry."""
 
 from __future__ import annotations
 
-import json
-import threading
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
 
 import httpx
@@ -21,32 +18,7 @@ from pipelines.failure_hooks import WEBHOOK_ENV, notify_failure
 from pipelines.retries import is_transient, retry_if_transient
 from pipelines.services import free_port
 from pipelines.tracking import tracked_run
-
-
-class Receiver:
-    """A webhook on 127.0.0.1 that keeps every JSON body posted to it."""
-
-    def __init__(self, status: int = 200) -> None:
-        self.received: list[dict] = []
-        received = self.received
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers["Content-Length"])
-                received.append(json.loads(self.rfile.read(length)))
-                self.send_response(status)
-                self.end_headers()
-
-            def log_message(self, *args) -> None:  # keep the test output quiet
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks/s3cr3t-token"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+from tests.webhook import Receiver
 
 
 @pytest.fixture(autouse=True)
@@ -57,16 +29,6 @@ def _logs_stay_local() -> Iterator[None]:
 
     with temporary_settings({PREFECT_LOGGING_TO_API_ENABLED: False}):
         yield
-
-
-@pytest.fixture
-def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[Receiver]:
-    for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-    webhook = Receiver()
-    monkeypatch.setenv(WEBHOOK_ENV, webhook.url)
-    yield webhook
-    webhook.close()
 
 
 def _failed_run(flow_run_id: str, message: str, parent_task_run_id=None):

@@ -29,9 +29,9 @@ from mlflow.tracking import MlflowClient
 from pipelines.failure_hooks import MLFLOW_URL_ENV, WEBHOOK_ENV
 from pipelines.services import answers, free_port
 from pipelines.workspace import mlflow_tracking_uri
+from tests.webhook import Receiver
 
 from .test_end_to_end import SMALL
-from .test_failure_hooks import Receiver
 from .test_schedule import toml_of
 
 ROOT = Path(__file__).resolve().parents[2]
