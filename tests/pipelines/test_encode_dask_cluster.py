@@ -7,7 +7,6 @@ corpus and tokens folders. The token shards must be the ones a run on this machi
 
 from __future__ import annotations
 
-import json
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -16,19 +15,14 @@ import pytest
 from pipelines.dask_cluster import DASK_SCHEDULER_TAG
 from pipelines.encode import EncodeConfig, run_encode
 from tasks.encode.token_shards import read_meta
-from tests.tasks.encode.conftest import save_dataset
+from tests.tasks.encode.conftest import varied_corpus
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
 def corpus(tmp_path: Path) -> Path:
-    from benchmarks.varied_text import varied_documents
-
-    folder = tmp_path / "corpus"
-    save_dataset(folder / "dataset", varied_documents(200_000, seed=5, doc_bytes=2_000))
-    (folder / "corpus.json").write_text(json.dumps({"fingerprint": "c" * 64}))
-    return folder
+    return varied_corpus(tmp_path / "corpus", 200_000, seed=5)
 
 
 def _config(corpus: Path, out: Path, tokenizer: Path, **changes) -> EncodeConfig:

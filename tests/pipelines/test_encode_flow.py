@@ -11,20 +11,14 @@ from typer.testing import CliRunner
 from pipelines.cli import app
 from pipelines.encode import EncodeConfig, run_encode
 from tasks.encode.token_shards import read_meta
-from tests.tasks.encode.conftest import save_dataset
+from tests.tasks.encode.conftest import varied_corpus
 
 runner = CliRunner()
 
 
 @pytest.fixture
 def corpus(tmp_path: Path) -> Path:
-    from benchmarks.varied_text import varied_documents
-
-    texts = varied_documents(120_000, seed=11, doc_bytes=2_000)
-    folder = tmp_path / "corpus"
-    save_dataset(folder / "dataset", texts)
-    (folder / "corpus.json").write_text(json.dumps({"fingerprint": "c" * 64}))
-    return folder
+    return varied_corpus(tmp_path / "corpus", 120_000, seed=11)
 
 
 def _mlflow_run(run_id: str):

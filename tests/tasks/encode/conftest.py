@@ -27,6 +27,15 @@ def save_dataset(folder: Path, texts: list[str], **columns: list) -> Path:
     return folder
 
 
+def varied_corpus(folder: Path, total_bytes: int, seed: int) -> Path:
+    """A corpus folder as the encode flow reads it (dataset/ + corpus.json): `total_bytes`
+    of varied text in documents of about 2 KB."""
+    texts = varied_documents(total_bytes, seed=seed, doc_bytes=2_000)
+    save_dataset(folder / "dataset", texts)
+    (folder / "corpus.json").write_text(json.dumps({"fingerprint": "c" * 64}))
+    return folder
+
+
 @pytest.fixture(scope="session")
 def documents() -> list[str]:
     """About 300 KB in 80-odd documents: varied text plus the awkward cases, mixed in."""
