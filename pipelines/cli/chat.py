@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from pipelines.cli.common import ModelOption, app, fail, make_console
+from pipelines.cli.common import DeviceOption, ModelOption, TokenizerOption, app, fail, make_console
 
 if TYPE_CHECKING:  # torch is imported only when the command runs (see pipelines/cli)
     from model import GPT, SamplingConfig, Tokenizer
@@ -47,18 +47,13 @@ def chat(
         Path | None,
         typer.Option(help="Text file: who the model is, one persona sentence per line."),
     ] = None,
-    tokenizer: Annotated[
-        str | None,
-        typer.Option(help="Tokenizer folder or hub id (default: the model's folder or id)."),
-    ] = None,
+    tokenizer: TokenizerOption = None,
     max_new_tokens: Annotated[int, typer.Option(min=1, help="Longest reply, in tokens.")] = 40,
     temperature: Annotated[float, typer.Option(min=0.0, help="0 = greedy.")] = 0.7,
     top_k: Annotated[int | None, typer.Option(min=1)] = None,
     top_p: Annotated[float | None, typer.Option(min=0.0, max=1.0)] = 0.9,
     seed: Annotated[int | None, typer.Option()] = None,
-    device: Annotated[
-        str, typer.Option(help="auto (cuda when there is a GPU, else cpu), cpu or cuda.")
-    ] = "auto",
+    device: DeviceOption = "auto",
 ) -> None:
     """Chat with a model in the terminal; /quit, Ctrl-D or Ctrl-C leaves."""
     try:

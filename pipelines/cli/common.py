@@ -33,6 +33,14 @@ ModelOption = Annotated[
         "models:/NAME/VERSION (a registered model).",
     ),
 ]
+# Where the tokenizer of that model comes from, and where a model runs (also evaluate's).
+TokenizerOption = Annotated[
+    str | None,
+    typer.Option(help="Tokenizer folder or hub id (default: the model's folder or id)."),
+]
+DeviceOption = Annotated[
+    str, typer.Option(help="auto (cuda when there is a GPU, else cpu), cpu or cuda.")
+]
 
 
 def make_console(stderr: bool = False) -> Console:

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Column, Table
 
-from pipelines.cli.common import app, fail, make_console, running_flows
+from pipelines.cli.common import DeviceOption, app, fail, make_console, running_flows
 
 
 @app.command()
@@ -292,9 +292,7 @@ def evaluate(
         Path | None,
         typer.Option(help="Corpus folder (from `corpus`): log each task's 8-gram overlap with it."),
     ] = None,
-    device: Annotated[
-        str, typer.Option(help="auto (cuda when there is a GPU, else cpu), cpu or cuda.")
-    ] = "auto",
+    device: DeviceOption = "auto",
 ) -> None:
     """Run eval tasks on a model; results with 95% intervals beside the GPT-2 paper's figure
     for the nearest model size, in MLflow."""

@@ -14,7 +14,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from pipelines.cli.common import ModelOption, app, fail, make_console
+from pipelines.cli.common import DeviceOption, ModelOption, TokenizerOption, app, fail, make_console
 
 
 def _prob(p: float) -> str:
@@ -68,10 +68,7 @@ def tokenize(
 def generate(
     model: ModelOption,
     prompt: Annotated[str, typer.Option("--prompt", "-p", help="Text to continue.")],
-    tokenizer: Annotated[
-        str | None,
-        typer.Option(help="Tokenizer folder or hub id (default: the model's folder or id)."),
-    ] = None,
+    tokenizer: TokenizerOption = None,
     max_new_tokens: Annotated[int, typer.Option(min=1)] = 50,
     temperature: Annotated[float, typer.Option(min=0.0, help="0 = greedy.")] = 1.0,
     top_k: Annotated[int | None, typer.Option(min=1)] = None,
@@ -81,9 +78,7 @@ def generate(
     show_probs: Annotated[
         bool, typer.Option(help="Show each token's probability and the top-5 alternatives.")
     ] = False,
-    device: Annotated[
-        str, typer.Option(help="auto (cuda when there is a GPU, else cpu), cpu or cuda.")
-    ] = "auto",
+    device: DeviceOption = "auto",
 ) -> None:
     """Continue a prompt, streaming tokens as they are sampled."""
     from model import SamplingConfig, load_model, stream
@@ -169,10 +164,7 @@ def explain(
         "explain.html"
     ),
     steps: Annotated[int, typer.Option(min=1, help="Generation steps to show.")] = 8,
-    tokenizer: Annotated[
-        str | None,
-        typer.Option(help="Tokenizer folder or hub id (default: the model's folder or id)."),
-    ] = None,
+    tokenizer: TokenizerOption = None,
     temperature: Annotated[float, typer.Option(min=0.0, help="0 = greedy.")] = 1.0,
     top_k: Annotated[int | None, typer.Option(min=1)] = None,
     top_p: Annotated[float | None, typer.Option(min=0.0, max=1.0)] = None,
@@ -193,9 +185,7 @@ def explain(
             "else to a new run in the 'explain' experiment."
         ),
     ] = False,
-    device: Annotated[
-        str, typer.Option(help="auto (cuda when there is a GPU, else cpu), cpu or cuda.")
-    ] = "auto",
+    device: DeviceOption = "auto",
 ) -> None:
     """Write one HTML page that shows what GPT-2 does with a prompt, in pictures."""
     from model import SamplingConfig
