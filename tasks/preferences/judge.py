@@ -40,27 +40,38 @@ from tasks.preferences.store import (
 SIMULATED_JUDGE = "simulated-judge"
 
 
-class Surprise:
-    """Mean NLL per token of a continuation under `model`; cached per (prompt, text),
-    since the same sample appears in several items."""
+class _SurprisePerToken:
+    """Mean NLL per token of a continuation after a prompt, by the model of a subclass
+    (`nll_per_token`); cached per (prompt, text), since the same sample appears in several
+    items. A continuation with no token is the worst answer: infinitely surprising."""
 
-    def __init__(self, model: GPT, tokenizer: Tokenizer) -> None:
-        self.model = model.eval()
+    def __init__(self, tokenizer: Tokenizer) -> None:
         self.tokenizer = tokenizer
         self.cache: dict[tuple[str, str], float] = {}
 
-    @torch.no_grad()
     def __call__(self, prompt: str, continuation: str) -> float:
         key = (prompt, continuation)
         if key not in self.cache:
             target = self.tokenizer.encode(continuation)
-            if not target:
-                self.cache[key] = math.inf  # nothing written: the worst answer
-            else:
-                context = self.tokenizer.encode(prompt) or [self.tokenizer.eot_token]
-                nll = continuation_nll(self.model, context, target).nll
-                self.cache[key] = nll / len(target)
+            nll = self.nll_per_token(self.tokenizer.encode(prompt), target) if target else math.inf
+            self.cache[key] = nll
         return self.cache[key]
+
+    def nll_per_token(self, prompt: list[int], target: list[int]) -> float:
+        raise NotImplementedError
+
+
+class Surprise(_SurprisePerToken):
+    """Mean NLL per token of a continuation under `model`."""
+
+    def __init__(self, model: GPT, tokenizer: Tokenizer) -> None:
+        super().__init__(tokenizer)
+        self.model = model.eval()
+
+    @torch.no_grad()
+    def nll_per_token(self, prompt: list[int], target: list[int]) -> float:
+        context = prompt or [self.tokenizer.eot_token]
+        return continuation_nll(self.model, context, target).nll / len(target)
 
 
 class _Bigram:
@@ -89,7 +100,7 @@ class _Bigram:
         return (counts + self.k * prior) / (self.context[previous] + self.k)
 
 
-class BigramSurprise:
+class BigramSurprise(_SurprisePerToken):
     """Mean NLL per token of a continuation under token bigram models of some corpora,
     mixed with equal weights.
 
@@ -102,9 +113,8 @@ class BigramSurprise:
     ) -> None:
         if not sources:
             raise ValueError("BigramSurprise needs at least one token source")
-        self.tokenizer = tokenizer
+        super().__init__(tokenizer)
         self.models = [_Bigram(tokens, vocab_size, k) for tokens in sources]
-        self.cache: dict[tuple[str, str], float] = {}
 
     @classmethod
     def from_shards(
@@ -119,19 +129,12 @@ class BigramSurprise:
             sources.append(tokens[:max_tokens])
         return cls(sources, tokenizer, max(read_meta(f).vocab_size for f in folders))
 
-    def __call__(self, prompt: str, continuation: str) -> float:
-        key = (prompt, continuation)
-        if key not in self.cache:
-            target = self.tokenizer.encode(continuation)
-            if not target:
-                self.cache[key] = math.inf  # nothing written: the worst answer
-            else:
-                context = self.tokenizer.encode(prompt)[-1:] or [self.tokenizer.eot_token]
-                ids = np.asarray(context + target, dtype=np.int64)
-                previous, following = ids[:-1], ids[1:]
-                mixed = np.mean([m.probabilities(previous, following) for m in self.models], 0)
-                self.cache[key] = float(-np.log(mixed).mean())
-        return self.cache[key]
+    def nll_per_token(self, prompt: list[int], target: list[int]) -> float:
+        context = prompt[-1:] or [self.tokenizer.eot_token]  # a bigram sees one token back
+        ids = np.asarray(context + target, dtype=np.int64)
+        previous, following = ids[:-1], ids[1:]
+        mixed = np.mean([m.probabilities(previous, following) for m in self.models], 0)
+        return float(-np.log(mixed).mean())
 
 
 def simulated_judge(session: Session, batch: Batch) -> Annotator:
