@@ -13,7 +13,6 @@ distractors, replies taken from other dialogues.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 
 from model.errors import Gpt2labError
 from tasks.dialogue.format import build_input
+from tasks.text_files import json_lines, read_text_file
 
 
 class DialogueDataError(Gpt2labError):
@@ -78,19 +78,8 @@ def turns_of(record: Any, where: str) -> list[Turn]:
 
 def read_lines(path: Path) -> Iterator[tuple[str, Any]]:
     """(where, JSON object) for each non-empty line of `path`."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise DialogueDataError(f"dialogue data {path}: no such file") from None
-    except UnicodeDecodeError as error:
-        raise DialogueDataError(f"{path}: not UTF-8 text (byte {error.start})") from None
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            yield f"{path}:{number}", json.loads(line)
-        except json.JSONDecodeError as error:
-            raise DialogueDataError(f"{path}:{number}: not JSON ({error.msg})") from None
+    text = read_text_file(path, "dialogue data", DialogueDataError)
+    return json_lines(path, text, DialogueDataError)
 
 
 def read_dialogue_lines(path: Path) -> list[list[Turn]]:

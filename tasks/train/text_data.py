@@ -25,6 +25,7 @@ from tasks.dialogue.data import DialogueDataError, training_texts
 from tasks.encode.corpus_source import open_corpus
 from tasks.encode.encode import EncodeSettings, TokenizerChoice, encode_corpus
 from tasks.fingerprint import fingerprint_file
+from tasks.text_files import json_lines, read_text_file
 from tasks.train.checkpoints import TrainingError
 
 TOKENIZER_FILES = ("encoder.json", "vocab.json")
@@ -42,25 +43,14 @@ def read_documents(path: Path, format: DataFormat = "text") -> list[str]:
             raise TrainingError(str(error)) from None
     if format != "text":
         raise TrainingError(f"training data {path}: unknown format {format!r}")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise TrainingError(f"training data {path}: no such file") from None
-    except UnicodeDecodeError as error:
-        raise TrainingError(f"{path}: not UTF-8 text (byte {error.start})") from None
+    text = read_text_file(path, "training data", TrainingError)
     if path.suffix != ".jsonl":
         documents = [part.strip() for part in text.split("\n\n")]
         return [document for document in documents if document]
     documents = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise TrainingError(f"{path}:{number}: not JSON ({error.msg})") from None
+    for where, record in json_lines(path, text, TrainingError):
         if not isinstance(record, dict) or not isinstance(record.get("text"), str):
-            raise TrainingError(f'{path}:{number}: expected an object with a "text" string')
+            raise TrainingError(f'{where}: expected an object with a "text" string')
         documents.append(record["text"])
     return documents
 
