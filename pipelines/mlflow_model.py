@@ -27,7 +27,8 @@ from mlflow.tracking import MlflowClient
 
 from pipelines.tracking import package_version
 from pipelines.workspace import mlflow_tracking_uri
-from reports.mlflow_names import FINGERPRINT_TAG
+from reports.mlflow_names import FINGERPRINT_TAG, lineage_tag
+from tasks.fingerprint import fingerprint_path
 
 MODEL_NAME = "model"  # the logged model's name inside its run
 
@@ -47,6 +48,15 @@ def log_checkpoint_model(
         step=step,
     )
     return info.model_id
+
+
+def model_tags(checkpoint: Path, lineage: Mapping[str, str]) -> dict[str, str]:
+    """A saved model's logged-model tags: its fingerprint (how an evaluation of the folder
+    finds the model) and its lineage (`gpt2lab.lineage.<input>`)."""
+    return {
+        FINGERPRINT_TAG: fingerprint_path(checkpoint),
+        **{lineage_tag(name): fp for name, fp in lineage.items()},
+    }
 
 
 CHECKPOINT_MODEL_TYPE = "checkpoint"  # a run's intermediate checkpoints (see below)

@@ -39,6 +39,7 @@ from pipelines.mlflow_model import (
     link_metric,
     log_checkpoint_model,
     log_checkpoint_reference,
+    model_tags,
     register_logged_model,
 )
 from pipelines.model_refs import is_registered, resolve_model
@@ -54,7 +55,6 @@ from pipelines.tracking import (
 from pipelines.workspace import checkpoints_dir, mlflow_tracking_uri
 from reports.mlflow_names import (
     BEST_ALIAS,
-    FINGERPRINT_TAG,
     SAMPLES_FOLDER,
     TRAIN_GRAD_NORM,
     TRAIN_LEARNING_RATE,
@@ -64,10 +64,9 @@ from reports.mlflow_names import (
     VAL_DATA_TAG,
     VAL_LOSS,
     VAL_LOSS_TAG,
-    lineage_tag,
 )
 from reports.train_charts import loss_curve
-from tasks.encode.token_shards import TOKENIZER_DIR, read_meta
+from tasks.encode.token_shards import TOKENIZER_DIR, TokenShardsMeta, read_meta
 from tasks.fingerprint import fingerprint_path
 from tasks.train.checkpoints import BEST, TrainingError, latest_checkpoint
 from tasks.train.loop import CHECKPOINTS_DIR, Callbacks, StepMetrics, TrainResult, train
@@ -173,10 +172,9 @@ def prepare_data(config: TrainConfig) -> Path:
     )
 
 
-def training_lineage(config: TrainConfig, tokens: Path) -> dict[str, str]:
-    """The fingerprints of what a training run starts from: its token shards, their
-    tokenizer, and the checkpoint it starts from (if any)."""
-    meta = read_meta(tokens)
+def training_lineage(config: TrainConfig, meta: TokenShardsMeta) -> dict[str, str]:
+    """The fingerprints of what a training run starts from: its token shards (`meta`),
+    their tokenizer, and the checkpoint it starts from (if any)."""
     lineage = {"tokens": meta.fingerprint, "tokenizer": meta.tokenizer["fingerprint"]}
     if config.init_from is not None:
         init = Path(config.init_from)
@@ -185,14 +183,10 @@ def training_lineage(config: TrainConfig, tokens: Path) -> dict[str, str]:
 
 
 def checkpoint_tags(checkpoint: Path, lineage: dict[str, str]) -> dict[str, str]:
-    """A checkpoint's logged-model tags: its fingerprint (how an evaluation of the folder
-    finds the model), the data its validation loss was measured on (what `best` compares
-    by), and its lineage."""
-    return {
-        FINGERPRINT_TAG: fingerprint_path(checkpoint),
-        VAL_DATA_TAG: lineage["tokens"],  # the validation split is part of the shards
-        **{lineage_tag(name): fp for name, fp in lineage.items()},
-    }
+    """A checkpoint's logged-model tags: its fingerprint and lineage (`model_tags`), and
+    the data its validation loss was measured on (what `best` compares by)."""
+    # The validation split is part of the token shards.
+    return model_tags(checkpoint, lineage) | {VAL_DATA_TAG: lineage["tokens"]}
 
 
 class MlflowProgress:
@@ -217,7 +211,9 @@ class MlflowProgress:
     ) -> None:
         self.run_id, self.config = run_id, config
         self.tokenizer = load_tokenizer(tokens / TOKENIZER_DIR)
-        self.lineage = lineage if lineage is not None else training_lineage(config, tokens)
+        if lineage is None:
+            lineage = training_lineage(config, read_meta(tokens))
+        self.lineage = lineage
         self.metrics = MetricBuffer(run_id)
         self.texts: list[tuple[str, str]] = []  # (text, artifact file) not yet logged
         # (step, folder, tags) of checkpoints not yet logged as models
@@ -344,7 +340,7 @@ def _train(config: TrainConfig) -> TrainFlowResult:
         config = config.model_copy(update={"init_from": folder})
     tokens = prepare_data(config)
     meta = read_meta(tokens)
-    lineage = training_lineage(config, tokens)
+    lineage = training_lineage(config, meta)
     with tracked_run(
         "train",
         run_name=config.name,

@@ -41,7 +41,12 @@ from sqlalchemy.orm import Session
 from model.atomic_files import write_file_atomically
 from pipelines.comparison_server import default_database_url
 from pipelines.failure_hooks import notify_failure
-from pipelines.mlflow_model import link_metric, log_checkpoint_model, log_checkpoint_reference
+from pipelines.mlflow_model import (
+    link_metric,
+    log_checkpoint_model,
+    log_checkpoint_reference,
+    model_tags,
+)
 from pipelines.preferences import (
     PreferencesConfig,
     make_batch,
@@ -52,7 +57,6 @@ from pipelines.tracking import log_metrics_batch, tracked_run
 from pipelines.workspace import mlflow_tracking_uri, workspace_dir
 from reports.mlflow_names import (
     BATCH_TAG,
-    FINGERPRINT_TAG,
     FOLLOWUP_BATCH_TAG,
     JUDGE_TAG,
     PREFERENCE_TUNING_EXPERIMENT,
@@ -352,8 +356,7 @@ def _trained(
         log_metrics_batch(run, points)
         save(result, output)
         clear_progress(progress)
-        tags = {FINGERPRINT_TAG: model_fingerprint(str(output))}
-        tags |= {lineage_tag(name): fp for name, fp in lineage.items()}
+        tags = model_tags(output, lineage)
         if loadable:  # logged at its step: MLflow links that step's metrics to it
             model_id = log_checkpoint_model(output, tags=tags, step=result.steps)
         else:
